@@ -1,0 +1,118 @@
+//! Face alignment: cut a detected face out of the photo as the square crop the embedding
+//! network expects.
+//!
+//! * [`AlignMode::Similarity`] (default): the similarity transform (rotation, uniform scale,
+//!   translation) that best maps the five detected landmarks onto a fixed template, then a
+//!   bilinear warp. Faces come out upright and at the same scale whatever their roll.
+//! * [`AlignMode::Box`]: the original prototype's crop — the detector's box grown by a margin,
+//!   resized to the output size (no rotation).
+
+mod similarity;
+mod warp;
+
+use facegate_detect::Face;
+use facegate_image::RgbImage;
+use serde::{Deserialize, Serialize};
+
+pub use similarity::Similarity;
+
+/// How faces are cut out.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "mode", rename_all = "snake_case")]
+pub enum AlignMode {
+    /// 5-point similarity transform onto [`TEMPLATE_160`].
+    Similarity,
+    /// Detector box grown by `margin` (a fraction of the box's width/height on each side).
+    Box { margin: f32 },
+}
+
+impl Default for AlignMode {
+    fn default() -> Self {
+        AlignMode::Similarity
+    }
+}
+
+impl AlignMode {
+    /// A short stable name, stored with templates (`similarity`, `box-0.00`).
+    pub fn id(&self) -> String {
+        match self {
+            AlignMode::Similarity => "similarity".to_string(),
+            AlignMode::Box { margin } => format!("box-{margin:.2}"),
+        }
+    }
+}
+
+/// Where the five landmarks land in a 160x160 aligned face (eye, eye, nose, mouth, mouth;
+/// image left first).
+///
+/// Derived, not guessed: it is the mean landmark position of the MTCNN faces of the
+/// 5-celebrity set inside the crop FaceNet (davidsandberg/facenet 20170512) was evaluated
+/// with — the MTCNN box plus a 32-pixel margin at 160x160 — so similarity-aligned faces sit in
+/// the frame the network saw in training, only upright. `tools/derive_template.rs`-style
+/// recomputation: `facegate debug-template` prints it again from any folder of photos.
+pub const TEMPLATE_160: [[f32; 2]; 5] = [
+    [54.7, 69.9],
+    [105.0, 69.6],
+    [80.0, 98.0],
+    [58.9, 121.0],
+    [101.5, 120.8],
+];
+
+/// Cuts `face` out of `image` as a `size x size` RGB crop.
+pub fn align(image: &RgbImage, face: &Face, mode: AlignMode, size: u32) -> RgbImage {
+    match mode {
+        AlignMode::Similarity => {
+            let scale = size as f32 / 160.0;
+            let template: [[f32; 2]; 5] = TEMPLATE_160.map(|[x, y]| [x * scale, y * scale]);
+            let transform = Similarity::estimate(&face.landmarks, &template);
+            warp::warp_similarity(image, &transform, size, size)
+        }
+        AlignMode::Box { margin } => {
+            let [x1, y1, x2, y2] = face.bbox;
+            let (mx, my) = ((x2 - x1) * margin, (y2 - y1) * margin);
+            warp::crop_resize(image, [x1 - mx, y1 - my, x2 + mx, y2 + my], size, size)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use facegate_image::Rgb;
+
+    fn face_at(landmarks: [[f32; 2]; 5]) -> Face {
+        Face {
+            bbox: [0.0, 0.0, 10.0, 10.0],
+            score: 1.0,
+            landmarks,
+        }
+    }
+
+    #[test]
+    fn landmarks_already_on_the_template_give_an_identity_warp() {
+        let image = RgbImage::from_fn(160, 160, |x, y| Rgb([x as u8, y as u8, 7]));
+        let out = align(&image, &face_at(TEMPLATE_160), AlignMode::Similarity, 160);
+        for (x, y) in [(10, 20), (80, 80), (150, 3)] {
+            assert_eq!(out.get_pixel(x, y), image.get_pixel(x, y));
+        }
+    }
+
+    #[test]
+    fn box_mode_resizes_the_box_region() {
+        let image = RgbImage::from_fn(100, 100, |x, _| {
+            if x < 50 {
+                Rgb([0, 0, 0])
+            } else {
+                Rgb([255, 255, 255])
+            }
+        });
+        let face = Face {
+            bbox: [50.0, 0.0, 100.0, 100.0],
+            score: 1.0,
+            landmarks: [[0.0; 2]; 5],
+        };
+        let out = align(&image, &face, AlignMode::Box { margin: 0.0 }, 20);
+        assert_eq!(out.dimensions(), (20, 20));
+        assert_eq!(out.get_pixel(10, 10), &Rgb([255, 255, 255]));
+    }
+}

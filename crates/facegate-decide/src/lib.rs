@@ -1,0 +1,149 @@
+//! Distances between face embeddings and the match decision.
+//!
+//! Embeddings are L2-normalised, so the two common distances carry the same information:
+//! `euclidean² = 2 · cosine_distance`. facegate decides on the Euclidean distance (the metric
+//! FaceNet was trained with, via the triplet loss) and reports both.
+
+use serde::{Deserialize, Serialize};
+
+/// Which distance a threshold applies to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Metric {
+    /// `‖a − b‖` on unit vectors, in [0, 2].
+    Euclidean,
+    /// `1 − a·b` on unit vectors, in [0, 2].
+    Cosine,
+}
+
+impl Metric {
+    pub fn name(self) -> &'static str {
+        match self {
+            Metric::Euclidean => "euclidean",
+            Metric::Cosine => "cosine",
+        }
+    }
+}
+
+/// Both distances between two embeddings.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Distances {
+    pub euclidean: f32,
+    pub cosine: f32,
+}
+
+impl Distances {
+    pub fn between(a: &[f32], b: &[f32]) -> Distances {
+        Distances {
+            euclidean: euclidean(a, b),
+            cosine: cosine_distance(a, b),
+        }
+    }
+
+    pub fn get(&self, metric: Metric) -> f32 {
+        match metric {
+            Metric::Euclidean => self.euclidean,
+            Metric::Cosine => self.cosine,
+        }
+    }
+}
+
+pub fn euclidean(a: &[f32], b: &[f32]) -> f32 {
+    a.iter()
+        .zip(b)
+        .map(|(x, y)| (x - y) * (x - y))
+        .sum::<f32>()
+        .sqrt()
+}
+
+/// `1 − cos(a, b)`; for unit vectors `1 − a·b`.
+pub fn cosine_distance(a: &[f32], b: &[f32]) -> f32 {
+    let dot: f32 = a.iter().zip(b).map(|(x, y)| x * y).sum();
+    let na = a.iter().map(|x| x * x).sum::<f32>().sqrt();
+    let nb = b.iter().map(|x| x * x).sum::<f32>().sqrt();
+    if na == 0.0 || nb == 0.0 {
+        return 1.0;
+    }
+    1.0 - dot / (na * nb)
+}
+
+/// Where a threshold came from, so every answer can say which one it used.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ThresholdSource {
+    /// The provisional default shipped for the model.
+    Default,
+    /// Given on the command line.
+    Flag,
+}
+
+/// A decision threshold: distances at or below it are the same person.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Threshold {
+    pub metric: Metric,
+    pub value: f32,
+    pub source: ThresholdSource,
+    /// Where the value comes from, in words.
+    pub note: String,
+}
+
+impl Threshold {
+    pub fn is_match(&self, distances: &Distances) -> bool {
+        distances.get(self.metric) <= self.value
+    }
+}
+
+/// The default threshold for a model.
+///
+/// FaceNet (davidsandberg 20170512, MS-Celeb-1M): its LFW validation picks a Euclidean
+/// threshold on unit embeddings of about 1.1 for best accuracy (99.2 %). Provisional until
+/// facegate calibrates its own pipeline on LFW.
+pub fn default_threshold(model_id: &str) -> Option<Threshold> {
+    match model_id {
+        "facenet-keras-1.1" => Some(Threshold {
+            metric: Metric::Euclidean,
+            value: 1.1,
+            source: ThresholdSource::Default,
+            note: "provisional literature value for FaceNet 20170512 on LFW (best-accuracy threshold ≈ 1.1); not yet calibrated by facegate".to_string(),
+        }),
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn distances_of_unit_vectors_are_consistent() {
+        let a = [0.6, 0.8, 0.0];
+        let b = [0.0, 1.0, 0.0];
+        let d = Distances::between(&a, &b);
+        assert!((d.cosine - 0.2).abs() < 1e-6);
+        assert!((d.euclidean * d.euclidean - 2.0 * d.cosine).abs() < 1e-6);
+        assert_eq!(Distances::between(&a, &a).euclidean, 0.0);
+    }
+
+    #[test]
+    fn threshold_is_inclusive() {
+        let t = Threshold {
+            metric: Metric::Euclidean,
+            value: 1.0,
+            source: ThresholdSource::Flag,
+            note: String::new(),
+        };
+        assert!(t.is_match(&Distances {
+            euclidean: 1.0,
+            cosine: 0.5
+        }));
+        assert!(!t.is_match(&Distances {
+            euclidean: 1.01,
+            cosine: 0.5
+        }));
+    }
+
+    #[test]
+    fn zero_vector_is_maximally_distant_in_cosine() {
+        assert_eq!(cosine_distance(&[0.0, 0.0], &[1.0, 0.0]), 1.0);
+    }
+}

@@ -1,0 +1,57 @@
+//! Face detection for facegate.
+//!
+//! [`Detector`] is the seam the pipeline uses; [`mtcnn::Mtcnn`] is the implementation:
+//! the P-Net/R-Net/O-Net cascade with weights from `facenet-pytorch==2.6.0`, run on ONNX Runtime.
+
+pub mod mtcnn;
+mod nms;
+mod resample;
+
+use facegate_image::RgbImage;
+use serde::{Deserialize, Serialize};
+
+pub use mtcnn::{Mtcnn, MtcnnConfig};
+
+/// One detected face, in pixel coordinates of the (upright) input image.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Face {
+    /// `[x1, y1, x2, y2]`.
+    pub bbox: [f32; 4],
+    /// Detector confidence in [0, 1].
+    pub score: f32,
+    /// Five points `[x, y]`, in the order: eye on the image's left, eye on the image's right,
+    /// nose tip, mouth corner on the image's left, mouth corner on the image's right.
+    pub landmarks: [[f32; 2]; 5],
+}
+
+impl Face {
+    pub fn width(&self) -> f32 {
+        self.bbox[2] - self.bbox[0]
+    }
+
+    pub fn height(&self) -> f32 {
+        self.bbox[3] - self.bbox[1]
+    }
+
+    pub fn area(&self) -> f32 {
+        self.width().max(0.0) * self.height().max(0.0)
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum DetectError {
+    #[error(transparent)]
+    Model(#[from] facegate_models::ModelError),
+    #[error(transparent)]
+    Runtime(#[from] facegate_nn::RuntimeError),
+}
+
+/// Finds faces in an image.
+pub trait Detector: Send + Sync {
+    /// Every face found, highest score first.
+    fn detect(&self, image: &RgbImage) -> Result<Vec<Face>, DetectError>;
+    /// The smallest face side, in pixels, the detector searches for.
+    fn min_face_size(&self) -> u32;
+    /// A stable identifier, e.g. `mtcnn-facenet-pytorch-2.6.0`.
+    fn id(&self) -> &str;
+}

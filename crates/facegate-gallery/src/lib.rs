@@ -1,0 +1,152 @@
+//! Enrolled people and their face templates.
+//!
+//! [`Gallery`] is the storage seam; [`SqliteGallery`] is the embedded default (one file, no
+//! server). A gallery remembers which embedding model made its templates: mixing models would
+//! compare incomparable vectors, so it is refused with [`GalleryError::ModelMismatch`].
+
+mod sqlite;
+
+use serde::{Deserialize, Serialize};
+
+pub use sqlite::SqliteGallery;
+
+#[derive(Debug, thiserror::Error)]
+pub enum GalleryError {
+    #[error("no person named {name:?} is enrolled; `facegate list` shows who is")]
+    UnknownPerson { name: String },
+    #[error("the gallery is empty; enroll someone first with `facegate enroll NAME PHOTO`")]
+    Empty,
+    #[error("this gallery holds templates made by the model {gallery_model}, but {requested} was asked for; embeddings of different models cannot be compared. Use the same model, or another --gallery")]
+    ModelMismatch {
+        gallery_model: String,
+        requested: String,
+    },
+    #[error("invalid person name {name:?}: {reason}")]
+    InvalidName { name: String, reason: String },
+    #[error("template of {dimension} values does not match this gallery's {expected}")]
+    DimensionMismatch { dimension: usize, expected: usize },
+    #[error("gallery database {path}: {source}")]
+    Database {
+        path: String,
+        #[source]
+        source: rusqlite::Error,
+    },
+    #[error("could not create the gallery directory {path}: {source}")]
+    Io {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// A template to store.
+#[derive(Clone, Debug, PartialEq)]
+pub struct NewTemplate {
+    /// L2-normalised embedding.
+    pub embedding: Vec<f32>,
+    /// SHA-256 of the photo's bytes (duplicate detection).
+    pub image_sha256: String,
+    /// Face box `[x1, y1, x2, y2]` in the photo.
+    pub bbox: [f32; 4],
+    pub detector_score: f32,
+    /// Where the photo came from (a file name), for people reading `facegate list`.
+    pub source: String,
+}
+
+/// A stored template.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Template {
+    pub id: i64,
+    pub person: String,
+    pub model_id: String,
+    #[serde(skip)]
+    pub embedding: Vec<f32>,
+    pub image_sha256: String,
+    pub bbox: [f32; 4],
+    pub detector_score: f32,
+    pub source: String,
+    pub created: String,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Person {
+    pub name: String,
+    pub created: String,
+    pub templates: usize,
+}
+
+/// What one enroll call did.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct EnrollReport {
+    /// Template ids written.
+    pub added: Vec<i64>,
+    /// Photos already enrolled for this person, by SHA-256: skipped.
+    pub duplicates: Vec<String>,
+    /// Whether the person was created by this call.
+    pub created_person: bool,
+}
+
+/// Storage of people and templates.
+pub trait Gallery: Send + Sync {
+    /// The model whose templates the gallery holds (none while it is empty of templates).
+    fn model_id(&self) -> Result<Option<String>, GalleryError>;
+
+    /// Adds templates to `name` (creating the person) in one transaction: all or nothing.
+    /// Photos already enrolled for this person are skipped and reported.
+    fn enroll(
+        &self,
+        name: &str,
+        model_id: &str,
+        templates: &[NewTemplate],
+    ) -> Result<EnrollReport, GalleryError>;
+
+    /// Every template of one person.
+    fn templates_of(&self, name: &str, model_id: &str) -> Result<Vec<Template>, GalleryError>;
+
+    /// Every template in the gallery.
+    fn all_templates(&self, model_id: &str) -> Result<Vec<Template>, GalleryError>;
+
+    fn people(&self) -> Result<Vec<Person>, GalleryError>;
+
+    /// Erases a person and all their templates; returns how many templates went.
+    fn forget(&self, name: &str) -> Result<usize, GalleryError>;
+}
+
+/// The naming rule: 1 to 200 characters, no control characters, no leading or trailing spaces.
+/// Anything else (Unicode, spaces inside, punctuation) is stored exactly as given.
+pub fn validate_name(name: &str) -> Result<(), GalleryError> {
+    let invalid = |reason: &str| {
+        Err(GalleryError::InvalidName {
+            name: name.chars().take(60).collect(),
+            reason: reason.to_string(),
+        })
+    };
+    if name.is_empty() {
+        return invalid("a name cannot be empty");
+    }
+    if name.chars().count() > 200 {
+        return invalid("a name can have at most 200 characters");
+    }
+    if name.chars().any(char::is_control) {
+        return invalid("a name cannot contain control characters (newlines, tabs, ...)");
+    }
+    if name.trim() != name {
+        return invalid("a name cannot start or end with spaces");
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_follow_the_rule() {
+        assert!(validate_name("Zoë O'Brien-Łukasz 😀").is_ok());
+        assert!(validate_name("robert'); DROP TABLE people;--").is_ok());
+        assert!(validate_name("").is_err());
+        assert!(validate_name(" alice").is_err());
+        assert!(validate_name("a\nb").is_err());
+        assert!(validate_name(&"x".repeat(201)).is_err());
+    }
+}

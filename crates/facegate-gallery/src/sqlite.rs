@@ -1,0 +1,447 @@
+//! The embedded gallery: one SQLite file (WAL mode), `people` and `templates` tables.
+
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+use std::time::Duration;
+
+use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
+
+use crate::{validate_name, EnrollReport, Gallery, GalleryError, NewTemplate, Person, Template};
+
+const SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS meta (
+    key   TEXT PRIMARY KEY,
+    value TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS people (
+    id      INTEGER PRIMARY KEY,
+    name    TEXT NOT NULL UNIQUE,
+    created TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS templates (
+    id             INTEGER PRIMARY KEY,
+    person_id      INTEGER NOT NULL REFERENCES people(id) ON DELETE CASCADE,
+    model_id       TEXT NOT NULL,
+    dimension      INTEGER NOT NULL,
+    embedding      BLOB NOT NULL,
+    image_sha256   TEXT NOT NULL,
+    box_x1 REAL NOT NULL, box_y1 REAL NOT NULL, box_x2 REAL NOT NULL, box_y2 REAL NOT NULL,
+    detector_score REAL NOT NULL,
+    source         TEXT NOT NULL,
+    created        TEXT NOT NULL,
+    UNIQUE (person_id, image_sha256)
+);
+CREATE INDEX IF NOT EXISTS templates_person ON templates(person_id);
+";
+
+const NOW: &str = "strftime('%Y-%m-%dT%H:%M:%SZ', 'now')";
+
+pub struct SqliteGallery {
+    path: PathBuf,
+    connection: Mutex<Connection>,
+}
+
+impl SqliteGallery {
+    /// Opens (creating if needed) the gallery at `path`.
+    pub fn open(path: &Path) -> Result<SqliteGallery, GalleryError> {
+        if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+            std::fs::create_dir_all(parent).map_err(|source| GalleryError::Io {
+                path: parent.display().to_string(),
+                source,
+            })?;
+        }
+        let db_error = |source| GalleryError::Database {
+            path: path.display().to_string(),
+            source,
+        };
+        let connection = Connection::open(path).map_err(db_error)?;
+        connection
+            .busy_timeout(Duration::from_secs(10))
+            .map_err(db_error)?;
+        connection
+            .pragma_update(None, "journal_mode", "WAL")
+            .map_err(db_error)?;
+        connection
+            .pragma_update(None, "foreign_keys", "ON")
+            .map_err(db_error)?;
+        connection
+            .pragma_update(None, "synchronous", "FULL")
+            .map_err(db_error)?;
+        connection.execute_batch(SCHEMA).map_err(db_error)?;
+        Ok(SqliteGallery {
+            path: path.to_path_buf(),
+            connection: Mutex::new(connection),
+        })
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    fn db_error(&self) -> impl Fn(rusqlite::Error) -> GalleryError + '_ {
+        move |source| GalleryError::Database {
+            path: self.path.display().to_string(),
+            source,
+        }
+    }
+
+    fn with<T>(
+        &self,
+        f: impl FnOnce(&mut Connection) -> Result<T, GalleryError>,
+    ) -> Result<T, GalleryError> {
+        let mut connection = self.connection.lock().unwrap_or_else(|p| p.into_inner());
+        f(&mut connection)
+    }
+
+    fn check_model(&self, connection: &Connection, requested: &str) -> Result<(), GalleryError> {
+        let stored: Option<String> = connection
+            .query_row("SELECT value FROM meta WHERE key = 'model_id'", [], |r| {
+                r.get(0)
+            })
+            .optional()
+            .map_err(self.db_error())?;
+        match stored {
+            Some(model) if model != requested => Err(GalleryError::ModelMismatch {
+                gallery_model: model,
+                requested: requested.to_string(),
+            }),
+            _ => Ok(()),
+        }
+    }
+
+    fn query_templates(
+        &self,
+        connection: &Connection,
+        person: Option<&str>,
+    ) -> Result<Vec<Template>, GalleryError> {
+        let sql = "SELECT t.id, p.name, t.model_id, t.dimension, t.embedding, t.image_sha256,
+                          t.box_x1, t.box_y1, t.box_x2, t.box_y2, t.detector_score, t.source, t.created
+                   FROM templates t JOIN people p ON p.id = t.person_id
+                   WHERE ?1 IS NULL OR p.name = ?1
+                   ORDER BY t.id";
+        let mut statement = connection.prepare_cached(sql).map_err(self.db_error())?;
+        let rows = statement
+            .query_map(params![person], |r| {
+                let dimension: i64 = r.get(3)?;
+                let blob: Vec<u8> = r.get(4)?;
+                Ok((
+                    dimension,
+                    blob,
+                    Template {
+                        id: r.get(0)?,
+                        person: r.get(1)?,
+                        model_id: r.get(2)?,
+                        embedding: Vec::new(),
+                        image_sha256: r.get(5)?,
+                        bbox: [r.get(6)?, r.get(7)?, r.get(8)?, r.get(9)?],
+                        detector_score: r.get(10)?,
+                        source: r.get(11)?,
+                        created: r.get(12)?,
+                    },
+                ))
+            })
+            .map_err(self.db_error())?;
+        let mut templates = Vec::new();
+        for row in rows {
+            let (dimension, blob, mut template) = row.map_err(self.db_error())?;
+            template.embedding =
+                decode_embedding(&blob, dimension).map_err(|reason| GalleryError::Database {
+                    path: self.path.display().to_string(),
+                    source: rusqlite::Error::InvalidColumnType(
+                        4,
+                        reason,
+                        rusqlite::types::Type::Blob,
+                    ),
+                })?;
+            templates.push(template);
+        }
+        Ok(templates)
+    }
+}
+
+impl Gallery for SqliteGallery {
+    fn model_id(&self) -> Result<Option<String>, GalleryError> {
+        self.with(|c| {
+            c.query_row("SELECT value FROM meta WHERE key = 'model_id'", [], |r| {
+                r.get(0)
+            })
+            .optional()
+            .map_err(self.db_error())
+        })
+    }
+
+    fn enroll(
+        &self,
+        name: &str,
+        model_id: &str,
+        templates: &[NewTemplate],
+    ) -> Result<EnrollReport, GalleryError> {
+        validate_name(name)?;
+        self.with(|c| {
+            // IMMEDIATE: take the write lock up front so concurrent enrollers wait (busy
+            // timeout) instead of failing halfway.
+            let tx = c
+                .transaction_with_behavior(TransactionBehavior::Immediate)
+                .map_err(self.db_error())?;
+            self.check_model(&tx, model_id)?;
+            if let Some(first) = templates.first() {
+                let expected: Option<i64> = tx
+                    .query_row("SELECT dimension FROM templates LIMIT 1", [], |r| r.get(0))
+                    .optional()
+                    .map_err(self.db_error())?;
+                for t in templates {
+                    let expected = expected.map_or(first.embedding.len(), |d| d as usize);
+                    if t.embedding.len() != expected {
+                        return Err(GalleryError::DimensionMismatch {
+                            dimension: t.embedding.len(),
+                            expected,
+                        });
+                    }
+                }
+            }
+            let mut report = EnrollReport::default();
+            let existing: Option<i64> = tx
+                .query_row("SELECT id FROM people WHERE name = ?1", [name], |r| r.get(0))
+                .optional()
+                .map_err(self.db_error())?;
+            let person_id = match existing {
+                Some(id) => id,
+                None => {
+                    tx.execute(&format!("INSERT INTO people (name, created) VALUES (?1, {NOW})"), [name])
+                        .map_err(self.db_error())?;
+                    report.created_person = true;
+                    tx.last_insert_rowid()
+                }
+            };
+            for t in templates {
+                let inserted = tx
+                    .execute(
+                        &format!(
+                            "INSERT OR IGNORE INTO templates (person_id, model_id, dimension, embedding, image_sha256,
+                                 box_x1, box_y1, box_x2, box_y2, detector_score, source, created)
+                             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, {NOW})"
+                        ),
+                        params![
+                            person_id,
+                            model_id,
+                            t.embedding.len() as i64,
+                            encode_embedding(&t.embedding),
+                            t.image_sha256,
+                            t.bbox[0],
+                            t.bbox[1],
+                            t.bbox[2],
+                            t.bbox[3],
+                            t.detector_score,
+                            t.source,
+                        ],
+                    )
+                    .map_err(self.db_error())?;
+                if inserted == 1 {
+                    report.added.push(tx.last_insert_rowid());
+                } else {
+                    report.duplicates.push(t.image_sha256.clone());
+                }
+            }
+            if !report.added.is_empty() {
+                tx.execute(
+                    "INSERT INTO meta (key, value) VALUES ('model_id', ?1) ON CONFLICT(key) DO NOTHING",
+                    [model_id],
+                )
+                .map_err(self.db_error())?;
+            }
+            if report.created_person && report.added.is_empty() {
+                // Nothing to keep: do not leave an empty person behind.
+                tx.rollback().map_err(self.db_error())?;
+                report.created_person = false;
+                return Ok(report);
+            }
+            tx.commit().map_err(self.db_error())?;
+            Ok(report)
+        })
+    }
+
+    fn templates_of(&self, name: &str, model_id: &str) -> Result<Vec<Template>, GalleryError> {
+        self.with(|c| {
+            self.check_model(c, model_id)?;
+            let known: bool = c
+                .query_row(
+                    "SELECT EXISTS(SELECT 1 FROM people WHERE name = ?1)",
+                    [name],
+                    |r| r.get(0),
+                )
+                .map_err(self.db_error())?;
+            if !known {
+                return Err(GalleryError::UnknownPerson {
+                    name: name.to_string(),
+                });
+            }
+            self.query_templates(c, Some(name))
+        })
+    }
+
+    fn all_templates(&self, model_id: &str) -> Result<Vec<Template>, GalleryError> {
+        self.with(|c| {
+            self.check_model(c, model_id)?;
+            self.query_templates(c, None)
+        })
+    }
+
+    fn people(&self) -> Result<Vec<Person>, GalleryError> {
+        self.with(|c| {
+            let mut statement = c
+                .prepare(
+                    "SELECT p.name, p.created, COUNT(t.id) FROM people p
+                     LEFT JOIN templates t ON t.person_id = p.id
+                     GROUP BY p.id ORDER BY p.name",
+                )
+                .map_err(self.db_error())?;
+            let rows = statement
+                .query_map([], |r| {
+                    Ok(Person {
+                        name: r.get(0)?,
+                        created: r.get(1)?,
+                        templates: r.get::<_, i64>(2)? as usize,
+                    })
+                })
+                .map_err(self.db_error())?;
+            rows.collect::<Result<Vec<_>, _>>().map_err(self.db_error())
+        })
+    }
+
+    fn forget(&self, name: &str) -> Result<usize, GalleryError> {
+        self.with(|c| {
+            let tx = c
+                .transaction_with_behavior(TransactionBehavior::Immediate)
+                .map_err(self.db_error())?;
+            let id: Option<i64> = tx
+                .query_row("SELECT id FROM people WHERE name = ?1", [name], |r| {
+                    r.get(0)
+                })
+                .optional()
+                .map_err(self.db_error())?;
+            let Some(id) = id else {
+                return Err(GalleryError::UnknownPerson {
+                    name: name.to_string(),
+                });
+            };
+            let removed = tx
+                .execute("DELETE FROM templates WHERE person_id = ?1", [id])
+                .map_err(self.db_error())?;
+            tx.execute("DELETE FROM people WHERE id = ?1", [id])
+                .map_err(self.db_error())?;
+            let left: i64 = tx
+                .query_row("SELECT COUNT(*) FROM templates", [], |r| r.get(0))
+                .map_err(self.db_error())?;
+            if left == 0 {
+                tx.execute("DELETE FROM meta WHERE key = 'model_id'", [])
+                    .map_err(self.db_error())?;
+            }
+            tx.commit().map_err(self.db_error())?;
+            // A real erase: do not leave the deleted embeddings in free pages or the WAL.
+            let _ = c.execute_batch("PRAGMA wal_checkpoint(TRUNCATE); VACUUM;");
+            Ok(removed)
+        })
+    }
+}
+
+fn encode_embedding(v: &[f32]) -> Vec<u8> {
+    v.iter().flat_map(|x| x.to_le_bytes()).collect()
+}
+
+fn decode_embedding(blob: &[u8], dimension: i64) -> Result<Vec<f32>, String> {
+    if dimension < 0 || blob.len() != dimension as usize * 4 {
+        return Err(format!(
+            "embedding blob of {} bytes does not hold {dimension} float32 values",
+            blob.len()
+        ));
+    }
+    Ok(blob
+        .chunks_exact(4)
+        .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+        .collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn template(seed: f32, sha: &str) -> NewTemplate {
+        NewTemplate {
+            embedding: vec![seed, 1.0 - seed, 0.5],
+            image_sha256: sha.to_string(),
+            bbox: [1.0, 2.0, 3.0, 4.0],
+            detector_score: 0.99,
+            source: format!("{sha}.jpg"),
+        }
+    }
+
+    fn gallery() -> (tempfile::TempDir, SqliteGallery) {
+        let dir = tempfile::tempdir().unwrap();
+        let g = SqliteGallery::open(&dir.path().join("g.db")).unwrap();
+        (dir, g)
+    }
+
+    #[test]
+    fn enroll_list_read_forget_round_trip() {
+        let (_dir, g) = gallery();
+        let report = g
+            .enroll("alice", "m1", &[template(0.1, "a"), template(0.2, "b")])
+            .unwrap();
+        assert_eq!(report.added.len(), 2);
+        assert!(report.created_person);
+        let again = g
+            .enroll("alice", "m1", &[template(0.1, "a"), template(0.3, "c")])
+            .unwrap();
+        assert_eq!(again.added.len(), 1);
+        assert_eq!(again.duplicates, vec!["a".to_string()]);
+        let t = g.templates_of("alice", "m1").unwrap();
+        assert_eq!(t.len(), 3);
+        assert_eq!(t[0].embedding, vec![0.1, 0.9, 0.5]);
+        assert_eq!(g.people().unwrap()[0].templates, 3);
+        assert_eq!(g.forget("alice").unwrap(), 3);
+        assert!(g.people().unwrap().is_empty());
+        assert_eq!(g.model_id().unwrap(), None);
+    }
+
+    #[test]
+    fn other_models_are_refused() {
+        let (_dir, g) = gallery();
+        g.enroll("alice", "m1", &[template(0.1, "a")]).unwrap();
+        let err = g.enroll("bob", "m2", &[template(0.1, "b")]).unwrap_err();
+        assert!(matches!(err, GalleryError::ModelMismatch { .. }), "{err}");
+        assert!(matches!(
+            g.all_templates("m2"),
+            Err(GalleryError::ModelMismatch { .. })
+        ));
+        assert_eq!(
+            g.people().unwrap().len(),
+            1,
+            "bob must not have been created"
+        );
+    }
+
+    #[test]
+    fn unknown_people_and_duplicate_only_enrolls() {
+        let (_dir, g) = gallery();
+        assert!(matches!(
+            g.templates_of("zed", "m1"),
+            Err(GalleryError::UnknownPerson { .. })
+        ));
+        assert!(matches!(
+            g.forget("zed"),
+            Err(GalleryError::UnknownPerson { .. })
+        ));
+        let report = g.enroll("carol", "m1", &[]).unwrap();
+        assert!(report.added.is_empty() && !report.created_person);
+        assert!(g.people().unwrap().is_empty());
+    }
+
+    #[test]
+    fn hostile_names_are_stored_exactly() {
+        let (_dir, g) = gallery();
+        let name = "x'); DROP TABLE people; -- 😀 / ../..";
+        g.enroll(name, "m1", &[template(0.1, "a")]).unwrap();
+        assert_eq!(g.people().unwrap()[0].name, name);
+        assert_eq!(g.templates_of(name, "m1").unwrap().len(), 1);
+    }
+}

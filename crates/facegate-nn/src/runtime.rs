@@ -1,0 +1,146 @@
+//! ONNX Runtime, loaded at run time from the pinned `onnxruntime` wheel's shared library.
+
+use std::path::{Path, PathBuf};
+use std::sync::{Mutex, OnceLock};
+
+use ort::environment::Environment;
+use ort::session::builder::GraphOptimizationLevel;
+use ort::session::Session;
+use ort::value::Tensor;
+
+#[derive(Debug, thiserror::Error)]
+pub enum RuntimeError {
+    #[error("could not load ONNX Runtime from {path}: {message}. Run `facegate models fetch` to reinstall it")]
+    Load { path: PathBuf, message: String },
+    #[error("ONNX Runtime rejected the {network} network: {message}. The cached model may be damaged; run `facegate models fetch --force`")]
+    Build { network: String, message: String },
+    #[error("running the {network} network failed: {message}")]
+    Run { network: String, message: String },
+}
+
+/// The process-wide ONNX Runtime. ONNX Runtime allows one environment per process, so the first
+/// successful [`Runtime::load`] wins and later calls reuse it.
+#[derive(Clone, Debug)]
+pub struct Runtime {
+    library: PathBuf,
+}
+
+static LOADED: OnceLock<(PathBuf, Environment)> = OnceLock::new();
+static LOADING: Mutex<()> = Mutex::new(());
+
+impl Runtime {
+    pub fn load(library: &Path) -> Result<Runtime, RuntimeError> {
+        let _guard = LOADING
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        if let Some((existing, _)) = LOADED.get() {
+            return Ok(Runtime {
+                library: existing.clone(),
+            });
+        }
+        let load_error = |message: String| RuntimeError::Load {
+            path: library.to_path_buf(),
+            message,
+        };
+        let environment = ort::init_from(library).map_err(|e| load_error(e.to_string()))?;
+        let environment = environment
+            .with_name("facegate")
+            .build()
+            .map_err(|e| load_error(e.to_string()))?;
+        // Sessions borrow the environment; it lives as long as the process.
+        let _ = LOADED.set((library.to_path_buf(), environment));
+        Ok(Runtime {
+            library: library.to_path_buf(),
+        })
+    }
+
+    pub fn library(&self) -> &Path {
+        &self.library
+    }
+
+    /// Compiles an ONNX model into a runnable network. `threads` = 0 lets ONNX Runtime choose.
+    pub fn network(
+        &self,
+        name: &str,
+        onnx: &[u8],
+        threads: usize,
+    ) -> Result<Network, RuntimeError> {
+        let build_error = |message: String| RuntimeError::Build {
+            network: name.to_string(),
+            message,
+        };
+        let (_, environment) = LOADED
+            .get()
+            .ok_or_else(|| build_error("ONNX Runtime is not loaded".into()))?;
+        let mut builder = Session::builder(environment)
+            .map_err(|e| build_error(e.to_string()))?
+            .with_optimization_level(GraphOptimizationLevel::Level3)
+            .map_err(|e| build_error(e.to_string()))?;
+        if threads > 0 {
+            builder = builder
+                .with_intra_threads(threads)
+                .map_err(|e| build_error(e.to_string()))?;
+        }
+        let session = builder
+            .commit_from_memory(onnx)
+            .map_err(|e| build_error(e.to_string()))?;
+        Ok(Network {
+            name: name.to_string(),
+            session: Mutex::new(session),
+        })
+    }
+}
+
+/// One output tensor, copied out of ONNX Runtime.
+#[derive(Clone, Debug, PartialEq)]
+pub struct TensorOutput {
+    pub shape: Vec<usize>,
+    pub data: Vec<f32>,
+}
+
+/// A compiled network. Runs are serialised: ONNX Runtime parallelises inside each run.
+pub struct Network {
+    name: String,
+    session: Mutex<Session>,
+}
+
+impl std::fmt::Debug for Network {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Network").field("name", &self.name).finish()
+    }
+}
+
+impl Network {
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// Runs the network on one float input of the given shape, returning every output in
+    /// the graph's output order.
+    pub fn run(&self, shape: &[usize], data: Vec<f32>) -> Result<Vec<TensorOutput>, RuntimeError> {
+        let run_error = |message: String| RuntimeError::Run {
+            network: self.name.clone(),
+            message,
+        };
+        let dims: Vec<i64> = shape.iter().map(|&d| d as i64).collect();
+        let input = Tensor::from_array((dims, data)).map_err(|e| run_error(e.to_string()))?;
+        let mut session = self
+            .session
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        let outputs = session
+            .run(ort::inputs![input])
+            .map_err(|e| run_error(e.to_string()))?;
+        let mut result = Vec::with_capacity(outputs.len());
+        for (_, value) in outputs.iter() {
+            let (shape, data) = value
+                .try_extract_tensor::<f32>()
+                .map_err(|e| run_error(e.to_string()))?;
+            result.push(TensorOutput {
+                shape: shape.iter().map(|&d| d.max(0) as usize).collect(),
+                data: data.to_vec(),
+            });
+        }
+        Ok(result)
+    }
+}

@@ -1,0 +1,65 @@
+/// Everything that can go wrong in facegate, each with a message that says what to do.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error(transparent)]
+    Image(#[from] facegate_image::ImageError),
+    #[error(transparent)]
+    Model(#[from] facegate_models::ModelError),
+    #[error(transparent)]
+    Runtime(#[from] facegate_nn::RuntimeError),
+    #[error(transparent)]
+    Detect(#[from] facegate_detect::DetectError),
+    #[error(transparent)]
+    Embed(#[from] facegate_embed::EmbedError),
+    #[error(transparent)]
+    Gallery(#[from] facegate_gallery::GalleryError),
+
+    #[error("no face found in {source_name} (faces down to {min_face_size} px were searched for); use a photo where the face is clearly visible and at least {min_face_size} px wide")]
+    NoFace {
+        source_name: String,
+        min_face_size: u32,
+    },
+
+    #[error("{source_name} shows {count} faces; enrolling needs exactly one. Crop the photo, or pass --largest to use the largest face")]
+    SeveralFaces { source_name: String, count: usize },
+
+    #[error("the face in {source_name} is {size_px} px wide, smaller than the minimum of {min_face_size} px; use a closer or larger photo, or lower --min-face-size")]
+    FaceTooSmall {
+        source_name: String,
+        size_px: u32,
+        min_face_size: u32,
+    },
+
+    #[error(
+        "no default home directory is known on this system; pass --home DIR or set FACEGATE_HOME"
+    )]
+    NoHome,
+}
+
+impl Error {
+    /// A stable machine-readable code for `--json` output and the API.
+    pub fn code(&self) -> &'static str {
+        use facegate_gallery::GalleryError as G;
+        use facegate_image::ImageError as I;
+        match self {
+            Error::Image(I::TooLarge { .. }) => "image_too_large",
+            Error::Image(I::UnsupportedFormat { .. }) => "unsupported_format",
+            Error::Image(I::Empty { .. } | I::Corrupt { .. }) => "corrupt_image",
+            Error::Image(I::Read { .. }) => "unreadable_file",
+            Error::Model(_) | Error::Runtime(_) | Error::Detect(_) | Error::Embed(_) => {
+                "model_error"
+            }
+            Error::Gallery(G::UnknownPerson { .. }) => "unknown_person",
+            Error::Gallery(G::Empty) => "empty_gallery",
+            Error::Gallery(G::ModelMismatch { .. } | G::DimensionMismatch { .. }) => {
+                "model_mismatch"
+            }
+            Error::Gallery(G::InvalidName { .. }) => "invalid_name",
+            Error::Gallery(_) => "gallery_error",
+            Error::NoFace { .. } => "no_face",
+            Error::SeveralFaces { .. } => "several_faces",
+            Error::FaceTooSmall { .. } => "face_too_small",
+            Error::NoHome => "no_home",
+        }
+    }
+}

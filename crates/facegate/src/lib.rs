@@ -1,0 +1,37 @@
+//! facegate: one-shot face verification.
+//!
+//! The pipeline, crate by crate:
+//!
+//! | step | crate | seam |
+//! |---|---|---|
+//! | decode, EXIF, limits | `facegate-image` | [`image::load`] |
+//! | find faces | `facegate-detect` (MTCNN) | [`Detector`] |
+//! | cut and align | `facegate-align` | [`align::align`] |
+//! | embed | `facegate-embed` (FaceNet) | [`Embedder`] |
+//! | store | `facegate-gallery` (SQLite) | [`Gallery`] |
+//! | decide | `facegate-decide` | [`decide::Threshold`] |
+//!
+//! [`Engine`] wires them together; [`ops`] holds the user-level operations (enroll, verify,
+//! identify, compare) that the CLI and the server share.
+
+mod engine;
+mod error;
+mod home;
+pub mod ops;
+
+pub use engine::{EmbeddedFace, Engine, EngineOptions, FacePolicy};
+pub use error::Error;
+pub use home::Home;
+
+pub use facegate_align as align;
+pub use facegate_decide as decide;
+pub use facegate_detect as detect;
+pub use facegate_embed as embed;
+pub use facegate_gallery as gallery;
+pub use facegate_image as image;
+pub use facegate_models as models;
+pub use facegate_nn as nn;
+
+pub use facegate_detect::{Detector, Face};
+pub use facegate_embed::Embedder;
+pub use facegate_gallery::{Gallery, SqliteGallery};

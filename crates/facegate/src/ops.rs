@@ -1,0 +1,290 @@
+//! The user-level operations, shared by the CLI and the server. Each returns a plain,
+//! serialisable outcome; field names are part of the documented `--json` output.
+
+use facegate_decide::{Distances, Threshold};
+use facegate_detect::Face;
+use facegate_gallery::{Gallery, GalleryError, NewTemplate, Template};
+use facegate_image::LoadedImage;
+use serde::Serialize;
+
+use crate::{EmbeddedFace, Engine, Error, FacePolicy};
+
+/// A face turned into a template, ready to store.
+#[derive(Clone, Debug)]
+pub struct PreparedTemplate {
+    pub template: NewTemplate,
+    pub face: Face,
+    pub faces_found: usize,
+}
+
+/// Detects and embeds the enrollment face of a photo: exactly one face, or the largest when
+/// `largest` is set.
+pub fn prepare_template(
+    engine: &Engine,
+    image: &LoadedImage,
+    largest: bool,
+) -> Result<PreparedTemplate, Error> {
+    let policy = if largest {
+        FacePolicy::Largest
+    } else {
+        FacePolicy::Single
+    };
+    let (mut faces, faces_found) = engine.embed_faces(image, policy)?;
+    let EmbeddedFace { face, embedding } = faces.remove(0);
+    Ok(PreparedTemplate {
+        template: NewTemplate {
+            embedding,
+            image_sha256: image.sha256.clone(),
+            bbox: face.bbox,
+            detector_score: face.score,
+            source: image.source_name.clone(),
+        },
+        face,
+        faces_found,
+    })
+}
+
+/// One probe face compared against a person's templates.
+#[derive(Clone, Debug, Serialize)]
+pub struct FaceVerdict {
+    pub face: Face,
+    pub is_match: bool,
+    /// Distance in the threshold's metric to the closest template.
+    pub distance: f32,
+    pub distances: Distances,
+    pub best_template_id: i64,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct VerifyOutcome {
+    pub person: String,
+    pub is_match: bool,
+    pub distance: f32,
+    pub distances: Distances,
+    pub threshold: Threshold,
+    pub model: String,
+    /// The face the decision is about (the largest, or with `--all-faces` the closest).
+    pub face: Face,
+    pub faces_found: usize,
+    /// Every face compared (one unless `--all-faces`).
+    pub faces: Vec<FaceVerdict>,
+    pub templates_compared: usize,
+    pub note: Option<String>,
+}
+
+/// 1:1 — is the person in `image` the enrolled `person`? Compares with every template of that
+/// person and decides on the closest.
+pub fn verify(
+    engine: &Engine,
+    gallery: &dyn Gallery,
+    person: &str,
+    image: &LoadedImage,
+    all_faces: bool,
+) -> Result<VerifyOutcome, Error> {
+    let templates = gallery.templates_of(person, engine.model_id())?;
+    let policy = if all_faces {
+        FacePolicy::All
+    } else {
+        FacePolicy::Largest
+    };
+    let (faces, faces_found) = engine.embed_faces(image, policy)?;
+    let threshold = engine.threshold();
+    let mut verdicts: Vec<FaceVerdict> = faces
+        .into_iter()
+        .filter_map(|f| {
+            let (template, distances) = closest(&f.embedding, &templates, &threshold)?;
+            Some(FaceVerdict {
+                is_match: threshold.is_match(&distances),
+                distance: distances.get(threshold.metric),
+                distances,
+                best_template_id: template.id,
+                face: f.face,
+            })
+        })
+        .collect();
+    let best = verdicts
+        .iter()
+        .min_by(|a, b| a.distance.total_cmp(&b.distance))
+        .cloned()
+        .ok_or_else(|| GalleryError::UnknownPerson {
+            name: person.to_string(),
+        })?;
+    verdicts.sort_by(|a, b| a.distance.total_cmp(&b.distance));
+    Ok(VerifyOutcome {
+        person: person.to_string(),
+        is_match: best.is_match,
+        distance: best.distance,
+        distances: best.distances,
+        threshold,
+        model: engine.model_id().to_string(),
+        face: best.face.clone(),
+        faces_found,
+        faces: verdicts,
+        templates_compared: templates.len(),
+        note: several_faces_note(faces_found, all_faces),
+    })
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct Candidate {
+    pub person: String,
+    pub distance: f32,
+    pub distances: Distances,
+    pub is_match: bool,
+    pub best_template_id: i64,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct IdentifiedFace {
+    pub face: Face,
+    /// The best candidate if it is within the threshold, else `None` ("unknown").
+    pub identity: Option<String>,
+    /// People ranked by their closest template, at most `top`.
+    pub candidates: Vec<Candidate>,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct IdentifyOutcome {
+    /// Identity of the decision face (largest, or the first face with `--all-faces`).
+    pub identity: Option<String>,
+    pub faces: Vec<IdentifiedFace>,
+    pub faces_found: usize,
+    pub threshold: Threshold,
+    pub model: String,
+    pub people_searched: usize,
+    pub templates_searched: usize,
+    pub note: Option<String>,
+}
+
+/// 1:N — who in the gallery is this? Ranks people by their closest template.
+pub fn identify(
+    engine: &Engine,
+    gallery: &dyn Gallery,
+    image: &LoadedImage,
+    top: usize,
+    all_faces: bool,
+) -> Result<IdentifyOutcome, Error> {
+    let templates = gallery.all_templates(engine.model_id())?;
+    if templates.is_empty() {
+        return Err(GalleryError::Empty.into());
+    }
+    let policy = if all_faces {
+        FacePolicy::All
+    } else {
+        FacePolicy::Largest
+    };
+    let (faces, faces_found) = engine.embed_faces(image, policy)?;
+    let threshold = engine.threshold();
+    let mut people: Vec<&str> = templates.iter().map(|t| t.person.as_str()).collect();
+    people.sort_unstable();
+    people.dedup();
+    let identified: Vec<IdentifiedFace> = faces
+        .into_iter()
+        .map(|f| {
+            let mut best: std::collections::HashMap<&str, (Distances, i64)> = Default::default();
+            for t in &templates {
+                let d = Distances::between(&f.embedding, &t.embedding);
+                let entry = best.entry(t.person.as_str()).or_insert((d, t.id));
+                if d.get(threshold.metric) < entry.0.get(threshold.metric) {
+                    *entry = (d, t.id);
+                }
+            }
+            let mut candidates: Vec<Candidate> = best
+                .into_iter()
+                .map(|(person, (distances, id))| Candidate {
+                    person: person.to_string(),
+                    distance: distances.get(threshold.metric),
+                    distances,
+                    is_match: threshold.is_match(&distances),
+                    best_template_id: id,
+                })
+                .collect();
+            candidates.sort_by(|a, b| {
+                a.distance
+                    .total_cmp(&b.distance)
+                    .then_with(|| a.person.cmp(&b.person))
+            });
+            candidates.truncate(top.max(1));
+            let identity = candidates
+                .first()
+                .filter(|c| c.is_match)
+                .map(|c| c.person.clone());
+            IdentifiedFace {
+                face: f.face,
+                identity,
+                candidates,
+            }
+        })
+        .collect();
+    Ok(IdentifyOutcome {
+        identity: identified.first().and_then(|f| f.identity.clone()),
+        faces: identified,
+        faces_found,
+        threshold,
+        model: engine.model_id().to_string(),
+        people_searched: people.len(),
+        templates_searched: templates.len(),
+        note: several_faces_note(faces_found, all_faces),
+    })
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct CompareOutcome {
+    pub is_match: bool,
+    pub distance: f32,
+    pub distances: Distances,
+    pub threshold: Threshold,
+    pub model: String,
+    pub face_a: Face,
+    pub face_b: Face,
+    pub faces_found_a: usize,
+    pub faces_found_b: usize,
+    pub note: Option<String>,
+}
+
+/// Two photos, no gallery: the largest face of each.
+pub fn compare(engine: &Engine, a: &LoadedImage, b: &LoadedImage) -> Result<CompareOutcome, Error> {
+    let (mut fa, found_a) = engine.embed_faces(a, FacePolicy::Largest)?;
+    let (mut fb, found_b) = engine.embed_faces(b, FacePolicy::Largest)?;
+    let (fa, fb) = (fa.remove(0), fb.remove(0));
+    let threshold = engine.threshold();
+    let distances = Distances::between(&fa.embedding, &fb.embedding);
+    let note = match (found_a > 1, found_b > 1) {
+        (false, false) => None,
+        _ => Some(format!(
+            "{found_a} face(s) in the first image, {found_b} in the second; the largest of each was compared"
+        )),
+    };
+    Ok(CompareOutcome {
+        is_match: threshold.is_match(&distances),
+        distance: distances.get(threshold.metric),
+        distances,
+        threshold,
+        model: engine.model_id().to_string(),
+        face_a: fa.face,
+        face_b: fb.face,
+        faces_found_a: found_a,
+        faces_found_b: found_b,
+        note,
+    })
+}
+
+fn closest<'t>(
+    embedding: &[f32],
+    templates: &'t [Template],
+    threshold: &Threshold,
+) -> Option<(&'t Template, Distances)> {
+    templates
+        .iter()
+        .map(|t| (t, Distances::between(embedding, &t.embedding)))
+        .min_by(|a, b| {
+            a.1.get(threshold.metric)
+                .total_cmp(&b.1.get(threshold.metric))
+        })
+}
+
+fn several_faces_note(found: usize, all_faces: bool) -> Option<String> {
+    (found > 1 && !all_faces).then(|| {
+        format!("{found} faces found; the largest was used (--all-faces reports every face)")
+    })
+}

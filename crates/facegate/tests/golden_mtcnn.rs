@@ -1,0 +1,134 @@
+//! Golden parity: our MTCNN against facenet-pytorch 2.6.0 (PyTorch 2.2) — each network on the
+//! same input tensor, and the whole cascade on real photos.
+//! Fixtures: tools/golden/gen_mtcnn.py.
+
+mod common;
+
+use facegate_detect::{Detector, Mtcnn, MtcnnConfig};
+use facegate_image::DEFAULT_MAX_PIXELS;
+use facegate_models::SilentObserver;
+
+fn golden() -> serde_json::Value {
+    let path = common::fixtures().join("golden/mtcnn/facenet_pytorch_mtcnn.json");
+    serde_json::from_slice(&std::fs::read(path).unwrap()).unwrap()
+}
+
+fn floats(v: &serde_json::Value) -> Vec<f32> {
+    v.as_array()
+        .unwrap()
+        .iter()
+        .map(|x| x.as_f64().unwrap() as f32)
+        .collect()
+}
+
+fn load_mtcnn() -> Mtcnn {
+    Mtcnn::load(
+        &common::store(),
+        &common::runtime(),
+        MtcnnConfig::default(),
+        &SilentObserver,
+    )
+    .expect("load MTCNN")
+}
+
+#[test]
+fn each_network_matches_pytorch_on_the_same_input() {
+    let golden = golden();
+    let mtcnn = load_mtcnn();
+    let dir = common::fixtures().join("golden/mtcnn");
+    for (index, key) in ["pnet", "rnet", "onet"].into_iter().enumerate() {
+        let spec = &golden["networks"][key];
+        let image = facegate_image::load(
+            &dir.join(spec["input"].as_str().unwrap()),
+            DEFAULT_MAX_PIXELS,
+        )
+        .unwrap();
+        let (w, h) = (image.rgb.width() as usize, image.rgb.height() as usize);
+        let mut input = vec![0.0f32; 3 * w * h];
+        for (i, p) in image.rgb.pixels().enumerate() {
+            for c in 0..3 {
+                input[c * w * h + i] = (f32::from(p.0[c]) - 127.5) * 0.0078125;
+            }
+        }
+        let outputs = mtcnn.networks()[index].run(&[1, 3, h, w], input).unwrap();
+        let expected = spec["outputs"].as_array().unwrap();
+        assert_eq!(outputs.len(), expected.len(), "{key}: output count");
+        for (ours, theirs) in outputs.iter().zip(expected) {
+            let shape: Vec<usize> = theirs["shape"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|v| v.as_u64().unwrap() as usize)
+                .collect();
+            assert_eq!(ours.shape, shape, "{key} {}: shape", theirs["name"]);
+            let values = floats(&theirs["values"]);
+            let max_abs = ours
+                .data
+                .iter()
+                .zip(&values)
+                .map(|(a, b)| (a - b).abs())
+                .fold(0.0, f32::max);
+            println!("{key} {}: max |diff| {max_abs:.2e}", theirs["name"]);
+            assert!(
+                max_abs < 1e-4,
+                "{key} {}: max |diff| {max_abs}",
+                theirs["name"]
+            );
+        }
+    }
+}
+
+#[test]
+fn cascade_finds_the_same_faces_as_facenet_pytorch() {
+    let golden = golden();
+    let mtcnn = load_mtcnn();
+    let package_root = common::store()
+        .celebrity_dataset(&SilentObserver)
+        .unwrap()
+        .join("../../..")
+        .canonicalize()
+        .unwrap();
+    let mut compared = 0;
+    for entry in golden["images"].as_array().unwrap() {
+        let path = package_root.join(entry["path"].as_str().unwrap());
+        let image = facegate_image::load(&path, DEFAULT_MAX_PIXELS).unwrap();
+        let ours = mtcnn.detect(&image.rgb).unwrap();
+        let theirs = entry["faces"].as_array().unwrap();
+        assert_eq!(
+            ours.len(),
+            theirs.len(),
+            "{}: face count (ours {:?})",
+            path.display(),
+            ours.iter().map(|f| (f.bbox, f.score)).collect::<Vec<_>>()
+        );
+        for face in theirs {
+            let bbox: [f32; 4] = floats(&face["box"]).try_into().unwrap();
+            let best = ours
+                .iter()
+                .max_by(|a, b| common::iou(a.bbox, bbox).total_cmp(&common::iou(b.bbox, bbox)))
+                .unwrap();
+            let iou = common::iou(best.bbox, bbox);
+            assert!(
+                iou >= 0.9,
+                "{}: best IoU {iou}: theirs {bbox:?}, ours {:?}",
+                path.display(),
+                ours.iter().map(|f| (f.bbox, f.score)).collect::<Vec<_>>()
+            );
+            let width = bbox[2] - bbox[0];
+            for (k, point) in face["landmarks"].as_array().unwrap().iter().enumerate() {
+                let p = floats(point);
+                let d = ((best.landmarks[k][0] - p[0]).powi(2)
+                    + (best.landmarks[k][1] - p[1]).powi(2))
+                .sqrt();
+                assert!(
+                    d <= 0.03 * width,
+                    "{}: landmark {k} off by {d:.2} px (box width {width:.0})",
+                    path.display()
+                );
+            }
+            assert!((best.score - face["prob"].as_f64().unwrap() as f32).abs() < 0.02);
+            compared += 1;
+        }
+    }
+    assert!(compared >= 27, "compared {compared} faces");
+}
