@@ -45,17 +45,19 @@ impl AlignMode {
 /// Where the five landmarks land in a 160x160 aligned face (eye, eye, nose, mouth, mouth;
 /// image left first).
 ///
-/// Derived, not guessed: it is the mean landmark position of the MTCNN faces of the
-/// 5-celebrity set inside the crop FaceNet (davidsandberg/facenet 20170512) was evaluated
-/// with — the MTCNN box plus a 32-pixel margin at 160x160 — so similarity-aligned faces sit in
-/// the frame the network saw in training, only upright. `tools/derive_template.rs`-style
-/// recomputation: `facegate debug-template` prints it again from any folder of photos.
+/// Derived, not guessed: `facegate derive-template` measures the mean MTCNN landmark
+/// positions of the 115 clear faces of the 5-celebrity set inside the crop FaceNet
+/// (davidsandberg/facenet 20170512) was evaluated with — the MTCNN box plus a 32 px margin at
+/// 160x160. It printed eyes (53.8, 66.7) / (110.9, 65.5), nose (84.5, 92.2), mouth corners
+/// (57.7, 112.8) / (108.9, 111.5); the template is that, made left-right symmetric about
+/// x = 80 (the set's faces lean slightly to one side). Similarity-aligned faces therefore sit
+/// in the frame the network knows, only upright.
 pub const TEMPLATE_160: [[f32; 2]; 5] = [
-    [54.7, 69.9],
-    [105.0, 69.6],
-    [80.0, 98.0],
-    [58.9, 121.0],
-    [101.5, 120.8],
+    [51.45, 66.1],
+    [108.55, 66.1],
+    [80.0, 92.2],
+    [54.4, 112.15],
+    [105.6, 112.15],
 ];
 
 /// Cuts `face` out of `image` as a `size x size` RGB crop.

@@ -1,1 +1,51 @@
-fn main() {}
+//! The `facegate` command-line tool.
+
+mod bench;
+mod cli;
+mod commands;
+mod demo;
+mod progress;
+
+use std::io::IsTerminal;
+use std::process::ExitCode;
+
+use clap::Parser;
+
+fn main() -> ExitCode {
+    let cli = cli::Cli::parse();
+    let level = match cli.global.verbose {
+        0 => "warn",
+        1 => "info",
+        _ => "debug",
+    };
+    let filter = tracing_subscriber::EnvFilter::try_from_env("FACEGATE_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
+        .without_time()
+        .init();
+    let json = cli.global.json;
+    match commands::run(cli) {
+        Ok(code) => code,
+        Err(err) => {
+            report_error(&err, json);
+            ExitCode::from(2)
+        }
+    }
+}
+
+/// Errors go to stderr as text; with `--json` also to stdout as `{"error": {code, message}}`.
+fn report_error(err: &anyhow::Error, json: bool) {
+    let code = err
+        .chain()
+        .find_map(|e| e.downcast_ref::<facegate::Error>())
+        .map_or("error", facegate::Error::code);
+    let message = format!("{err:#}");
+    eprintln!("error: {message}");
+    if json {
+        let doc = serde_json::json!({ "error": { "code": code, "message": message } });
+        println!("{doc}");
+    }
+}

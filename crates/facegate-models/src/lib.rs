@@ -18,7 +18,7 @@ pub mod torch_pt;
 
 pub use error::ModelError;
 pub use pins::{PinnedFile, PinnedPackage};
-pub use store::{FetchObserver, ManifestEntry, ModelStore, SilentObserver};
+pub use store::{sha256_file, FetchObserver, ManifestEntry, ModelStore, SilentObserver};
 
 /// A dense float tensor read from a model file, row-major.
 #[derive(Clone, Debug, PartialEq)]

