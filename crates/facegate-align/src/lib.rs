@@ -17,19 +17,14 @@ use serde::{Deserialize, Serialize};
 pub use similarity::Similarity;
 
 /// How faces are cut out.
-#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "mode", rename_all = "snake_case")]
 pub enum AlignMode {
     /// 5-point similarity transform onto [`TEMPLATE_160`].
+    #[default]
     Similarity,
     /// Detector box grown by `margin` (a fraction of the box's width/height on each side).
     Box { margin: f32 },
-}
-
-impl Default for AlignMode {
-    fn default() -> Self {
-        AlignMode::Similarity
-    }
 }
 
 impl AlignMode {

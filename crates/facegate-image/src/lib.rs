@@ -79,10 +79,20 @@ pub fn decode(bytes: &[u8], source_name: &str, max_pixels: u64) -> Result<Loaded
             source_name: name(),
             message: e.to_string(),
         })?;
-    if reader.format().is_none() {
-        return Err(ImageError::UnsupportedFormat {
-            source_name: name(),
-        });
+    match reader.format() {
+        None => {
+            return Err(ImageError::UnsupportedFormat {
+                source_name: name(),
+            })
+        }
+        // The JPEG decoder fills a cut-off file with grey instead of failing: check the end.
+        Some(image::ImageFormat::Jpeg) if !jpeg_is_complete(bytes) => {
+            return Err(ImageError::Corrupt {
+                source_name: name(),
+                message: "the JPEG data ends before its end-of-image marker".into(),
+            })
+        }
+        Some(_) => {}
     }
     let corrupt = |e: image::ImageError| match e {
         image::ImageError::Unsupported(_) => ImageError::UnsupportedFormat {
@@ -124,6 +134,36 @@ pub fn decode(bytes: &[u8], source_name: &str, max_pixels: u64) -> Result<Loaded
         sha256: format!("{:x}", Sha256::digest(bytes)),
         source_name: name(),
     })
+}
+
+/// Whether a JPEG's compressed data reaches its end-of-image marker. Walks the marker
+/// segments (skipping APP segments wholesale, so an embedded EXIF thumbnail's own markers are
+/// not mistaken for the image's) to the first start-of-scan, then looks for `FF D9` after it.
+fn jpeg_is_complete(bytes: &[u8]) -> bool {
+    let mut i = 2; // after SOI
+    while i + 4 <= bytes.len() {
+        if bytes[i] != 0xFF {
+            return false;
+        }
+        let marker = bytes[i + 1];
+        if marker == 0xFF {
+            i += 1; // fill byte
+            continue;
+        }
+        if marker == 0xD8 || (0xD0..=0xD7).contains(&marker) || marker == 0x01 {
+            i += 2;
+            continue;
+        }
+        let length = usize::from(u16::from_be_bytes([bytes[i + 2], bytes[i + 3]]));
+        if marker == 0xDA {
+            let scan = i + 2 + length;
+            return bytes
+                .get(scan..)
+                .is_some_and(|rest| rest.windows(2).any(|w| w == [0xFF, 0xD9]));
+        }
+        i += 2 + length;
+    }
+    false
 }
 
 /// RGB with transparency composited onto white (a transparent pixel's colour is arbitrary).
@@ -198,6 +238,17 @@ mod tests {
         ));
         let png = encode(RgbImage::new(64, 64).into(), ImageFormat::Png);
         let err = decode(&png[..png.len() / 2], "cut.png", DEFAULT_MAX_PIXELS).unwrap_err();
+        assert!(matches!(err, ImageError::Corrupt { .. }), "{err}");
+    }
+
+    #[test]
+    fn truncated_jpeg_is_refused() {
+        let jpeg = encode(
+            RgbImage::from_fn(64, 64, |x, y| Rgb([x as u8 * 4, y as u8 * 4, 9])).into(),
+            ImageFormat::Jpeg,
+        );
+        assert!(decode(&jpeg, "whole.jpg", DEFAULT_MAX_PIXELS).is_ok());
+        let err = decode(&jpeg[..jpeg.len() - 40], "cut.jpg", DEFAULT_MAX_PIXELS).unwrap_err();
         assert!(matches!(err, ImageError::Corrupt { .. }), "{err}");
     }
 

@@ -184,14 +184,11 @@ impl Engine {
                     count: faces.len(),
                 })
             }
-            FacePolicy::Single | FacePolicy::Largest => {
-                let largest = faces
-                    .into_iter()
-                    .max_by(|a, b| a.area().total_cmp(&b.area()))
-                    .into_iter()
-                    .collect();
-                largest
-            }
+            FacePolicy::Single | FacePolicy::Largest => faces
+                .into_iter()
+                .max_by(|a, b| a.area().total_cmp(&b.area()))
+                .into_iter()
+                .collect(),
         };
         let crops: Vec<RgbImage> = selected.iter().map(|f| self.align(&image.rgb, f)).collect();
         let embeddings = self.embedder.embed(&crops)?;

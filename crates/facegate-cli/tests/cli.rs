@@ -1,0 +1,578 @@
+//! End-to-end tests of the `facegate` binary on real photos: exit codes, messages, JSON, and
+//! that bad input never changes the gallery.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use facegate::gallery::{Gallery, NewTemplate, SqliteGallery};
+use facegate::models::{ModelStore, SilentObserver};
+
+/// The shared model cache (filled by facegate's own fetch code on first use).
+fn home() -> PathBuf {
+    std::env::var_os("FACEGATE_TEST_HOME")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../target/facegate-test-home")
+        })
+}
+
+fn photos_dir() -> PathBuf {
+    ModelStore::new(home().join("models"))
+        .celebrity_dataset(&SilentObserver)
+        .expect("extract example photos")
+}
+
+/// The `n`-th photo (sorted) of `person` in the train split.
+fn photo(person: &str, n: usize) -> PathBuf {
+    let dir = photos_dir().join("train").join(person);
+    let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    files.sort();
+    files[n].clone()
+}
+
+fn two_people_photo() -> PathBuf {
+    photos_dir()
+        .join("train/jerry_seinfeld/httpwwweonlinecomresizewwweonlinecomeolimagesEntireSitersxjerryseinfeldjulialouisdreyfusjwjpg.jpg")
+}
+
+struct Run {
+    code: i32,
+    stdout: String,
+    stderr: String,
+}
+
+impl Run {
+    fn json(&self) -> serde_json::Value {
+        serde_json::from_str(&self.stdout)
+            .unwrap_or_else(|e| panic!("not JSON ({e}): {}", self.stdout))
+    }
+}
+
+fn facegate_in(home: &Path, gallery: &Path, args: &[&str]) -> Run {
+    let Output {
+        status,
+        stdout,
+        stderr,
+    } = Command::new(env!("CARGO_BIN_EXE_facegate"))
+        .arg("--home")
+        .arg(home)
+        .arg("--gallery")
+        .arg(gallery)
+        .args(args)
+        .output()
+        .expect("run facegate");
+    let run = Run {
+        code: status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&stderr).into_owned(),
+    };
+    eprintln!(
+        "$ facegate {}\n-> {}\n{}{}",
+        args.join(" "),
+        run.code,
+        run.stdout,
+        run.stderr
+    );
+    run
+}
+
+/// A fresh gallery path in a temp dir, with the shared model cache.
+struct Scratch {
+    dir: tempfile::TempDir,
+}
+
+impl Scratch {
+    fn new() -> Scratch {
+        Scratch {
+            dir: tempfile::tempdir().unwrap(),
+        }
+    }
+    fn gallery(&self) -> PathBuf {
+        self.dir.path().join("gallery.db")
+    }
+    fn run(&self, args: &[&str]) -> Run {
+        facegate_in(&home(), &self.gallery(), args)
+    }
+    fn path(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+    /// Everything stored: (person, template id, image hash).
+    fn snapshot(&self) -> Vec<(String, i64, String)> {
+        if !self.gallery().exists() {
+            return Vec::new();
+        }
+        let g = SqliteGallery::open(&self.gallery()).unwrap();
+        let model = g
+            .model_id()
+            .unwrap()
+            .unwrap_or_else(|| "facenet-keras-1.1".into());
+        g.all_templates(&model)
+            .unwrap()
+            .into_iter()
+            .map(|t| (t.person, t.id, t.image_sha256))
+            .collect()
+    }
+}
+
+fn s(p: &Path) -> &str {
+    p.to_str().unwrap()
+}
+
+#[test]
+fn enroll_then_verify_identify_compare_list_forget() {
+    let t = Scratch::new();
+    let ben = photo("ben_afflek", 0);
+    let r = t.run(&["enroll", "alice", s(&ben)]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert!(r.stdout.contains("1 enrolled"));
+    let r = t.run(&["enroll", "--json", "madonna", s(&photo("madonna", 0))]);
+    assert_eq!(r.code, 0);
+    assert_eq!(r.json()["enrolled"].as_array().unwrap().len(), 1);
+
+    // Same person, another photo: match (exit 0). Another person: no match (exit 1).
+    let r = t.run(&["verify", "alice", s(&photo("ben_afflek", 1))]);
+    assert_eq!(r.code, 0, "{}{}", r.stdout, r.stderr);
+    assert!(r.stdout.starts_with("MATCH"));
+    let r = t.run(&["verify", "--json", "alice", s(&photo("madonna", 1))]);
+    assert_eq!(r.code, 1);
+    let doc = r.json();
+    assert_eq!(doc["is_match"], false);
+    assert_eq!(doc["model"], "facenet-keras-1.1");
+    assert_eq!(doc["threshold"]["metric"], "euclidean");
+    assert_eq!(doc["threshold"]["source"], "default");
+    assert!(doc["distance"].as_f64().unwrap() > doc["threshold"]["value"].as_f64().unwrap());
+
+    let r = t.run(&["identify", "--json", s(&photo("madonna", 2))]);
+    assert_eq!(r.code, 0);
+    assert_eq!(r.json()["identity"], "madonna");
+    assert_eq!(r.json()["faces"][0]["candidates"][0]["person"], "madonna");
+
+    // Nobody enrolled looks like Elton John: unknown, exit 1.
+    let r = t.run(&["identify", s(&photo("elton_john", 0))]);
+    assert_eq!(r.code, 1);
+    assert!(r.stdout.contains("unknown"));
+
+    let r = t.run(&[
+        "compare",
+        s(&photo("mindy_kaling", 0)),
+        s(&photo("mindy_kaling", 1)),
+    ]);
+    assert_eq!(r.code, 0);
+    let r = t.run(&["compare", "--json", s(&photo("mindy_kaling", 0)), s(&ben)]);
+    assert_eq!(r.code, 1);
+    assert_eq!(r.json()["is_match"], false);
+
+    let list = t.run(&["list", "--json"]).json();
+    let names: Vec<&str> = list["people"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["alice", "madonna"]);
+
+    let r = t.run(&["forget", "alice"]);
+    assert_eq!(r.code, 0);
+    let r = t.run(&["verify", "alice", s(&ben)]);
+    assert_eq!(r.code, 2);
+    assert!(r.stderr.contains("no person named \"alice\""));
+}
+
+#[test]
+fn enrolling_a_folder_reports_enrolled_and_skipped() {
+    let t = Scratch::new();
+    let folder = t.path("photos");
+    std::fs::create_dir_all(&folder).unwrap();
+    // Photos 1-3 show Elton John alone (photo 0 has a second face).
+    for n in 1..=3 {
+        std::fs::copy(photo("elton_john", n), folder.join(format!("{n}.jpg"))).unwrap();
+    }
+    std::fs::write(folder.join("notes.jpg"), "not a photo").unwrap();
+    std::fs::copy(two_people_photo(), folder.join("group.jpg")).unwrap();
+    let r = t.run(&["enroll", "--json", "elton", s(&folder)]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let doc = r.json();
+    assert_eq!(doc["enrolled"].as_array().unwrap().len(), 3);
+    let skipped: Vec<&str> = doc["skipped"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["code"].as_str().unwrap())
+        .collect();
+    assert_eq!(skipped.len(), 2, "{skipped:?}");
+    assert!(
+        skipped.contains(&"unsupported_format") && skipped.contains(&"several_faces"),
+        "{skipped:?}"
+    );
+    assert_eq!(t.snapshot().len(), 3);
+}
+
+#[test]
+fn detect_draws_and_embed_prints_a_unit_vector() {
+    let t = Scratch::new();
+    let out = t.path("drawn.png");
+    let r = t.run(&[
+        "detect",
+        "--json",
+        s(&two_people_photo()),
+        "--draw",
+        s(&out),
+    ]);
+    assert_eq!(r.code, 0);
+    let doc = r.json();
+    assert_eq!(doc["faces"].as_array().unwrap().len(), 2);
+    assert_eq!(doc["faces"][0]["landmarks"].as_array().unwrap().len(), 5);
+    let drawn = image::open(&out).unwrap();
+    assert_eq!(drawn.width() as u64, doc["width"].as_u64().unwrap());
+
+    let r = t.run(&["embed", "--json", s(&photo("madonna", 0))]);
+    assert_eq!(r.code, 0);
+    let v: Vec<f64> = r.json()["faces"][0]["embedding"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|x| x.as_f64().unwrap())
+        .collect();
+    assert_eq!(v.len(), 128);
+    let norm: f64 = v.iter().map(|x| x * x).sum::<f64>().sqrt();
+    assert!((norm - 1.0).abs() < 1e-4);
+}
+
+/// Runs a command that must fail: exit 2, the message on stderr, the `--json` error code, and
+/// the gallery exactly as before.
+fn assert_refused(t: &Scratch, args: &[&str], code: &str, message: &str) {
+    let before = t.snapshot();
+    let mut with_json = vec!["--json"];
+    with_json.extend_from_slice(args);
+    let r = t.run(&with_json);
+    assert_eq!(r.code, 2, "{args:?} should fail: {}{}", r.stdout, r.stderr);
+    assert!(
+        r.stderr.contains(message),
+        "{args:?}: expected {message:?} in {:?}",
+        r.stderr
+    );
+    assert_eq!(r.json()["error"]["code"], code, "{args:?}");
+    assert_eq!(t.snapshot(), before, "{args:?} changed the gallery");
+}
+
+#[test]
+fn bad_input_is_refused_clearly_and_changes_nothing() {
+    let t = Scratch::new();
+    let ben = photo("ben_afflek", 0);
+    // Before anything is enrolled: nothing must be created by failing commands.
+    assert_refused(
+        &t,
+        &["identify", s(&ben)],
+        "empty_gallery",
+        "the gallery is empty",
+    );
+    assert_refused(
+        &t,
+        &["verify", "nobody", s(&ben)],
+        "unknown_person",
+        "no person named \"nobody\"",
+    );
+    assert!(
+        !t.gallery().exists(),
+        "a failed read must not create the gallery"
+    );
+
+    assert_eq!(t.run(&["enroll", "ben", s(&ben)]).code, 0);
+    let before = t.snapshot();
+    assert_eq!(before.len(), 1);
+
+    let missing = t.path("missing.jpg");
+    assert_refused(
+        &t,
+        &["enroll", "ben", s(&missing)],
+        "unreadable_file",
+        "could not read",
+    );
+    let text = t.path("text.jpg");
+    std::fs::write(&text, "this is not an image").unwrap();
+    assert_refused(
+        &t,
+        &["enroll", "ben", s(&text)],
+        "unsupported_format",
+        "not an image facegate can read",
+    );
+    let empty = t.path("empty.png");
+    std::fs::write(&empty, b"").unwrap();
+    assert_refused(
+        &t,
+        &["verify", "ben", s(&empty)],
+        "corrupt_image",
+        "is empty",
+    );
+    let truncated = t.path("truncated.jpg");
+    let bytes = std::fs::read(photo("madonna", 0)).unwrap();
+    std::fs::write(&truncated, &bytes[..bytes.len() / 3]).unwrap();
+    assert_refused(
+        &t,
+        &["enroll", "ben", s(&truncated)],
+        "corrupt_image",
+        "damaged or truncated",
+    );
+    let bomb = t.path("bomb.png");
+    std::fs::write(&bomb, png_header_only(60_000, 60_000)).unwrap();
+    assert_refused(
+        &t,
+        &["enroll", "ben", s(&bomb)],
+        "image_too_large",
+        "over the limit of 50000000",
+    );
+    assert_refused(
+        &t,
+        &["--max-pixels", "1000", "verify", "ben", s(&ben)],
+        "image_too_large",
+        "over the limit of 1000",
+    );
+
+    let blank = t.path("blank.png");
+    image::RgbImage::from_pixel(300, 300, image::Rgb([200, 180, 160]))
+        .save(&blank)
+        .unwrap();
+    assert_refused(
+        &t,
+        &["enroll", "ben", s(&blank)],
+        "no_face",
+        "no face found",
+    );
+    assert_refused(
+        &t,
+        &["verify", "ben", s(&blank)],
+        "no_face",
+        "no face found",
+    );
+    assert_refused(
+        &t,
+        &["enroll", "ben", s(&two_people_photo())],
+        "several_faces",
+        "shows 2 faces",
+    );
+    assert_refused(
+        &t,
+        &[
+            "--min-face-size",
+            "1000",
+            "enroll",
+            "ben",
+            s(&photo("ben_afflek", 1)),
+        ],
+        "face_too_small",
+        "smaller than the minimum of 1000 px",
+    );
+    assert_refused(
+        &t,
+        &["verify", "nobody", s(&ben)],
+        "unknown_person",
+        "no person named \"nobody\"",
+    );
+    assert_refused(
+        &t,
+        &["forget", "nobody"],
+        "unknown_person",
+        "no person named",
+    );
+    assert_refused(
+        &t,
+        &["enroll", " bad name", s(&ben)],
+        "invalid_name",
+        "cannot start or end with spaces",
+    );
+    // One bad file among good ones: the whole enroll is refused, nothing written.
+    assert_refused(
+        &t,
+        &["enroll", "ben", s(&photo("ben_afflek", 2)), s(&text)],
+        "unsupported_format",
+        "nothing was enrolled",
+    );
+
+    // With --largest the group photo is accepted (and verify says it used the largest face).
+    let r = t.run(&[
+        "enroll",
+        "--json",
+        "jerry",
+        "--largest",
+        s(&two_people_photo()),
+    ]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert_eq!(r.json()["enrolled"][0]["faces_found"], 2);
+    let r = t.run(&["verify", "jerry", s(&two_people_photo())]);
+    assert!(
+        r.stdout.contains("2 faces found; the largest was used"),
+        "{}",
+        r.stdout
+    );
+
+    // The same photo again: skipped and said so, not an error, nothing added.
+    let before = t.snapshot();
+    let r = t.run(&["enroll", "ben", s(&ben)]);
+    assert_eq!(r.code, 0);
+    assert!(r.stdout.contains("already enrolled"), "{}", r.stdout);
+    assert_eq!(t.snapshot(), before);
+}
+
+#[test]
+fn a_gallery_made_by_another_model_is_refused() {
+    let t = Scratch::new();
+    let g = SqliteGallery::open(&t.gallery()).unwrap();
+    let template = NewTemplate {
+        embedding: vec![0.5; 512],
+        image_sha256: "0".repeat(64),
+        bbox: [0.0, 0.0, 10.0, 10.0],
+        detector_score: 1.0,
+        source: "elsewhere.jpg".into(),
+    };
+    g.enroll("zoe", "arcface-r100", &[template]).unwrap();
+    drop(g);
+    let ben = photo("ben_afflek", 0);
+    assert_refused(
+        &t,
+        &["verify", "zoe", s(&ben)],
+        "model_mismatch",
+        "made by the model arcface-r100",
+    );
+    assert_refused(
+        &t,
+        &["identify", s(&ben)],
+        "model_mismatch",
+        "made by the model arcface-r100",
+    );
+    assert_refused(
+        &t,
+        &["enroll", "ben", s(&ben)],
+        "model_mismatch",
+        "made by the model arcface-r100",
+    );
+}
+
+#[test]
+fn damaged_model_cache_is_rebuilt_not_used() {
+    // A private copy of the cache, so the shared one stays intact.
+    let t = Scratch::new();
+    let private = t.path("home");
+    copy_dir(&home().join("models"), &private.join("models"));
+    let built = private.join("models/built");
+    let onnx = std::fs::read_dir(&built)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| {
+            p.file_name()
+                .unwrap()
+                .to_string_lossy()
+                .starts_with("mtcnn-onet")
+        })
+        .expect("a built O-Net");
+    std::fs::write(&onnx, b"tampered").unwrap();
+    let lib = std::fs::read_dir(private.join("models/files"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| p.to_string_lossy().contains("onnxruntime"))
+        .unwrap()
+        .join("onnxruntime/capi/libonnxruntime.so.1.32.0");
+    let mut bytes = std::fs::read(&lib).unwrap();
+    bytes[1000] ^= 0xff;
+    std::fs::write(&lib, bytes).unwrap();
+
+    let r = facegate_in(
+        &private,
+        &t.gallery(),
+        &["detect", "--json", s(&photo("madonna", 0))],
+    );
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert_eq!(r.json()["faces"].as_array().unwrap().len(), 1);
+    assert_ne!(std::fs::read(&onnx).unwrap(), b"tampered");
+    let r = facegate_in(&private, &t.gallery(), &["models", "list", "--json"]);
+    assert!(
+        r.json()["files"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|f| f["state"] == "verified"),
+        "{}",
+        r.stdout
+    );
+}
+
+#[test]
+fn missing_models_without_pip_give_an_actionable_error() {
+    let t = Scratch::new();
+    let out = Command::new(env!("CARGO_BIN_EXE_facegate"))
+        .args([
+            "--home",
+            s(&t.path("empty-home")),
+            "--json",
+            "detect",
+            s(&photo("madonna", 0)),
+        ])
+        .env("FACEGATE_PYTHON", "/nonexistent/python3")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        stderr.contains("was not found") && stderr.contains("facegate models import"),
+        "{stderr}"
+    );
+    let doc: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(doc["error"]["code"], "model_error");
+}
+
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let path = entry.unwrap().path();
+        let target = to.join(path.file_name().unwrap());
+        if path.is_dir() {
+            // The example photos are not needed here.
+            if path.ends_with("examples") {
+                continue;
+            }
+            copy_dir(&path, &target);
+        } else {
+            std::fs::copy(&path, &target).unwrap();
+        }
+    }
+}
+
+/// A PNG that declares `width x height` pixels with next to no image data: a decompression
+/// bomb must be refused from its header, before any pixel buffer is allocated.
+fn png_header_only(width: u32, height: u32) -> Vec<u8> {
+    let mut png = b"\x89PNG\r\n\x1a\n".to_vec();
+    let mut ihdr = b"IHDR".to_vec();
+    ihdr.extend(width.to_be_bytes());
+    ihdr.extend(height.to_be_bytes());
+    ihdr.extend([8, 2, 0, 0, 0]);
+    png.extend(13u32.to_be_bytes());
+    png.extend(&ihdr);
+    png.extend(crc32(&ihdr).to_be_bytes());
+    // A tiny zlib stream as the only image data: decoding it all would need 10 GB.
+    let mut idat = b"IDAT".to_vec();
+    idat.extend([0x78, 0x9c, 0x63, 0x00, 0x00, 0x00, 0x01, 0x00, 0x01]);
+    png.extend(((idat.len() - 4) as u32).to_be_bytes());
+    png.extend(&idat);
+    png.extend(crc32(&idat).to_be_bytes());
+    png.extend(0u32.to_be_bytes());
+    png.extend(b"IEND");
+    png.extend(crc32(b"IEND").to_be_bytes());
+    png
+}
+
+fn crc32(data: &[u8]) -> u32 {
+    let mut crc = 0xffff_ffffu32;
+    for &byte in data {
+        crc ^= u32::from(byte);
+        for _ in 0..8 {
+            crc = if crc & 1 != 0 {
+                (crc >> 1) ^ 0xedb8_8320
+            } else {
+                crc >> 1
+            };
+        }
+    }
+    !crc
+}
