@@ -4,6 +4,8 @@
 //! `euclidean² = 2 · cosine_distance`. facegate decides on the Euclidean distance (the metric
 //! FaceNet was trained with, via the triplet loss) and reports both.
 
+pub mod eval;
+
 use serde::{Deserialize, Serialize};
 
 /// Which distance a threshold applies to.
