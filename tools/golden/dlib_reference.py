@@ -223,7 +223,9 @@ class ResNet:
             if kind in ("tag", "skip"):
                 self.layers.append({"kind": kind, "id": layer[1]})
                 continue
+            offset = r.pos
             entry = self._read_details(r, layer)
+            entry["offset"] = offset          # where the details string starts
             # add_layer bookkeeping after the details: 3 bools, then 3 tensors (x_grad,
             # cached_output, params_grad; for the bottom layer x_grad, cached_output,
             # grad_final), all empty in this file; bottom layer version 3 adds an
@@ -306,7 +308,8 @@ class ResNet:
         return (x - self.avg_rgb[:, None, None]) / np.float32(256.0)
 
     def forward(self, chip, trace=None):
-        """128-d descriptor (float32) for one 150x150 RGB uint8 chip. Not normalised."""
+        """128-d descriptor (float32) for one 150x150 RGB uint8 chip. Not normalised.
+        If `trace` is a list, (kind, output) is appended for every layer but tags."""
         x = self.to_tensor(chip)
         tags = {}
         for layer in self.layers:
@@ -331,8 +334,8 @@ class ResNet:
                 x = add_zero_padded(x, tags[layer["id"]])
             elif kind == "fc":
                 x = x.reshape(-1) @ layer["w"]
-            if trace is not None and kind not in ("tag",):
-                trace.append((kind, x.shape))
+            if trace is not None and kind != "tag":
+                trace.append((kind, x))
         return x.astype(np.float32)
 
 
@@ -383,13 +386,6 @@ def similarity_transform(src, dst):
     return m, md - m @ ms
 
 
-def affine_from_3_points(src, dst):
-    """Exact affine map with src[i] -> dst[i] for 3 points (dlib find_affine_transform)."""
-    p = np.hstack([np.asarray(src, np.float64), np.ones((3, 1))])   # rows (x, y, 1)
-    sol = np.linalg.solve(p, np.asarray(dst, np.float64))           # (3, 2)
-    return sol[:2].T, sol[2]
-
-
 def round_half_up(v):
     """dlib's floating -> integer point conversion: floor(v + 0.5)."""
     return np.floor(np.asarray(v, dtype=np.float64) + 0.5).astype(np.int64)
@@ -430,9 +426,10 @@ class ShapePredictor:
         gray = to_intensity(img)
         h, w = gray.shape
         left, top, right, bottom = rect
-        # unnormalizing_tform: similarity fit of (0,0),(1,0),(1,1) -> tl, tr, br corners.
-        um, ut = similarity_transform([[0, 0], [1, 0], [1, 1]],
-                                      [[left, top], [right, top], [right, bottom]])
+        # unnormalizing_tform: the affine map (0,0),(1,0),(1,1) -> tl, tr, br corners,
+        # i.e. x = left + u*(right-left), y = top + v*(bottom-top).
+        um = np.array([[right - left, 0.0], [0.0, bottom - top]])
+        ut = np.array([float(left), float(top)])
         init = self.initial_shape.reshape(-1, 2)
         shape = self.initial_shape.copy()
         for forest, anchors, deltas in zip(self.forests, self.anchor_idx, self.deltas):
@@ -549,22 +546,19 @@ def extract_image_chip(img, details):
     h, w = img.shape[:2]
     # (The no-scaling, no-rotation fast path of dlib is not reachable for face chips.)
 
-    # Pyramid depth: one rect_down, then one level per further rect_down while the area
-    # is still larger than the chip; `grow` is the crop border.
-    depth, grow = 0, 2.0
+    # Crop border `grow`: 2, doubled plus 2 for every pyramid level dlib plans (one
+    # rect_down, then one more per level while the area is still larger than the chip).
+    grow = 2.0
     r = rect_down(rect)
     while rect_area(r) > size:
         r = rect_down(r)
-        depth += 1
         grow = grow * 2 + 2
     # Crop: the rotated rect's bounding box grown by `grow`, clipped, rounded to ints.
     cen = ((rect[0] + rect[2]) / 2.0, (rect[1] + rect[3]) / 2.0)
     corners = [rotate_point(cen, (rect[x], rect[y]), angle) for x, y in ((0, 1), (2, 1), (0, 3), (2, 3))]
-    bl = max(min(p[0] for p in corners) - grow, 0.0)
-    bt = max(min(p[1] for p in corners) - grow, 0.0)
-    br = min(max(p[0] for p in corners) + grow, w - 1.0)
-    bb = min(max(p[1] for p in corners) + grow, h - 1.0)
-    box = tuple(int(v) for v in round_half_up([bl, bt, br, bb]))
+    box = (max(min(p[0] for p in corners) - grow, 0.0), max(min(p[1] for p in corners) - grow, 0.0),
+           min(max(p[0] for p in corners) + grow, w - 1.0), min(max(p[1] for p in corners) + grow, h - 1.0))
+    box = tuple(int(v) for v in round_half_up(box))
     src = img[box[1]:box[3] + 1, box[0]:box[2] + 1]
 
     # Level used for this chip (computed on the crop-relative rect), and the pyramid.
@@ -578,11 +572,12 @@ def extract_image_chip(img, details):
 
     # Affine map chip (0,0),(cols-1,0),(0,rows-1) -> rotated corners tl, tr, bl of `local`.
     lc = ((local[0] + local[2]) / 2.0, (local[1] + local[3]) / 2.0)
-    to = [rotate_point(lc, (local[x], local[y]), angle) for x, y in ((0, 1), (2, 1), (0, 3))]
-    m, t = affine_from_3_points([(0, 0), (cols - 1, 0), (0, rows - 1)], to)
+    tl, tr, bl = (rotate_point(lc, (local[x], local[y]), angle) for x, y in ((0, 1), (2, 1), (0, 3)))
+    m = np.array([[(tr[0] - tl[0]) / (cols - 1), (bl[0] - tl[0]) / (rows - 1)],
+                  [(tr[1] - tl[1]) / (cols - 1), (bl[1] - tl[1]) / (rows - 1)]])
     cc, rr = np.meshgrid(np.arange(cols, dtype=np.float64), np.arange(rows, dtype=np.float64))
-    xs = m[0, 0] * cc + m[0, 1] * rr + t[0]
-    ys = m[1, 0] * cc + m[1, 1] * rr + t[1]
+    xs = (m[0, 0] * cc + m[0, 1] * rr) + tl[0]
+    ys = (m[1, 0] * cc + m[1, 1] * rr) + tl[1]
     val, ok = bilinear_sample(src, xs, ys)
     val[~ok] = 0                                    # black background
     return val
@@ -598,6 +593,36 @@ def load_photo(path):
         return np.asarray(ImageOps.exif_transpose(im).convert("RGB"))
 
 
+def check_face(net, sp, dnet, dsp, img, rect, stats):
+    """Compare shape, chip details, chip pixels and descriptors for one face."""
+    import dlib
+    drect = dlib.rectangle(*rect)
+    shape = dsp(img, drect)
+    want = np.array([[p.x, p.y] for p in shape.parts()])
+    got = sp(img, rect)
+    stats["points"] = max(stats["points"], int(np.abs(got - want).max()))
+    # grey input gives the same points (intensity = (r+g+b)//3)
+    grey = np.array([[p.x, p.y] for p in dsp(to_intensity(img), drect).parts()])
+    stats["points"] = max(stats["points"], int(np.abs(got - grey).max()))
+
+    ref = dlib.get_face_chip_details(shape, 150, 0.25)
+    details = get_face_chip_details(got, 150, 0.25)
+    ref_rect = (ref.rect.left(), ref.rect.top(), ref.rect.right(), ref.rect.bottom())
+    stats["details"] = max(stats["details"], abs(ref.angle - details[1]),
+                           *(abs(a - b) for a, b in zip(details[0], ref_rect)))
+    ref_chip = dlib.get_face_chip(img, shape, 150, 0.25)
+    chip = extract_image_chip(img, details)
+    stats["chip"] = max(stats["chip"], int(np.abs(chip.astype(int) - ref_chip).max()))
+
+    ours = net.forward(chip)
+    stats["desc"] = max(stats["desc"], float(np.abs(
+        ours - np.array(dnet.compute_face_descriptor(ref_chip))).max()))
+    stats["e2e"] = max(stats["e2e"], float(np.abs(
+        ours - np.array(dnet.compute_face_descriptor(img, shape))).max()))
+    stats["faces"] += 1
+    return details
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--models", default=os.environ.get("GOLDEN_DLIB_MODELS", DEFAULT_MODELS))
@@ -608,64 +633,65 @@ def main():
 
     net = ResNet(os.path.join(args.models, RESNET_FILE))
     sp = ShapePredictor(os.path.join(args.models, SHAPE5_FILE))
-    print("parsed ResNet: %d layers, input mean RGB %s, margin %g, dist_thresh %g"
-          % (len(net.layers), net.avg_rgb.tolist(), net.margin, net.dist_thresh))
-    print("parsed shape predictor: %d parts, %d cascades x %d trees, %d features per cascade"
-          % (sp.num_parts(), len(sp.forests), len(sp.forests[0]), len(sp.deltas[0])))
+    print("parsed ResNet: %d layers (%d with parameters), input mean RGB %s, "
+          "loss_metric margin %g dist_thresh %g"
+          % (len(net.layers), sum(l["kind"] in ("con", "affine", "fc") for l in net.layers),
+             net.avg_rgb.tolist(), net.margin, net.dist_thresh))
+    print("parsed shape predictor: %d parts, %d cascades x %d trees of depth %d, "
+          "%d feature pixels per cascade"
+          % (sp.num_parts(), len(sp.forests), len(sp.forests[0]),
+             int(math.log2(len(sp.forests[0][0][3]))), len(sp.deltas[0])))
 
     dnet = dlib.face_recognition_model_v1(os.path.join(args.models, RESNET_FILE))
     dsp = dlib.shape_predictor(os.path.join(args.models, SHAPE5_FILE))
     detector = dlib.get_frontal_face_detector()
+    stats = {"points": 0, "details": 0.0, "chip": 0, "desc": 0.0, "e2e": 0.0, "faces": 0}
 
     trace = []
     noise = np.random.RandomState(0).randint(0, 256, (150, 150, 3), dtype=np.uint8)
-    ours = net.forward(noise, trace)
-    theirs = np.array(dnet.compute_face_descriptor(noise))
-    worst_desc = np.abs(ours - theirs).max()
-    print("layer shapes:", " ".join("%s%s" % (k, "x".join(map(str, s))) for k, s in trace[:8]), "...")
-    print("noise chip: descriptor max|diff| %.3g (norm %.4f)" % (worst_desc, np.linalg.norm(theirs)))
+    noise_diff = float(np.abs(net.forward(noise, trace)
+                              - np.array(dnet.compute_face_descriptor(noise))).max())
+    print("shapes:", " ".join("%s %s" % (k, "x".join(map(str, x.shape))) for k, x in trace[:4]),
+          "...", " ".join("%s %s" % (k, "x".join(map(str, x.shape))) for k, x in trace[-3:]))
 
-    photos = []
+    # (a) real photos: the first two data/val photos of each person, dlib's HOG rectangles
     for person in sorted(os.listdir(os.path.join(args.photos, "val"))):
         folder = os.path.join(args.photos, "val", person)
-        photos += [os.path.join(folder, f) for f in sorted(os.listdir(folder))[:2]]
-    worst_pts = worst_chip = worst_rect = worst_e2e = 0.0
-    n_faces = 0
-    for path in photos:
-        img = load_photo(path)
-        for det in detector(img, 1):
-            n_faces += 1
-            rect = (det.left(), det.top(), det.right(), det.bottom())
-            shape = dsp(img, det)
-            want = np.array([[p.x, p.y] for p in shape.parts()])
-            got = sp(img, rect)
-            worst_pts = max(worst_pts, np.abs(got - want).max())
-            # grey input must agree too (intensity = (r+g+b)//3)
-            gshape = dsp(to_intensity(img), det)
-            assert np.array_equal(np.array([[p.x, p.y] for p in gshape.parts()]), want)
+        for name in sorted(os.listdir(folder))[:2]:
+            img = load_photo(os.path.join(folder, name))
+            for det in detector(img, 1):
+                check_face(net, sp, dnet, dsp, img, (det.left(), det.top(), det.right(),
+                                                     det.bottom()), stats)
+    n_photo_faces = stats["faces"]
+    # (b) big faces, so that extract_image_chip goes through the image pyramid: a photo
+    #     upscaled 3x and 5x by pixel repetition, with the HOG rectangle scaled to match
+    path = os.path.join(args.photos, "val", "ben_afflek",
+                        "httpafilesbiographycomimageuploadcfillcssrgbdprgfacehqwMTENDgMDUODczNDcNTcjpg.jpg")
+    img = load_photo(path)
+    det = detector(img, 1)[0]
+    for k in (3, 5):
+        big = np.repeat(np.repeat(img, k, axis=0), k, axis=1)
+        details = check_face(net, sp, dnet, dsp, big, tuple(k * v for v in (
+            det.left(), det.top(), det.right(), det.bottom())), stats)
+        assert rect_area(rect_down(details[0])) > 150 * 150  # the pyramid was used
+    # (c) a chip that reaches past the image border (black fill)
+    path = os.path.join(args.photos, "train", "ben_afflek", "httpwwwhillsindcomstorebenjpg.jpg")
+    img = load_photo(path)
+    det = detector(img, 1)[0]
+    details = check_face(net, sp, dnet, dsp, img, (det.left(), det.top(), det.right(),
+                                                   det.bottom()), stats)
+    assert details[0][0] < 0 or details[0][1] < 0 or details[0][2] > img.shape[1] - 1
 
-            dd = dlib.get_face_chip_details(shape, 150, 0.25)
-            rect_ref, angle, _, _ = details = get_face_chip_details(want, 150, 0.25)
-            worst_rect = max(worst_rect, abs(dd.angle - angle),
-                             *(abs(a - b) for a, b in zip(rect_ref, (dd.rect.left(), dd.rect.top(),
-                                                                       dd.rect.right(), dd.rect.bottom()))))
-            chip_ref = dlib.get_face_chip(img, shape, 150, 0.25)
-            chip = extract_image_chip(img, details)
-            worst_chip = max(worst_chip, np.abs(chip.astype(int) - chip_ref).max())
-
-            d_ours = net.forward(chip_ref)
-            d_chip = np.array(dnet.compute_face_descriptor(chip_ref))
-            d_full = np.array(dnet.compute_face_descriptor(img, shape))
-            worst_desc = max(worst_desc, np.abs(d_ours - d_chip).max())
-            worst_e2e = max(worst_e2e, np.abs(net.forward(extract_image_chip(img, get_face_chip_details(
-                got, 150, 0.25))) - d_full).max())
-    print("%d photos, %d faces" % (len(photos), n_faces))
-    print("shape points max|diff| %d px; chip details max|diff| %.3g; chip pixels max|diff| %d"
-          % (worst_pts, worst_rect, worst_chip))
-    print("descriptor max|diff| (numpy net vs dlib on the same chip): %.3g" % worst_desc)
-    print("end to end (numpy shape+chip+net vs dlib compute_face_descriptor(img, shape)): %.3g"
-          % worst_e2e)
-    ok = worst_pts == 0 and worst_chip == 0 and worst_desc < 1e-4 and worst_rect < 1e-6
+    print("%d faces (%d from data/val photos, 2 upscaled 3x/5x, 1 past the border)"
+          % (stats["faces"], n_photo_faces))
+    print("shape predictor points, max |diff|:          %d px" % stats["points"])
+    print("chip details (rect, angle), max |diff|:      %.3g" % stats["details"])
+    print("chip pixels, max |diff|:                     %d" % stats["chip"])
+    print("descriptor on dlib's chip, max |diff|:       %.3g (noise chip: %.3g)"
+          % (stats["desc"], noise_diff))
+    print("end to end vs compute_face_descriptor(img, shape), max |diff|: %.3g" % stats["e2e"])
+    ok = (stats["points"] == 0 and stats["chip"] == 0 and stats["details"] < 1e-9
+          and max(stats["desc"], stats["e2e"], noise_diff) < 1e-5)
     print("OK" if ok else "MISMATCH")
     return 0 if ok else 1
 

@@ -55,13 +55,25 @@ pub const TEMPLATE_160: [[f32; 2]; 5] = [
     [105.6, 112.15],
 ];
 
-/// Cuts `face` out of `image` as a `size x size` RGB crop.
+/// Cuts `face` out of `image` as a `size x size` RGB crop, with the FaceNet template.
 pub fn align(image: &RgbImage, face: &Face, mode: AlignMode, size: u32) -> RgbImage {
+    let scale = size as f32 / 160.0;
+    let template = TEMPLATE_160.map(|[x, y]| [x * scale, y * scale]);
+    align_to(image, face, mode, &template, size)
+}
+
+/// Cuts `face` out of `image` as a `size x size` RGB crop; in similarity mode the landmarks
+/// go to `template` (coordinates in the output crop).
+pub fn align_to(
+    image: &RgbImage,
+    face: &Face,
+    mode: AlignMode,
+    template: &[[f32; 2]; 5],
+    size: u32,
+) -> RgbImage {
     match mode {
         AlignMode::Similarity => {
-            let scale = size as f32 / 160.0;
-            let template: [[f32; 2]; 5] = TEMPLATE_160.map(|[x, y]| [x * scale, y * scale]);
-            let transform = Similarity::estimate(&face.landmarks, &template);
+            let transform = Similarity::estimate(&face.landmarks, template);
             warp::warp_similarity(image, &transform, size, size)
         }
         AlignMode::Box { margin } => {

@@ -110,6 +110,19 @@ pub enum Command {
     List,
     /// Erase a person and all their templates
     Forget { name: String },
+    /// Measure accuracy on labelled data (LFW protocol)
+    Eval {
+        #[command(subcommand)]
+        kind: EvalKind,
+    },
+    /// Choose the threshold that meets a target false accept rate on a pairs file, and store it
+    Calibrate {
+        #[command(flatten)]
+        pairs: PairsArgs,
+        /// The false accept rate to meet (fraction of impostor pairs accepted)
+        #[arg(long, default_value_t = 1e-3)]
+        target_far: f64,
+    },
     /// Manage the pinned models
     Models {
         #[command(subcommand)]
@@ -132,6 +145,41 @@ pub enum Command {
         /// Margin in pixels of a 160 px crop (davidsandberg/facenet evaluated with 32)
         #[arg(long, default_value_t = 32.0)]
         margin_px: f32,
+    },
+}
+
+#[derive(Debug, Args)]
+pub struct PairsArgs {
+    /// Pairs file: TSV with columns img_a, img_b, same, fold (header first), or LFW's pairs.txt
+    #[arg(long, value_name = "FILE")]
+    pub pairs: PathBuf,
+    /// Directory the image paths in the pairs file are relative to
+    #[arg(long, value_name = "DIR")]
+    pub root: PathBuf,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum EvalKind {
+    /// Verification on a pairs file: k-fold accuracy, ROC AUC, EER, TAR at FAR
+    Pairs {
+        #[command(flatten)]
+        pairs: PairsArgs,
+        /// Write report.json, report.md and roc.png here
+        #[arg(long, value_name = "DIR")]
+        report: Option<PathBuf>,
+    },
+    /// 1:N identification on a gallery/probe/distractor split: rank-1, rank-5, open-set DIR
+    Identify {
+        /// TSV with columns path, identity, role (gallery | probe | distractor)
+        #[arg(long, value_name = "FILE")]
+        split: PathBuf,
+        #[arg(long, value_name = "DIR")]
+        root: PathBuf,
+        /// False accept rate for the open-set detection-and-identification rate
+        #[arg(long, default_value_t = 1e-2)]
+        open_set_far: f64,
+        #[arg(long, value_name = "DIR")]
+        report: Option<PathBuf>,
     },
 }
 

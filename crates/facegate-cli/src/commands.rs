@@ -118,6 +118,10 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
         Command::List => list(&ctx),
         Command::Forget { name } => forget(&ctx, &name),
         Command::Models { action } => models(&ctx, action),
+        Command::Eval { kind } => crate::eval::run(&ctx, kind),
+        Command::Calibrate { pairs, target_far } => {
+            crate::eval::calibrate(&ctx, &pairs, target_far)
+        }
         Command::Demo => crate::demo::run(&ctx),
         Command::Bench { dir, limit } => crate::bench::run(&ctx, dir.as_deref(), limit),
         Command::DeriveTemplate { dir, margin_px } => {
@@ -313,6 +317,7 @@ fn enroll(ctx: &Context, name: &str, inputs: &[PathBuf], largest: bool) -> Resul
 fn threshold_text(t: &facegate::decide::Threshold) -> String {
     let source = match t.source {
         facegate::decide::ThresholdSource::Default => "default",
+        facegate::decide::ThresholdSource::Calibrated => "calibrated",
         facegate::decide::ThresholdSource::Flag => "--threshold",
     };
     format!("{:.3} {} ({source}: {})", t.value, t.metric.name(), t.note)

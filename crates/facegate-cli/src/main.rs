@@ -4,7 +4,9 @@ mod bench;
 mod cli;
 mod commands;
 mod demo;
+mod eval;
 mod progress;
+mod report;
 
 use std::io::IsTerminal;
 use std::process::ExitCode;

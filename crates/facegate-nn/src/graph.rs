@@ -234,6 +234,29 @@ impl GraphBuilder {
         )
     }
 
+    /// Average pooling without padding.
+    pub fn average_pool(
+        &mut self,
+        name: &str,
+        x: &Value,
+        kernel: [usize; 2],
+        strides: [usize; 2],
+    ) -> Value {
+        self.op(
+            "AveragePool",
+            name,
+            &[x],
+            vec![ints("kernel_shape", &kernel), ints("strides", &strides)],
+        )
+    }
+
+    /// Zero padding of an NCHW tensor: `[n, c, h, w]` before, then `[n, c, h, w]` after.
+    pub fn pad(&mut self, name: &str, x: &Value, before: [usize; 4], after: [usize; 4]) -> Value {
+        let pads: Vec<i64> = before.iter().chain(&after).map(|&p| p as i64).collect();
+        let pads = self.int64_constant(&format!("{name}/pads"), &pads);
+        self.op("Pad", name, &[x, &pads], Vec::new())
+    }
+
     pub fn global_average_pool(&mut self, name: &str, x: &Value) -> Value {
         self.op("GlobalAveragePool", name, &[x], Vec::new())
     }

@@ -1,7 +1,7 @@
 use std::path::Path;
 
 use facegate_align::AlignMode;
-use facegate_decide::{Threshold, ThresholdSource};
+use facegate_decide::{ImpostorCdf, Threshold, ThresholdSource};
 use facegate_detect::{Detector, Face, Mtcnn, MtcnnConfig};
 use facegate_embed::{Embedder, FaceNet};
 use facegate_image::{LoadedImage, RgbImage};
@@ -9,6 +9,7 @@ use facegate_models::{pins, FetchObserver, ModelStore};
 use facegate_nn::Runtime;
 use serde::Serialize;
 
+use crate::config::{CalibratedThreshold, Config};
 use crate::{Error, Home};
 
 /// How a photo's faces are chosen.
@@ -16,8 +17,11 @@ use crate::{Error, Home};
 pub enum FacePolicy {
     /// Exactly one face, else [`Error::SeveralFaces`] (enrollment).
     Single,
-    /// The largest face (verification; enrollment with `--largest`).
+    /// The largest visible face (verification; enrollment with `--largest`).
     Largest,
+    /// The largest face, penalised by its distance from the image centre (as davidsandberg/
+    /// facenet aligns LFW): for benchmark images centred on the labelled person.
+    Central,
     /// Every face.
     All,
 }
@@ -59,6 +63,18 @@ pub struct Engine {
     detector: Box<dyn Detector>,
     embedder: Box<dyn Embedder>,
     options: EngineOptions,
+    calibrated: Option<CalibratedThreshold>,
+}
+
+/// How likely a distance this small is between two different people.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct FarEstimate {
+    /// Estimated false accept rate at this distance.
+    pub far: f64,
+    /// True when no calibration impostor was this close: the FAR is below `far` (1 / pairs).
+    pub below_measurable: bool,
+    /// The calibration data it comes from.
+    pub source: String,
 }
 
 impl Engine {
@@ -77,11 +93,11 @@ impl Engine {
         };
         let detector = Mtcnn::load(&store, &runtime, config, observer)?;
         let embedder = FaceNet::load(&store, &runtime, options.threads, observer)?;
-        Ok(Engine::from_parts(
-            Box::new(detector),
-            Box::new(embedder),
-            options,
-        ))
+        let mut engine = Engine::from_parts(Box::new(detector), Box::new(embedder), options);
+        engine.calibrated = Config::load(home.data_dir())?
+            .thresholds
+            .remove(engine.model_id());
+        Ok(engine)
     }
 
     /// An engine from any detector and embedder.
@@ -94,7 +110,44 @@ impl Engine {
             detector,
             embedder,
             options,
+            calibrated: None,
         }
+    }
+
+    /// Identifies everything that changes embeddings: model, detector and alignment.
+    pub fn pipeline_id(&self) -> String {
+        format!(
+            "{}+{}+{}",
+            self.model_id(),
+            self.detector_id(),
+            self.options.align.id()
+        )
+    }
+
+    /// The calibration stored for this model, if any.
+    pub fn calibration(&self) -> Option<&CalibratedThreshold> {
+        self.calibrated.as_ref()
+    }
+
+    /// The estimated false accept rate of accepting at `distance` (Euclidean), from this
+    /// model's calibration data, or the impostor distances shipped with its default.
+    pub fn estimated_far(&self, distance: f32) -> Option<FarEstimate> {
+        let cdf: ImpostorCdf = match &self.calibrated {
+            Some(c) => c.impostor_cdf.clone(),
+            None => facegate_decide::default_impostor_cdf(self.model_id())?,
+        };
+        Some(match cdf.far_at(distance) {
+            Some(far) => FarEstimate {
+                far,
+                below_measurable: false,
+                source: cdf.source.clone(),
+            },
+            None => FarEstimate {
+                far: cdf.floor(),
+                below_measurable: true,
+                source: cdf.source.clone(),
+            },
+        })
     }
 
     pub fn options(&self) -> &EngineOptions {
@@ -118,6 +171,17 @@ impl Engine {
                 source: ThresholdSource::Default,
                 note: "no default is known for this model".to_string(),
             });
+        if let Some(c) = &self.calibrated {
+            threshold = Threshold {
+                metric: c.metric,
+                value: c.value,
+                source: ThresholdSource::Calibrated,
+                note: format!(
+                    "calibrated for FAR {:.0e} on {} ({} impostor pairs; measured FAR {:.2e}, TAR {:.4})",
+                    c.target_far, c.source, c.impostor_pairs, c.measured_far, c.measured_tar
+                ),
+            };
+        }
         if let Some(value) = self.options.threshold {
             threshold.value = value;
             threshold.source = ThresholdSource::Flag;
@@ -145,7 +209,13 @@ impl Engine {
 
     /// The aligned crop the embedder sees.
     pub fn align(&self, image: &RgbImage, face: &Face) -> RgbImage {
-        facegate_align::align(image, face, self.options.align, self.embedder.input_size())
+        let size = self.embedder.input_size();
+        match self.embedder.alignment_template() {
+            Some(template) => {
+                facegate_align::align_to(image, face, self.options.align, &template, size)
+            }
+            None => facegate_align::align(image, face, self.options.align, size),
+        }
     }
 
     /// Detects, selects faces by `policy`, aligns and embeds them. Also returns how many faces
@@ -184,11 +254,27 @@ impl Engine {
                     count: faces.len(),
                 })
             }
-            FacePolicy::Single | FacePolicy::Largest => faces
-                .into_iter()
-                .max_by(|a, b| a.area().total_cmp(&b.area()))
-                .into_iter()
-                .collect(),
+            FacePolicy::Single | FacePolicy::Largest => {
+                let (w, h) = image.rgb.dimensions();
+                faces
+                    .into_iter()
+                    .max_by(|a, b| a.visible_area(w, h).total_cmp(&b.visible_area(w, h)))
+                    .into_iter()
+                    .collect()
+            }
+            FacePolicy::Central => {
+                let (w, h) = image.rgb.dimensions();
+                let score = |f: &Face| {
+                    let [cx, cy] = f.centre();
+                    let (dx, dy) = (cx - w as f32 / 2.0, cy - h as f32 / 2.0);
+                    f.visible_area(w, h) - 2.0 * (dx * dx + dy * dy)
+                };
+                faces
+                    .into_iter()
+                    .max_by(|a, b| score(a).total_cmp(&score(b)))
+                    .into_iter()
+                    .collect()
+            }
         };
         let crops: Vec<RgbImage> = selected.iter().map(|f| self.align(&image.rgb, f)).collect();
         let embeddings = self.embedder.embed(&crops)?;

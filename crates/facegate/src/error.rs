@@ -34,6 +34,18 @@ pub enum Error {
         "no default home directory is known on this system; pass --home DIR or set FACEGATE_HOME"
     )]
     NoHome,
+
+    #[error("facegate's config {path} could not be read or written: {message}. Fix or delete the file (it only holds calibrated thresholds)")]
+    Config {
+        path: std::path::PathBuf,
+        message: String,
+    },
+
+    #[error("evaluation input {path}: {message}")]
+    EvalInput {
+        path: std::path::PathBuf,
+        message: String,
+    },
 }
 
 impl Error {
@@ -60,6 +72,8 @@ impl Error {
             Error::SeveralFaces { .. } => "several_faces",
             Error::FaceTooSmall { .. } => "face_too_small",
             Error::NoHome => "no_home",
+            Error::Config { .. } => "config_error",
+            Error::EvalInput { .. } => "bad_eval_input",
         }
     }
 }

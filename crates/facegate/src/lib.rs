@@ -14,12 +14,14 @@
 //! [`Engine`] wires them together; [`ops`] holds the user-level operations (enroll, verify,
 //! identify, compare) that the CLI and the server share.
 
+pub mod config;
 mod engine;
 mod error;
+pub mod eval;
 mod home;
 pub mod ops;
 
-pub use engine::{EmbeddedFace, Engine, EngineOptions, FacePolicy};
+pub use engine::{EmbeddedFace, Engine, EngineOptions, FacePolicy, FarEstimate};
 pub use error::Error;
 pub use home::Home;
 

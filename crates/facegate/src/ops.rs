@@ -7,7 +7,7 @@ use facegate_gallery::{Gallery, GalleryError, NewTemplate, Template};
 use facegate_image::LoadedImage;
 use serde::Serialize;
 
-use crate::{EmbeddedFace, Engine, Error, FacePolicy};
+use crate::{EmbeddedFace, Engine, Error, FacePolicy, FarEstimate};
 
 /// A face turned into a template, ready to store.
 #[derive(Clone, Debug)]
@@ -69,6 +69,8 @@ pub struct VerifyOutcome {
     /// Every face compared (one unless `--all-faces`).
     pub faces: Vec<FaceVerdict>,
     pub templates_compared: usize,
+    /// How often two different people come out this close (from calibration data).
+    pub estimated_far: Option<FarEstimate>,
     pub note: Option<String>,
 }
 
@@ -121,6 +123,7 @@ pub fn verify(
         faces_found,
         faces: verdicts,
         templates_compared: templates.len(),
+        estimated_far: engine.estimated_far(best.distances.euclidean),
         note: several_faces_note(faces_found, all_faces),
     })
 }
@@ -132,6 +135,7 @@ pub struct Candidate {
     pub distances: Distances,
     pub is_match: bool,
     pub best_template_id: i64,
+    pub estimated_far: Option<FarEstimate>,
 }
 
 #[derive(Clone, Debug, Serialize)]
@@ -197,6 +201,7 @@ pub fn identify(
                     distances,
                     is_match: threshold.is_match(&distances),
                     best_template_id: id,
+                    estimated_far: engine.estimated_far(distances.euclidean),
                 })
                 .collect();
             candidates.sort_by(|a, b| {
@@ -239,6 +244,7 @@ pub struct CompareOutcome {
     pub face_b: Face,
     pub faces_found_a: usize,
     pub faces_found_b: usize,
+    pub estimated_far: Option<FarEstimate>,
     pub note: Option<String>,
 }
 
@@ -265,6 +271,7 @@ pub fn compare(engine: &Engine, a: &LoadedImage, b: &LoadedImage) -> Result<Comp
         face_b: fb.face,
         faces_found_a: found_a,
         faces_found_b: found_b,
+        estimated_far: engine.estimated_far(distances.euclidean),
         note,
     })
 }

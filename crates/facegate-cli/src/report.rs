@@ -1,0 +1,181 @@
+//! Evaluation reports: JSON, a Markdown summary, and the ROC curve as a PNG.
+
+use std::path::Path;
+
+use anyhow::{Context as _, Result};
+use facegate::eval::{IdentifyReport, PairsReport};
+use plotters::prelude::*;
+use plotters::style::{register_font, FontStyle};
+
+/// DejaVu Sans (free license, see assets/DejaVuSans-LICENSE.txt), embedded so plots render the
+/// same everywhere without system fonts.
+static FONT: &[u8] = include_bytes!("../assets/DejaVuSans.ttf");
+
+pub fn pairs_markdown(r: &PairsReport, pairs_file: &Path, seconds: f64) -> String {
+    let mut md = String::new();
+    md.push_str(&format!("## Verification: {}\n\n", pairs_file.display()));
+    md.push_str(&format!(
+        "pipeline `{}`; {} pairs ({} same, {} different), {} images, {:.0} s\n\n",
+        r.pipeline, r.pairs, r.genuine_pairs, r.impostor_pairs, r.images, seconds
+    ));
+    md.push_str("| metric | value |\n|---|---|\n");
+    md.push_str(&format!(
+        "| accuracy ({}-fold, threshold chosen on the other folds) | {:.2}% ± {:.2}% |\n",
+        r.folds.len(),
+        r.accuracy_mean * 100.0,
+        r.accuracy_std * 100.0
+    ));
+    md.push_str(&format!("| ROC AUC | {:.4} |\n", r.auc));
+    md.push_str(&format!(
+        "| EER | {:.2}% (threshold {:.3}) |\n",
+        r.eer * 100.0,
+        r.eer_threshold
+    ));
+    md.push_str(&format!(
+        "| best threshold (all pairs) | {:.3} ({:.2}%) |\n",
+        r.best_threshold,
+        r.best_threshold_accuracy * 100.0
+    ));
+    for t in &r.tar_at_far {
+        let value = match (t.tar, t.resolvable) {
+            (Some(tar), true) => format!(
+                "{:.2}% (threshold {:.3}; {:.1} impostor pairs at this FAR)",
+                tar * 100.0,
+                t.threshold.unwrap_or(f32::NAN),
+                t.impostors_at_far
+            ),
+            _ => format!(
+                "not measurable: {} impostor pairs cannot resolve it",
+                r.impostor_pairs
+            ),
+        };
+        md.push_str(&format!("| TAR @ FAR {:.0e} | {value} |\n", t.far));
+    }
+    md.push_str(&format!(
+        "| images without a detected face | {} of {} |\n",
+        r.images_without_face, r.images
+    ));
+    md.push_str(&format!("\nNo-face policy: {}.\n", r.no_face_policy));
+    md.push_str("\nPer fold (threshold, accuracy): ");
+    let folds: Vec<String> = r
+        .folds
+        .iter()
+        .map(|f| format!("{:.3} / {:.2}%", f.threshold, f.accuracy * 100.0))
+        .collect();
+    md.push_str(&folds.join(", "));
+    md.push('\n');
+    md
+}
+
+pub fn identify_markdown(r: &IdentifyReport, split: &Path, seconds: f64) -> String {
+    let mut md = String::new();
+    md.push_str(&format!("## Identification: {}\n\n", split.display()));
+    md.push_str(&format!(
+        "pipeline `{}`; gallery {} images of {} people; {} mated probes, {} non-mated searches; {:.0} s\n\n",
+        r.pipeline, r.gallery_images, r.gallery_identities, r.mated_probes, r.non_mated_searches, seconds
+    ));
+    md.push_str("| metric | value |\n|---|---|\n");
+    md.push_str(&format!(
+        "| rank-1 (closed set) | {:.2}% |\n",
+        r.rank1 * 100.0
+    ));
+    md.push_str(&format!(
+        "| rank-5 (closed set) | {:.2}% |\n",
+        r.rank5 * 100.0
+    ));
+    match (r.open_set_dir, r.open_set_threshold) {
+        (Some(dir), Some(t)) => md.push_str(&format!(
+            "| open-set DIR @ FAR {:.0e} | {:.2}% (threshold {:.3}) |\n",
+            r.open_set_far,
+            dir * 100.0,
+            t
+        )),
+        _ => md.push_str(&format!(
+            "| open-set DIR @ FAR {:.0e} | not measurable (no non-mated searches) |\n",
+            r.open_set_far
+        )),
+    }
+    md.push_str(&format!(
+        "| images without a detected face | {} of {} |\n",
+        r.images_without_face, r.images
+    ));
+    md
+}
+
+pub fn write_pairs(
+    dir: &Path,
+    r: &PairsReport,
+    doc: &serde_json::Value,
+    pairs_file: &Path,
+    seconds: f64,
+) -> Result<()> {
+    std::fs::create_dir_all(dir).with_context(|| format!("could not create {}", dir.display()))?;
+    std::fs::write(dir.join("report.json"), serde_json::to_vec_pretty(doc)?)?;
+    let mut md = pairs_markdown(r, pairs_file, seconds);
+    md.push_str("\n![ROC](roc.png)\n");
+    std::fs::write(dir.join("report.md"), md)?;
+    plot_roc(&dir.join("roc.png"), r)
+}
+
+pub fn write_identify(
+    dir: &Path,
+    r: &IdentifyReport,
+    doc: &serde_json::Value,
+    split: &Path,
+    seconds: f64,
+) -> Result<()> {
+    std::fs::create_dir_all(dir).with_context(|| format!("could not create {}", dir.display()))?;
+    std::fs::write(dir.join("identify.json"), serde_json::to_vec_pretty(doc)?)?;
+    std::fs::write(
+        dir.join("identify.md"),
+        identify_markdown(r, split, seconds),
+    )?;
+    Ok(())
+}
+
+/// TAR against FAR on a log axis, from the lowest FAR the pairs can resolve.
+fn plot_roc(path: &Path, r: &PairsReport) -> Result<()> {
+    register_font("sans-serif", FontStyle::Normal, FONT)
+        .map_err(|_| anyhow::anyhow!("could not load the embedded font"))?;
+    let floor = (1.0 / r.impostor_pairs.max(1) as f64).max(1e-6);
+    let root = BitMapBackend::new(path, (800, 600)).into_drawing_area();
+    root.fill(&WHITE)?;
+    let mut chart = ChartBuilder::on(&root)
+        .caption(
+            format!(
+                "ROC — {} ({:.2}% acc.)",
+                r.pipeline.split('+').next().unwrap_or_default(),
+                r.accuracy_mean * 100.0
+            ),
+            ("sans-serif", 24),
+        )
+        .margin(20)
+        .x_label_area_size(50)
+        .y_label_area_size(60)
+        .build_cartesian_2d((floor..1.0).log_scale(), 0.0..1.0)?;
+    chart
+        .configure_mesh()
+        .x_desc("false accept rate (log)")
+        .y_desc("true accept rate")
+        .x_label_formatter(&|v| format!("{v:.0e}"))
+        .draw()?;
+    let points: Vec<(f64, f64)> = r
+        .roc
+        .iter()
+        .filter(|p| p.far >= floor)
+        .map(|p| (p.far, p.tar))
+        .collect();
+    chart
+        .draw_series(LineSeries::new(points, BLUE.stroke_width(2)))?
+        .label(format!("AUC {:.4}, EER {:.2}%", r.auc, r.eer * 100.0))
+        .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], BLUE.stroke_width(2)));
+    chart
+        .configure_series_labels()
+        .background_style(WHITE)
+        .border_style(BLACK)
+        .position(SeriesLabelPosition::LowerRight)
+        .draw()?;
+    root.present()
+        .with_context(|| format!("could not write {}", path.display()))?;
+    Ok(())
+}

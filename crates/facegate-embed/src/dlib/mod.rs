@@ -1,0 +1,130 @@
+//! dlib's face-recognition ResNet (Davis King, CC0) from `face-recognition-models==0.3.0`:
+//! 150x150 chips in, 128-d out.
+
+pub mod resnet;
+
+use facegate_image::RgbImage;
+use facegate_models::dlib_dat;
+use facegate_models::{pins, FetchObserver, ModelError, ModelStore};
+use facegate_nn::{Network, Runtime};
+
+use crate::{l2_normalize, EmbedError, Embedder};
+
+/// Bump when the emitted graph changes, so cached ONNX files are rebuilt.
+const GRAPH_REVISION: u32 = 1;
+pub const INPUT_SIZE: u32 = 150;
+pub const DIMENSION: usize = 128;
+pub const MODEL_ID: &str = "dlib-resnet-v1";
+
+/// dlib's own input normalisation: `(pixel - mean) / 256` per channel (the means are read from
+/// the model file; these are their values, used to check it).
+pub const INPUT_MEANS: [f32; 3] = [122.782, 117.001, 104.298];
+
+/// Where MTCNN's five landmarks fall in dlib's 150x150 chip (dlib cuts its chips from its own
+/// 5-point shape predictor, eye corners and nose base, with padding 0.25). Measured by
+/// `tools/golden/derive_dlib_chip_template.py` on 2029 faces (1917 LFW, 112 5-celebrity):
+/// the mean MTCNN landmark positions in dlib's chips, made left-right symmetric about x = 75.
+/// Fitting MTCNN landmarks to it reproduces dlib's chip to 6 px (median corner displacement).
+pub const TEMPLATE_150: [[f32; 2]; 5] = [
+    [47.79, 45.95],
+    [102.21, 45.95],
+    [75.0, 77.94],
+    [50.93, 105.34],
+    [99.07, 105.34],
+];
+
+pub struct DlibResnet {
+    network: Network,
+    means: [f32; 3],
+}
+
+impl DlibResnet {
+    pub fn load(
+        store: &ModelStore,
+        runtime: &Runtime,
+        threads: usize,
+        observer: &dyn FetchObserver,
+    ) -> Result<DlibResnet, EmbedError> {
+        let file = &pins::DLIB_RESNET;
+        let artifact = format!(
+            "dlib-resnet-v1-{}-r{GRAPH_REVISION}.onnx",
+            file.package.version
+        );
+        let path = store.built(&artifact, &[file], observer, |inputs| {
+            let net = dlib_dat::read_resnet(&inputs[0])?;
+            resnet::build(&net, &inputs[0])
+        })?;
+        let onnx = std::fs::read(&path).map_err(|source| ModelError::Io {
+            action: "could not read",
+            path: path.clone(),
+            source,
+        })?;
+        Ok(DlibResnet {
+            network: runtime.network("dlib resnet", &onnx, threads)?,
+            means: INPUT_MEANS,
+        })
+    }
+
+    /// dlib's input tensor for a chip: planar RGB, `(pixel - mean) / 256`.
+    pub fn preprocess(&self, chip: &RgbImage) -> Vec<f32> {
+        let plane = (chip.width() * chip.height()) as usize;
+        let mut out = vec![0.0; 3 * plane];
+        for (i, p) in chip.pixels().enumerate() {
+            for c in 0..3 {
+                out[c * plane + i] = (f32::from(p.0[c]) - self.means[c]) / 256.0;
+            }
+        }
+        out
+    }
+
+    /// The raw (not normalised) descriptors, as dlib returns them.
+    pub fn descriptors(&self, chips: &[RgbImage]) -> Result<Vec<Vec<f32>>, EmbedError> {
+        let size = INPUT_SIZE as usize;
+        let mut input = Vec::with_capacity(chips.len() * 3 * size * size);
+        for chip in chips {
+            if chip.dimensions() != (INPUT_SIZE, INPUT_SIZE) {
+                return Err(EmbedError::WrongSize {
+                    expected: INPUT_SIZE,
+                    width: chip.width(),
+                    height: chip.height(),
+                });
+            }
+            input.extend(self.preprocess(chip));
+        }
+        let outputs = self.network.run(&[chips.len(), 3, size, size], input)?;
+        Ok(outputs[0]
+            .data
+            .chunks(DIMENSION)
+            .map(<[f32]>::to_vec)
+            .collect())
+    }
+}
+
+impl Embedder for DlibResnet {
+    fn embed(&self, faces: &[RgbImage]) -> Result<Vec<Vec<f32>>, EmbedError> {
+        if faces.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut out = self.descriptors(faces)?;
+        for e in &mut out {
+            l2_normalize(e);
+        }
+        Ok(out)
+    }
+
+    fn input_size(&self) -> u32 {
+        INPUT_SIZE
+    }
+
+    fn dimension(&self) -> usize {
+        DIMENSION
+    }
+
+    fn model_id(&self) -> &str {
+        MODEL_ID
+    }
+
+    fn alignment_template(&self) -> Option<[[f32; 2]; 5]> {
+        Some(TEMPLATE_150)
+    }
+}

@@ -1,0 +1,587 @@
+//! Measuring accuracy on labelled data: verification on a pairs file (the LFW protocol) and
+//! 1:N identification on a gallery/probe/distractor split.
+//!
+//! Every distinct image is embedded once, in parallel, and cached on disk keyed by the image's
+//! SHA-256 and the pipeline (model, detector, alignment), so a rerun is instant.
+//!
+//! When a photo shows several faces, the labelled person is taken to be the large face nearest
+//! the centre (benchmarks such as LFW are centred on them).
+//!
+//! Images where no face is detected are not dropped (that would flatter the numbers): they fall
+//! back to a centre crop — the middle half of the image, cut like the aligned faces — and are
+//! counted and reported.
+
+use std::collections::{BTreeSet, HashMap};
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+
+use facegate_align::AlignMode;
+use facegate_decide::eval::{self, FoldResult, RocPoint, ScoredPair};
+use facegate_decide::{euclidean, ImpostorCdf};
+use facegate_detect::Face;
+use rayon::prelude::*;
+use rusqlite::OptionalExtension;
+use serde::Serialize;
+use sha2::{Digest, Sha256};
+
+use crate::{Engine, Error, FacePolicy};
+
+/// One line of a pairs file.
+#[derive(Clone, Debug, PartialEq)]
+pub struct PairSpec {
+    pub a: PathBuf,
+    pub b: PathBuf,
+    pub same: bool,
+    pub fold: usize,
+}
+
+/// Reads a pairs file: a TSV with columns `img_a img_b same fold` (header line first), or
+/// the original LFW `pairs.txt` (`folds n`, then per fold n matched `name i j` and n mismatched
+/// `name1 i name2 j` lines, images at `name/name_%04d.jpg`).
+pub fn read_pairs(path: &Path) -> Result<Vec<PairSpec>, Error> {
+    let bad = |message: String| Error::EvalInput {
+        path: path.to_path_buf(),
+        message,
+    };
+    let text = std::fs::read_to_string(path).map_err(|e| bad(e.to_string()))?;
+    let mut lines = text.lines().filter(|l| !l.trim().is_empty());
+    let header = lines
+        .next()
+        .ok_or_else(|| bad("the file is empty".into()))?;
+    let fields: Vec<&str> = header.split('\t').map(str::trim).collect();
+    let mut pairs = Vec::new();
+    if fields.contains(&"img_a") {
+        let col = |name: &str| {
+            fields
+                .iter()
+                .position(|f| *f == name)
+                .ok_or_else(|| bad(format!("no `{name}` column in the header")))
+        };
+        let (ia, ib, is, ifold) = (col("img_a")?, col("img_b")?, col("same")?, col("fold")?);
+        for (n, line) in lines.enumerate() {
+            let cells: Vec<&str> = line.split('\t').map(str::trim).collect();
+            let get = |i: usize| {
+                cells
+                    .get(i)
+                    .copied()
+                    .ok_or_else(|| bad(format!("line {} has too few columns", n + 2)))
+            };
+            pairs.push(PairSpec {
+                a: PathBuf::from(get(ia)?),
+                b: PathBuf::from(get(ib)?),
+                same: matches!(get(is)?, "1" | "true" | "True"),
+                fold: get(ifold)?
+                    .parse()
+                    .map_err(|_| bad(format!("line {}: fold is not a number", n + 2)))?,
+            });
+        }
+    } else {
+        let counts: Vec<usize> = header
+            .split_whitespace()
+            .filter_map(|v| v.parse().ok())
+            .collect();
+        let per_half = match counts.as_slice() {
+            [_, n] | [n] => *n,
+            _ => return Err(bad(
+                "expected a TSV header with img_a/img_b/same/fold, or LFW's `folds n` first line"
+                    .into(),
+            )),
+        };
+        let image = |name: &str, number: &str| -> Result<PathBuf, Error> {
+            let number: u32 = number
+                .parse()
+                .map_err(|_| bad(format!("{number:?} is not an image number")))?;
+            Ok(PathBuf::from(name).join(format!("{name}_{number:04}.jpg")))
+        };
+        for (n, line) in lines.enumerate() {
+            let f: Vec<&str> = line.split_whitespace().collect();
+            let fold = n / (2 * per_half.max(1));
+            let (a, b, same) = match f.as_slice() {
+                [name, i, j] => (image(name, i)?, image(name, j)?, true),
+                [n1, i, n2, j] => (image(n1, i)?, image(n2, j)?, false),
+                _ => {
+                    return Err(bad(format!(
+                        "line {} is neither `name i j` nor `name1 i name2 j`",
+                        n + 2
+                    )))
+                }
+            };
+            pairs.push(PairSpec { a, b, same, fold });
+        }
+    }
+    if pairs.is_empty() {
+        return Err(bad("no pairs in the file".into()));
+    }
+    Ok(pairs)
+}
+
+/// What one image contributed.
+#[derive(Clone, Debug, PartialEq)]
+pub struct EvalImage {
+    pub embedding: Vec<f32>,
+    /// False when no face was detected and the centre-crop fallback was used.
+    pub detected: bool,
+}
+
+/// Embeddings on disk, keyed by image hash and pipeline.
+pub struct EmbeddingCache {
+    connection: Mutex<rusqlite::Connection>,
+    path: PathBuf,
+}
+
+impl EmbeddingCache {
+    pub fn open(path: &Path) -> Result<EmbeddingCache, Error> {
+        let error = |e: rusqlite::Error| Error::EvalInput {
+            path: path.to_path_buf(),
+            message: format!("embedding cache: {e}"),
+        };
+        if let Some(parent) = path.parent() {
+            std::fs::create_dir_all(parent).map_err(|e| Error::EvalInput {
+                path: parent.to_path_buf(),
+                message: e.to_string(),
+            })?;
+        }
+        let connection = rusqlite::Connection::open(path).map_err(error)?;
+        connection
+            .busy_timeout(std::time::Duration::from_secs(10))
+            .map_err(error)?;
+        connection
+            .pragma_update(None, "journal_mode", "WAL")
+            .map_err(error)?;
+        connection
+            .execute_batch(
+                "CREATE TABLE IF NOT EXISTS embeddings (
+                    image_sha256 TEXT NOT NULL, pipeline TEXT NOT NULL,
+                    embedding BLOB NOT NULL, detected INTEGER NOT NULL,
+                    PRIMARY KEY (image_sha256, pipeline))",
+            )
+            .map_err(error)?;
+        Ok(EmbeddingCache {
+            connection: Mutex::new(connection),
+            path: path.to_path_buf(),
+        })
+    }
+
+    fn get(&self, sha: &str, pipeline: &str) -> Option<EvalImage> {
+        let connection = self.connection.lock().unwrap_or_else(|p| p.into_inner());
+        connection
+            .query_row(
+                "SELECT embedding, detected FROM embeddings WHERE image_sha256 = ?1 AND pipeline = ?2",
+                [sha, pipeline],
+                |r| Ok((r.get::<_, Vec<u8>>(0)?, r.get::<_, bool>(1)?)),
+            )
+            .optional()
+            .ok()
+            .flatten()
+            .map(|(blob, detected)| EvalImage {
+                embedding: blob
+                    .chunks_exact(4)
+                    .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+                    .collect(),
+                detected,
+            })
+    }
+
+    fn put(&self, sha: &str, pipeline: &str, image: &EvalImage) -> Result<(), Error> {
+        let connection = self.connection.lock().unwrap_or_else(|p| p.into_inner());
+        let blob: Vec<u8> = image
+            .embedding
+            .iter()
+            .flat_map(|v| v.to_le_bytes())
+            .collect();
+        connection
+            .execute(
+                "INSERT OR REPLACE INTO embeddings VALUES (?1, ?2, ?3, ?4)",
+                rusqlite::params![sha, pipeline, blob, image.detected],
+            )
+            .map_err(|e| Error::EvalInput {
+                path: self.path.clone(),
+                message: format!("embedding cache: {e}"),
+            })?;
+        Ok(())
+    }
+}
+
+/// Embeds every image (in parallel), using and filling the cache. `progress` is called once
+/// per image.
+pub fn embed_images(
+    engine: &Engine,
+    cache: &EmbeddingCache,
+    root: &Path,
+    images: &[PathBuf],
+    progress: &(dyn Fn() + Sync),
+) -> Result<HashMap<PathBuf, EvalImage>, Error> {
+    let pipeline = eval_pipeline_id(engine);
+    let results: Result<Vec<(PathBuf, EvalImage)>, Error> = images
+        .par_iter()
+        .map(|relative| {
+            let path = root.join(relative);
+            let bytes =
+                std::fs::read(&path).map_err(|source| facegate_image::ImageError::Read {
+                    path: path.clone(),
+                    source,
+                })?;
+            let sha = format!("{:x}", Sha256::digest(&bytes));
+            let image = match cache.get(&sha, &pipeline) {
+                Some(hit) => hit,
+                None => {
+                    let computed = embed_one(engine, &bytes, &path)?;
+                    cache.put(&sha, &pipeline, &computed)?;
+                    computed
+                }
+            };
+            progress();
+            Ok((relative.clone(), image))
+        })
+        .collect();
+    Ok(results?.into_iter().collect())
+}
+
+/// The engine's pipeline plus the evaluation's face choice: what the cached embeddings depend on.
+pub fn eval_pipeline_id(engine: &Engine) -> String {
+    format!("{}+central-face", engine.pipeline_id())
+}
+
+fn embed_one(engine: &Engine, bytes: &[u8], path: &Path) -> Result<EvalImage, Error> {
+    let image = engine.decode_image(bytes, &path.display().to_string())?;
+    // Benchmark photos are centred on the labelled person.
+    match engine.embed_faces(&image, FacePolicy::Central) {
+        Ok((mut faces, _)) => Ok(EvalImage {
+            embedding: faces.remove(0).embedding,
+            detected: true,
+        }),
+        Err(Error::NoFace { .. } | Error::FaceTooSmall { .. }) => {
+            let (w, h) = (image.rgb.width() as f32, image.rgb.height() as f32);
+            let centre = Face {
+                bbox: [w * 0.25, h * 0.25, w * 0.75, h * 0.75],
+                score: 0.0,
+                landmarks: [[0.0; 2]; 5],
+            };
+            let size = 160;
+            let crop =
+                facegate_align::align(&image.rgb, &centre, AlignMode::Box { margin: 0.0 }, size);
+            let mut embeddings = engine.embed_aligned(&[crop])?;
+            Ok(EvalImage {
+                embedding: embeddings.remove(0),
+                detected: false,
+            })
+        }
+        Err(other) => Err(other),
+    }
+}
+
+/// TAR at one FAR, with how many impostor pairs back it.
+#[derive(Clone, Debug, Serialize)]
+pub struct TarAtFar {
+    pub far: f64,
+    pub tar: Option<f64>,
+    pub threshold: Option<f32>,
+    /// Impostor pairs accepted at this FAR: under ~10 the figure is noisy.
+    pub impostors_at_far: f64,
+    /// Whether the impostor pairs can resolve this FAR at all (at least one accepted).
+    pub resolvable: bool,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct PairsReport {
+    pub pipeline: String,
+    pub pairs: usize,
+    pub genuine_pairs: usize,
+    pub impostor_pairs: usize,
+    pub folds: Vec<FoldResult>,
+    pub accuracy_mean: f64,
+    pub accuracy_std: f64,
+    pub auc: f64,
+    pub eer: f64,
+    pub eer_threshold: f32,
+    /// Best-accuracy threshold on all pairs (for reference; the protocol uses per-fold ones).
+    pub best_threshold: f32,
+    pub best_threshold_accuracy: f64,
+    pub tar_at_far: Vec<TarAtFar>,
+    pub images: usize,
+    pub images_without_face: usize,
+    pub no_face_policy: String,
+    /// Downsampled ROC curve (for plotting).
+    pub roc: Vec<RocPoint>,
+    /// For `calibrate` and FAR estimates.
+    #[serde(skip)]
+    pub impostor_distances: Vec<f32>,
+    #[serde(skip)]
+    pub genuine_distances: Vec<f32>,
+}
+
+pub const NO_FACE_POLICY: &str =
+    "no face detected: the centre half of the image is cropped and embedded instead (counted in images_without_face)";
+
+/// Distances of every pair, then the protocol's numbers.
+pub fn score_pairs(
+    specs: &[PairSpec],
+    embeddings: &HashMap<PathBuf, EvalImage>,
+    pipeline: &str,
+) -> PairsReport {
+    let pairs: Vec<ScoredPair> = specs
+        .iter()
+        .map(|p| ScoredPair {
+            distance: euclidean(&embeddings[&p.a].embedding, &embeddings[&p.b].embedding),
+            same: p.same,
+            fold: p.fold,
+        })
+        .collect();
+    let folds = eval::k_fold(&pairs);
+    let accuracies: Vec<f64> = folds.iter().map(|f| f.accuracy).collect();
+    let (accuracy_mean, accuracy_std) = eval::mean_std(&accuracies);
+    let curve = eval::roc(&pairs);
+    let (eer, eer_threshold) = eval::eer(&curve);
+    let (best_threshold, best_threshold_accuracy) = eval::best_threshold(&pairs);
+    let impostor_distances: Vec<f32> = pairs
+        .iter()
+        .filter(|p| !p.same)
+        .map(|p| p.distance)
+        .collect();
+    let genuine_distances: Vec<f32> = pairs
+        .iter()
+        .filter(|p| p.same)
+        .map(|p| p.distance)
+        .collect();
+    let impostors = impostor_distances.len();
+    let tar_at_far = [1e-1, 1e-2, 1e-3, 1e-4]
+        .into_iter()
+        .map(|far| {
+            let at = eval::tar_at_far(&curve, far);
+            let impostors_at_far = far * impostors as f64;
+            TarAtFar {
+                far,
+                tar: at.map(|a| a.0),
+                threshold: at.map(|a| a.1),
+                impostors_at_far,
+                resolvable: impostors_at_far >= 1.0,
+            }
+        })
+        .collect();
+    let distinct: BTreeSet<&PathBuf> = specs.iter().flat_map(|p| [&p.a, &p.b]).collect();
+    PairsReport {
+        pipeline: pipeline.to_string(),
+        pairs: pairs.len(),
+        genuine_pairs: genuine_distances.len(),
+        impostor_pairs: impostors,
+        folds,
+        accuracy_mean,
+        accuracy_std,
+        auc: eval::auc(&curve),
+        eer,
+        eer_threshold,
+        best_threshold,
+        best_threshold_accuracy,
+        tar_at_far,
+        images: distinct.len(),
+        images_without_face: distinct
+            .iter()
+            .filter(|p| !embeddings[**p].detected)
+            .count(),
+        no_face_policy: NO_FACE_POLICY.to_string(),
+        roc: downsample(&curve, 400),
+        impostor_distances,
+        genuine_distances,
+    }
+}
+
+fn downsample(curve: &[RocPoint], max: usize) -> Vec<RocPoint> {
+    if curve.len() <= max {
+        return curve.to_vec();
+    }
+    let step = curve.len() as f64 / max as f64;
+    let mut out: Vec<RocPoint> = (0..max)
+        .map(|i| curve[(i as f64 * step) as usize])
+        .collect();
+    if let Some(last) = curve.last() {
+        out.push(*last);
+    }
+    out
+}
+
+/// The distinct images a pairs file needs.
+pub fn pair_images(specs: &[PairSpec]) -> Vec<PathBuf> {
+    let set: BTreeSet<&PathBuf> = specs.iter().flat_map(|p| [&p.a, &p.b]).collect();
+    set.into_iter().cloned().collect()
+}
+
+/// The impostor distance distribution of a pairs run, for FAR estimates.
+pub fn impostor_cdf(report: &PairsReport, source: &str) -> ImpostorCdf {
+    ImpostorCdf::from_distances(&report.impostor_distances, 200, source)
+}
+
+/// Role of an image in an identification split.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Role {
+    Gallery,
+    Probe,
+    Distractor,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct SplitEntry {
+    pub path: PathBuf,
+    pub identity: String,
+    pub role: Role,
+}
+
+/// Reads a TSV with columns `path identity role` (role: gallery, probe or distractor).
+pub fn read_split(path: &Path) -> Result<Vec<SplitEntry>, Error> {
+    let bad = |message: String| Error::EvalInput {
+        path: path.to_path_buf(),
+        message,
+    };
+    let text = std::fs::read_to_string(path).map_err(|e| bad(e.to_string()))?;
+    let mut lines = text.lines().filter(|l| !l.trim().is_empty());
+    let header: Vec<&str> = lines
+        .next()
+        .ok_or_else(|| bad("the file is empty".into()))?
+        .split('\t')
+        .collect();
+    let col = |name: &str| {
+        header
+            .iter()
+            .position(|h| h.trim() == name)
+            .ok_or_else(|| bad(format!("no `{name}` column")))
+    };
+    let (ip, ii, ir) = (col("path")?, col("identity")?, col("role")?);
+    let mut entries = Vec::new();
+    for (n, line) in lines.enumerate() {
+        let cells: Vec<&str> = line.split('\t').map(str::trim).collect();
+        let get = |i: usize| {
+            cells
+                .get(i)
+                .copied()
+                .ok_or_else(|| bad(format!("line {} has too few columns", n + 2)))
+        };
+        let role = match get(ir)? {
+            "gallery" => Role::Gallery,
+            "probe" => Role::Probe,
+            "distractor" => Role::Distractor,
+            other => return Err(bad(format!("line {}: unknown role {other:?}", n + 2))),
+        };
+        entries.push(SplitEntry {
+            path: PathBuf::from(get(ip)?),
+            identity: get(ii)?.to_string(),
+            role,
+        });
+    }
+    Ok(entries)
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct IdentifyReport {
+    pub pipeline: String,
+    pub gallery_images: usize,
+    pub gallery_identities: usize,
+    /// Probes whose identity is in the gallery (closed set).
+    pub mated_probes: usize,
+    /// Probes and distractors whose identity is not (open set impostors).
+    pub non_mated_searches: usize,
+    pub rank1: f64,
+    pub rank5: f64,
+    /// Open set: the threshold that lets through this fraction of non-mated searches...
+    pub open_set_far: f64,
+    pub open_set_threshold: Option<f32>,
+    /// ...and the detection-and-identification rate there: mated probes found at rank 1
+    /// within the threshold.
+    pub open_set_dir: Option<f64>,
+    pub images: usize,
+    pub images_without_face: usize,
+    pub no_face_policy: String,
+}
+
+/// Closed-set rank-1/rank-5 and open-set DIR at `open_set_far`.
+pub fn score_identification(
+    entries: &[SplitEntry],
+    embeddings: &HashMap<PathBuf, EvalImage>,
+    pipeline: &str,
+    open_set_far: f64,
+) -> IdentifyReport {
+    let gallery: Vec<&SplitEntry> = entries.iter().filter(|e| e.role == Role::Gallery).collect();
+    let identities: BTreeSet<&str> = gallery.iter().map(|e| e.identity.as_str()).collect();
+    let searches: Vec<&SplitEntry> = entries.iter().filter(|e| e.role != Role::Gallery).collect();
+    let results: Vec<(bool, Option<usize>, f32)> = searches
+        .par_iter()
+        .map(|probe| {
+            let q = &embeddings[&probe.path].embedding;
+            // Closest template per identity.
+            let mut best: HashMap<&str, f32> = HashMap::new();
+            for g in &gallery {
+                let d = euclidean(q, &embeddings[&g.path].embedding);
+                let e = best.entry(g.identity.as_str()).or_insert(f32::INFINITY);
+                if d < *e {
+                    *e = d;
+                }
+            }
+            let mut ranked: Vec<(&str, f32)> = best.into_iter().collect();
+            ranked.sort_by(|a, b| a.1.total_cmp(&b.1).then(a.0.cmp(b.0)));
+            let mated = identities.contains(probe.identity.as_str());
+            let rank = ranked.iter().position(|(id, _)| *id == probe.identity);
+            (mated, rank, ranked.first().map_or(f32::INFINITY, |r| r.1))
+        })
+        .collect();
+    let mated: Vec<&(bool, Option<usize>, f32)> = results.iter().filter(|r| r.0).collect();
+    let non_mated: Vec<f32> = results.iter().filter(|r| !r.0).map(|r| r.2).collect();
+    let rate = |k: usize| {
+        mated
+            .iter()
+            .filter(|r| r.1.is_some_and(|rank| rank < k))
+            .count() as f64
+            / mated.len().max(1) as f64
+    };
+    let threshold = eval::threshold_for_far(&non_mated, open_set_far);
+    let dir = threshold.map(|t| {
+        mated.iter().filter(|r| r.1 == Some(0) && r.2 <= t).count() as f64
+            / mated.len().max(1) as f64
+    });
+    IdentifyReport {
+        pipeline: pipeline.to_string(),
+        gallery_images: gallery.len(),
+        gallery_identities: identities.len(),
+        mated_probes: mated.len(),
+        non_mated_searches: non_mated.len(),
+        rank1: rate(1),
+        rank5: rate(5),
+        open_set_far,
+        open_set_threshold: threshold,
+        open_set_dir: dir,
+        images: entries.len(),
+        images_without_face: entries
+            .iter()
+            .filter(|e| !embeddings[&e.path].detected)
+            .count(),
+        no_face_policy: NO_FACE_POLICY.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_both_pairs_formats() {
+        let dir = tempfile::tempdir().unwrap();
+        let tsv = dir.path().join("pairs.tsv");
+        std::fs::write(&tsv, "img_a\timg_b\tsame\tfold\na/a_0001.jpg\ta/a_0002.jpg\t1\t0\na/a_0001.jpg\tb/b_0001.jpg\t0\t1\n").unwrap();
+        let p = read_pairs(&tsv).unwrap();
+        assert_eq!(p.len(), 2);
+        assert!(p[0].same && !p[1].same);
+        assert_eq!(p[1].fold, 1);
+        let txt = dir.path().join("pairs.txt");
+        std::fs::write(
+            &txt,
+            "2\t1\nAl\t1\t2\nAl\t1\tBo\t3\nCy\t1\t4\nCy\t2\tDe\t1\n",
+        )
+        .unwrap();
+        let p = read_pairs(&txt).unwrap();
+        assert_eq!(p.len(), 4);
+        assert_eq!(p[0].a, PathBuf::from("Al/Al_0001.jpg"));
+        assert_eq!(p[1].b, PathBuf::from("Bo/Bo_0003.jpg"));
+        assert_eq!(
+            p.iter().map(|x| x.fold).collect::<Vec<_>>(),
+            vec![0, 0, 1, 1]
+        );
+        assert!(read_pairs(&dir.path().join("missing")).is_err());
+    }
+}
