@@ -85,10 +85,10 @@ pub fn run(ctx: &Context, dir: Option<&Path>, limit: usize) -> Result<ExitCode> 
             continue;
         };
         let t = Instant::now();
-        let crop = engine.align(&image.rgb, face);
+        let crops = engine.aligned_crops(&image.rgb, face);
         align.0.push(t.elapsed());
         let t = Instant::now();
-        engine.embed_aligned(&[crop])?;
+        engine.embed_crops(&[crops])?;
         embed.0.push(t.elapsed());
         let t = Instant::now();
         let image = engine.load_image(photo)?;

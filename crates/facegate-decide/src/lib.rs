@@ -166,6 +166,18 @@ pub fn default_threshold(model_id: &str) -> Option<Threshold> {
             source: ThresholdSource::Default,
             note: "provisional literature value for FaceNet 20170512 on LFW (best-accuracy threshold ≈ 1.1); not yet calibrated by facegate".to_string(),
         }),
+        "dlib-resnet-v1" => Some(Threshold {
+            metric: Metric::Euclidean,
+            value: 0.42,
+            source: ThresholdSource::Default,
+            note: "provisional: dlib's 0.6 on raw descriptors (norm ≈ 1.45) expressed on unit vectors; not yet calibrated by facegate".to_string(),
+        }),
+        "fusion(facenet-keras-1.1+dlib-resnet-v1)" => Some(Threshold {
+            metric: Metric::Euclidean,
+            value: 0.8,
+            source: ThresholdSource::Default,
+            note: "provisional: between the two models' thresholds; not yet calibrated by facegate".to_string(),
+        }),
         _ => None,
     }
 }

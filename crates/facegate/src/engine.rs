@@ -3,7 +3,7 @@ use std::path::Path;
 use facegate_align::AlignMode;
 use facegate_decide::{ImpostorCdf, Threshold, ThresholdSource};
 use facegate_detect::{Detector, Face, Mtcnn, MtcnnConfig};
-use facegate_embed::{Embedder, FaceNet};
+use facegate_embed::{DlibResnet, Embedder, FaceNet};
 use facegate_image::{LoadedImage, RgbImage};
 use facegate_models::{pins, FetchObserver, ModelStore};
 use facegate_nn::Runtime;
@@ -26,8 +26,22 @@ pub enum FacePolicy {
     All,
 }
 
+/// Which embedding model(s) to run.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum ModelChoice {
+    /// FaceNet (Keras, 128-d).
+    #[default]
+    Facenet,
+    /// dlib's ResNet (128-d).
+    Dlib,
+    /// Both: each face gets both embeddings, concatenated with equal weight (see
+    /// [`Engine::model_id`]).
+    Fusion,
+}
+
 #[derive(Clone, Debug)]
 pub struct EngineOptions {
+    pub model: ModelChoice,
     pub align: AlignMode,
     pub max_pixels: u64,
     /// Faces narrower than this are refused (MTCNN searches down to 20 px regardless).
@@ -41,6 +55,7 @@ pub struct EngineOptions {
 impl Default for EngineOptions {
     fn default() -> Self {
         EngineOptions {
+            model: ModelChoice::Facenet,
             align: AlignMode::Similarity,
             max_pixels: facegate_image::DEFAULT_MAX_PIXELS,
             min_face_size: 20,
@@ -58,10 +73,11 @@ pub struct EmbeddedFace {
     pub embedding: Vec<f32>,
 }
 
-/// The loaded pipeline: detector, aligner settings, embedder.
+/// The loaded pipeline: detector, aligner settings, embedder(s).
 pub struct Engine {
     detector: Box<dyn Detector>,
-    embedder: Box<dyn Embedder>,
+    embedders: Vec<Box<dyn Embedder>>,
+    model_id: String,
     options: EngineOptions,
     calibrated: Option<CalibratedThreshold>,
 }
@@ -92,23 +108,54 @@ impl Engine {
             ..MtcnnConfig::default()
         };
         let detector = Mtcnn::load(&store, &runtime, config, observer)?;
-        let embedder = FaceNet::load(&store, &runtime, options.threads, observer)?;
-        let mut engine = Engine::from_parts(Box::new(detector), Box::new(embedder), options);
+        let facenet = || -> Result<Box<dyn Embedder>, Error> {
+            Ok(Box::new(FaceNet::load(
+                &store,
+                &runtime,
+                options.threads,
+                observer,
+            )?))
+        };
+        let dlib = || -> Result<Box<dyn Embedder>, Error> {
+            Ok(Box::new(DlibResnet::load(
+                &store,
+                &runtime,
+                options.threads,
+                observer,
+            )?))
+        };
+        let embedders = match options.model {
+            ModelChoice::Facenet => vec![facenet()?],
+            ModelChoice::Dlib => vec![dlib()?],
+            ModelChoice::Fusion => vec![facenet()?, dlib()?],
+        };
+        let mut engine = Engine::from_parts(Box::new(detector), embedders, options);
         engine.calibrated = Config::load(home.data_dir())?
             .thresholds
             .remove(engine.model_id());
         Ok(engine)
     }
 
-    /// An engine from any detector and embedder.
+    /// An engine from any detector and embedders (several embedders are fused).
     pub fn from_parts(
         detector: Box<dyn Detector>,
-        embedder: Box<dyn Embedder>,
+        embedders: Vec<Box<dyn Embedder>>,
         options: EngineOptions,
     ) -> Engine {
+        let model_id = match embedders.as_slice() {
+            [one] => one.model_id().to_string(),
+            many => format!(
+                "fusion({})",
+                many.iter()
+                    .map(|e| e.model_id())
+                    .collect::<Vec<_>>()
+                    .join("+")
+            ),
+        };
         Engine {
             detector,
-            embedder,
+            embedders,
+            model_id,
             options,
             calibrated: None,
         }
@@ -155,7 +202,7 @@ impl Engine {
     }
 
     pub fn model_id(&self) -> &str {
-        self.embedder.model_id()
+        &self.model_id
     }
 
     pub fn detector_id(&self) -> &str {
@@ -207,15 +254,43 @@ impl Engine {
         Ok(self.detector.detect(image)?)
     }
 
-    /// The aligned crop the embedder sees.
-    pub fn align(&self, image: &RgbImage, face: &Face) -> RgbImage {
-        let size = self.embedder.input_size();
-        match self.embedder.alignment_template() {
-            Some(template) => {
-                facegate_align::align_to(image, face, self.options.align, &template, size)
+    /// The aligned crops the embedders see, one per embedder.
+    pub fn aligned_crops(&self, image: &RgbImage, face: &Face) -> Vec<RgbImage> {
+        self.embedders
+            .iter()
+            .map(|e| {
+                let size = e.input_size();
+                match e.alignment_template() {
+                    Some(template) => {
+                        facegate_align::align_to(image, face, self.options.align, &template, size)
+                    }
+                    None => facegate_align::align(image, face, self.options.align, size),
+                }
+            })
+            .collect()
+    }
+
+    /// Embeds aligned crops (`crops[face][embedder]`). With several embedders the unit
+    /// embeddings are concatenated and scaled by `1/sqrt(k)`: the result is a unit vector whose
+    /// cosine similarity is the mean of the models' cosine similarities (equal-weight score
+    /// fusion), so every distance and threshold works unchanged.
+    pub fn embed_crops(&self, crops: &[Vec<RgbImage>]) -> Result<Vec<Vec<f32>>, Error> {
+        let mut out: Vec<Vec<f32>> = vec![Vec::new(); crops.len()];
+        let weight = 1.0 / (self.embedders.len() as f32).sqrt();
+        for (i, embedder) in self.embedders.iter().enumerate() {
+            let batch: Vec<RgbImage> = crops.iter().map(|c| c[i].clone()).collect();
+            for (face, embedding) in out.iter_mut().zip(embedder.embed(&batch)?) {
+                face.extend(embedding.iter().map(|v| v * weight));
             }
-            None => facegate_align::align(image, face, self.options.align, size),
         }
+        Ok(out)
+    }
+
+    /// Aligns and embeds the given faces of an image.
+    pub fn embed_at(&self, image: &RgbImage, faces: &[Face]) -> Result<Vec<Vec<f32>>, Error> {
+        let crops: Vec<Vec<RgbImage>> =
+            faces.iter().map(|f| self.aligned_crops(image, f)).collect();
+        self.embed_crops(&crops)
     }
 
     /// Detects, selects faces by `policy`, aligns and embeds them. Also returns how many faces
@@ -276,18 +351,12 @@ impl Engine {
                     .collect()
             }
         };
-        let crops: Vec<RgbImage> = selected.iter().map(|f| self.align(&image.rgb, f)).collect();
-        let embeddings = self.embedder.embed(&crops)?;
+        let embeddings = self.embed_at(&image.rgb, &selected)?;
         let embedded = selected
             .into_iter()
             .zip(embeddings)
             .map(|(face, embedding)| EmbeddedFace { face, embedding })
             .collect();
         Ok((embedded, found))
-    }
-
-    /// Embeds an already aligned face crop of the embedder's input size.
-    pub fn embed_aligned(&self, crops: &[RgbImage]) -> Result<Vec<Vec<f32>>, Error> {
-        Ok(self.embedder.embed(crops)?)
     }
 }

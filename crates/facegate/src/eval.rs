@@ -15,7 +15,6 @@ use std::collections::{BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
-use facegate_align::AlignMode;
 use facegate_decide::eval::{self, FoldResult, RocPoint, ScoredPair};
 use facegate_decide::{euclidean, ImpostorCdf};
 use facegate_detect::Face;
@@ -239,7 +238,7 @@ pub fn embed_images(
 
 /// The engine's pipeline plus the evaluation's face choice: what the cached embeddings depend on.
 pub fn eval_pipeline_id(engine: &Engine) -> String {
-    format!("{}+central-face", engine.pipeline_id())
+    format!("{}+central-face-v2", engine.pipeline_id())
 }
 
 fn embed_one(engine: &Engine, bytes: &[u8], path: &Path) -> Result<EvalImage, Error> {
@@ -251,16 +250,18 @@ fn embed_one(engine: &Engine, bytes: &[u8], path: &Path) -> Result<EvalImage, Er
             detected: true,
         }),
         Err(Error::NoFace { .. } | Error::FaceTooSmall { .. }) => {
+            // The centre half of the image, with landmarks where an upright face in that box
+            // would have them (the FaceNet template, which frames a face plus margin).
             let (w, h) = (image.rgb.width() as f32, image.rgb.height() as f32);
+            let (x0, y0, side) = (w * 0.25, h * 0.25, w.min(h) * 0.5);
+            let landmarks = facegate_align::TEMPLATE_160
+                .map(|[x, y]| [x0 + x / 160.0 * side, y0 + y / 160.0 * side]);
             let centre = Face {
-                bbox: [w * 0.25, h * 0.25, w * 0.75, h * 0.75],
+                bbox: [x0, y0, x0 + side, y0 + side],
                 score: 0.0,
-                landmarks: [[0.0; 2]; 5],
+                landmarks,
             };
-            let size = 160;
-            let crop =
-                facegate_align::align(&image.rgb, &centre, AlignMode::Box { margin: 0.0 }, size);
-            let mut embeddings = engine.embed_aligned(&[crop])?;
+            let mut embeddings = engine.embed_at(&image.rgb, &[centre])?;
             Ok(EvalImage {
                 embedding: embeddings.remove(0),
                 detected: false,

@@ -21,7 +21,7 @@ pub mod eval;
 mod home;
 pub mod ops;
 
-pub use engine::{EmbeddedFace, Engine, EngineOptions, FacePolicy, FarEstimate};
+pub use engine::{EmbeddedFace, Engine, EngineOptions, FacePolicy, FarEstimate, ModelChoice};
 pub use error::Error;
 pub use home::Home;
 
