@@ -138,6 +138,14 @@ fn plot_roc(path: &Path, r: &PairsReport) -> Result<()> {
     register_font("sans-serif", FontStyle::Normal, FONT)
         .map_err(|_| anyhow::anyhow!("could not load the embedded font"))?;
     let floor = (1.0 / r.impostor_pairs.max(1) as f64).max(1e-6);
+    // Zoom the TAR axis to the curve (good models live in the top few percent).
+    let lowest = r
+        .roc
+        .iter()
+        .filter(|p| p.far >= floor)
+        .map(|p| p.tar)
+        .fold(1.0, f64::min);
+    let y_min = ((lowest - 0.02) * 20.0).floor().clamp(0.0, 19.0) / 20.0;
     let root = BitMapBackend::new(path, (800, 600)).into_drawing_area();
     root.fill(&WHITE)?;
     let mut chart = ChartBuilder::on(&root)
@@ -152,7 +160,7 @@ fn plot_roc(path: &Path, r: &PairsReport) -> Result<()> {
         .margin(20)
         .x_label_area_size(50)
         .y_label_area_size(60)
-        .build_cartesian_2d((floor..1.0).log_scale(), 0.0..1.0)?;
+        .build_cartesian_2d((floor..1.0).log_scale(), y_min..1.0)?;
     chart
         .configure_mesh()
         .x_desc("false accept rate (log)")
@@ -163,7 +171,7 @@ fn plot_roc(path: &Path, r: &PairsReport) -> Result<()> {
         .roc
         .iter()
         .filter(|p| p.far >= floor)
-        .map(|p| (p.far, p.tar))
+        .map(|p| (p.far, p.tar.max(y_min)))
         .collect();
     chart
         .draw_series(LineSeries::new(points, BLUE.stroke_width(2)))?
