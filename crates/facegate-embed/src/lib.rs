@@ -41,6 +41,48 @@ pub trait Embedder: Send + Sync {
     }
 }
 
+/// Builds (once; cached by the model store) and loads the ONNX graph made from a pinned
+/// weights file.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn load_network(
+    store: &facegate_models::ModelStore,
+    runtime: &facegate_nn::Runtime,
+    name: &str,
+    artifact: &str,
+    file: &facegate_models::PinnedFile,
+    threads: usize,
+    observer: &dyn facegate_models::FetchObserver,
+    build: impl FnOnce(&std::path::Path) -> Result<Vec<u8>, facegate_models::ModelError>,
+) -> Result<facegate_nn::Network, EmbedError> {
+    let path = store.built(artifact, &[file], observer, |inputs| build(&inputs[0]))?;
+    let onnx = std::fs::read(&path).map_err(|source| facegate_models::ModelError::Io {
+        action: "could not read",
+        path: path.clone(),
+        source,
+    })?;
+    Ok(runtime.network(name, &onnx, threads)?)
+}
+
+/// Checks every face is `size x size` and concatenates their network inputs.
+pub(crate) fn batch_input(
+    faces: &[RgbImage],
+    size: u32,
+    preprocess: impl Fn(&RgbImage) -> Vec<f32>,
+) -> Result<Vec<f32>, EmbedError> {
+    let mut input = Vec::with_capacity(faces.len() * (size * size * 3) as usize);
+    for face in faces {
+        if face.dimensions() != (size, size) {
+            return Err(EmbedError::WrongSize {
+                expected: size,
+                width: face.width(),
+                height: face.height(),
+            });
+        }
+        input.extend(preprocess(face));
+    }
+    Ok(input)
+}
+
 /// Scales `v` to unit Euclidean length (left as is if it is all zeros).
 pub fn l2_normalize(v: &mut [f32]) {
     let norm = v.iter().map(|x| x * x).sum::<f32>().sqrt();

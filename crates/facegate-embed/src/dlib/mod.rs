@@ -8,7 +8,7 @@ use facegate_models::dlib_dat;
 use facegate_models::{pins, FetchObserver, ModelError, ModelStore};
 use facegate_nn::{Network, Runtime};
 
-use crate::{l2_normalize, EmbedError, Embedder};
+use crate::{batch_input, l2_normalize, load_network, EmbedError, Embedder};
 
 /// Bump when the emitted graph changes, so cached ONNX files are rebuilt.
 const GRAPH_REVISION: u32 = 1;
@@ -50,17 +50,30 @@ impl DlibResnet {
             "dlib-resnet-v1-{}-r{GRAPH_REVISION}.onnx",
             file.package.version
         );
-        let path = store.built(&artifact, &[file], observer, |inputs| {
-            let net = dlib_dat::read_resnet(&inputs[0])?;
-            resnet::build(&net, &inputs[0])
-        })?;
-        let onnx = std::fs::read(&path).map_err(|source| ModelError::Io {
-            action: "could not read",
-            path: path.clone(),
-            source,
-        })?;
+        let network = load_network(
+            store,
+            runtime,
+            "dlib resnet",
+            &artifact,
+            file,
+            threads,
+            observer,
+            |dat| {
+                let net = dlib_dat::read_resnet(dat)?;
+                if net.input_means != INPUT_MEANS || net.input_size != INPUT_SIZE as usize {
+                    return Err(ModelError::Format {
+                        path: dat.to_path_buf(),
+                        message: format!(
+                            "unexpected input layer: means {:?}, size {}",
+                            net.input_means, net.input_size
+                        ),
+                    });
+                }
+                resnet::build(&net, dat)
+            },
+        )?;
         Ok(DlibResnet {
-            network: runtime.network("dlib resnet", &onnx, threads)?,
+            network,
             means: INPUT_MEANS,
         })
     }
@@ -80,17 +93,7 @@ impl DlibResnet {
     /// The raw (not normalised) descriptors, as dlib returns them.
     pub fn descriptors(&self, chips: &[RgbImage]) -> Result<Vec<Vec<f32>>, EmbedError> {
         let size = INPUT_SIZE as usize;
-        let mut input = Vec::with_capacity(chips.len() * 3 * size * size);
-        for chip in chips {
-            if chip.dimensions() != (INPUT_SIZE, INPUT_SIZE) {
-                return Err(EmbedError::WrongSize {
-                    expected: INPUT_SIZE,
-                    width: chip.width(),
-                    height: chip.height(),
-                });
-            }
-            input.extend(self.preprocess(chip));
-        }
+        let input = batch_input(chips, INPUT_SIZE, |chip| self.preprocess(chip))?;
         let outputs = self.network.run(&[chips.len(), 3, size, size], input)?;
         Ok(outputs[0]
             .data

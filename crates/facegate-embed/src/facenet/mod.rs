@@ -5,10 +5,10 @@ pub mod inception_resnet_v1;
 
 use facegate_image::RgbImage;
 use facegate_models::keras_h5::KerasH5;
-use facegate_models::{pins, FetchObserver, ModelError, ModelStore};
+use facegate_models::{pins, FetchObserver, ModelStore};
 use facegate_nn::{Network, Runtime};
 
-use crate::{l2_normalize, EmbedError, Embedder};
+use crate::{batch_input, l2_normalize, load_network, EmbedError, Embedder};
 
 /// Bump when the emitted graph changes, so cached ONNX files are rebuilt.
 const GRAPH_REVISION: u32 = 1;
@@ -32,17 +32,17 @@ impl FaceNet {
             "facenet-keras-{}-r{GRAPH_REVISION}.onnx",
             file.package.version
         );
-        let path = store.built(&artifact, &[file], observer, |inputs| {
-            inception_resnet_v1::build(&KerasH5::open(&inputs[0])?)
-        })?;
-        let onnx = std::fs::read(&path).map_err(|source| ModelError::Io {
-            action: "could not read",
-            path: path.clone(),
-            source,
-        })?;
-        Ok(FaceNet {
-            network: runtime.network("facenet", &onnx, threads)?,
-        })
+        let network = load_network(
+            store,
+            runtime,
+            "facenet",
+            &artifact,
+            file,
+            threads,
+            observer,
+            |h5| inception_resnet_v1::build(&KerasH5::open(h5)?),
+        )?;
+        Ok(FaceNet { network })
     }
 
     /// The network's raw (not normalised) outputs for already standardised NHWC input.
@@ -62,17 +62,7 @@ impl Embedder for FaceNet {
         if faces.is_empty() {
             return Ok(Vec::new());
         }
-        let mut input = Vec::with_capacity(faces.len() * (INPUT_SIZE * INPUT_SIZE * 3) as usize);
-        for face in faces {
-            if face.dimensions() != (INPUT_SIZE, INPUT_SIZE) {
-                return Err(EmbedError::WrongSize {
-                    expected: INPUT_SIZE,
-                    width: face.width(),
-                    height: face.height(),
-                });
-            }
-            input.extend(prewhiten(face));
-        }
+        let input = batch_input(faces, INPUT_SIZE, prewhiten)?;
         let mut embeddings = self.run_raw(faces.len(), input)?;
         for e in &mut embeddings {
             l2_normalize(e);
