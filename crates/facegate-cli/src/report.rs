@@ -152,7 +152,7 @@ fn plot_roc(path: &Path, r: &PairsReport) -> Result<()> {
         .caption(
             format!(
                 "ROC — {} ({:.2}% acc.)",
-                r.pipeline.split('+').next().unwrap_or_default(),
+                r.model,
                 r.accuracy_mean * 100.0
             ),
             ("sans-serif", 24),

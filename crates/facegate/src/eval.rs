@@ -285,6 +285,8 @@ pub struct TarAtFar {
 
 #[derive(Clone, Debug, Serialize)]
 pub struct PairsReport {
+    /// Model id, e.g. `facenet-keras-1.1`.
+    pub model: String,
     pub pipeline: String,
     pub pairs: usize,
     pub genuine_pairs: usize,
@@ -318,6 +320,7 @@ pub const NO_FACE_POLICY: &str =
 pub fn score_pairs(
     specs: &[PairSpec],
     embeddings: &HashMap<PathBuf, EvalImage>,
+    model: &str,
     pipeline: &str,
 ) -> PairsReport {
     let pairs: Vec<ScoredPair> = specs
@@ -361,6 +364,7 @@ pub fn score_pairs(
         .collect();
     let distinct: BTreeSet<&PathBuf> = specs.iter().flat_map(|p| [&p.a, &p.b]).collect();
     PairsReport {
+        model: model.to_string(),
         pipeline: pipeline.to_string(),
         pairs: pairs.len(),
         genuine_pairs: genuine_distances.len(),
