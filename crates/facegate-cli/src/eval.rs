@@ -45,7 +45,12 @@ fn run_pairs(
     let start = Instant::now();
     let images = eval::pair_images(&specs);
     let embeddings = embed_all(ctx, engine, &args.root, &images)?;
-    let report = eval::score_pairs(&specs, &embeddings, engine.model_id(), &eval::eval_pipeline_id(engine));
+    let report = eval::score_pairs(
+        &specs,
+        &embeddings,
+        engine.model_id(),
+        &eval::eval_pipeline_id(engine),
+    );
     Ok((specs, report, start.elapsed().as_secs_f64()))
 }
 

@@ -150,11 +150,7 @@ fn plot_roc(path: &Path, r: &PairsReport) -> Result<()> {
     root.fill(&WHITE)?;
     let mut chart = ChartBuilder::on(&root)
         .caption(
-            format!(
-                "ROC — {} ({:.2}% acc.)",
-                r.model,
-                r.accuracy_mean * 100.0
-            ),
+            format!("ROC — {} ({:.2}% acc.)", r.model, r.accuracy_mean * 100.0),
             ("sans-serif", 24),
         )
         .margin(20)

@@ -39,6 +39,17 @@ pub trait Embedder: Send + Sync {
     fn alignment_template(&self) -> Option<[[f32; 2]; 5]> {
         None
     }
+    /// Names the model's own alignment (see [`Embedder::align`]), for cache keys; `None` when
+    /// it uses the template.
+    fn alignment_id(&self) -> Option<&str> {
+        None
+    }
+    /// The model's own way of cutting a detected face out (e.g. dlib's landmarks and chips);
+    /// `None` to use the template above.
+    fn align(&self, image: &RgbImage, face: &facegate_detect::Face) -> Option<RgbImage> {
+        let _ = (image, face);
+        None
+    }
 }
 
 /// Builds (once; cached by the model store) and loads the ONNX graph made from a pinned

@@ -166,6 +166,11 @@ fn jpeg_is_complete(bytes: &[u8]) -> bool {
     false
 }
 
+/// A copy of the `width x height` region at `(x, y)` (clipped to the image).
+pub fn image_crop(image: &RgbImage, x: u32, y: u32, width: u32, height: u32) -> RgbImage {
+    image::imageops::crop_imm(image, x, y, width, height).to_image()
+}
+
 /// RGB with transparency composited onto white (a transparent pixel's colour is arbitrary).
 fn to_rgb(image: DynamicImage) -> RgbImage {
     if !image.color().has_alpha() {

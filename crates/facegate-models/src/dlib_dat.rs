@@ -338,6 +338,103 @@ pub fn read_resnet(path: &Path) -> Result<DlibNet, ModelError> {
     })
 }
 
+/// One regression tree of the shape predictor: 15 splits in heap order, 16 leaves.
+#[derive(Clone, Debug, PartialEq)]
+pub struct RegressionTree {
+    /// `(idx1, idx2, threshold)`: go left when `feature[idx1] - feature[idx2] > threshold`.
+    pub splits: Vec<(usize, usize, f32)>,
+    /// Shape updates (10 values each).
+    pub leaves: Vec<Vec<f32>>,
+}
+
+/// dlib's 5-point shape predictor (Kazemi & Sullivan 2014): a cascade of tree forests.
+#[derive(Clone, Debug)]
+pub struct ShapePredictorModel {
+    /// Mean shape in rectangle units: x0, y0, ..., x4, y4.
+    pub initial_shape: Vec<f32>,
+    /// Per cascade level: the trees.
+    pub forests: Vec<Vec<RegressionTree>>,
+    /// Per level: for each feature pixel, the landmark it is anchored to...
+    pub anchor_idx: Vec<Vec<usize>>,
+    /// ...and its offset from it (mean-shape units).
+    pub deltas: Vec<Vec<[f32; 2]>>,
+}
+
+/// Parses `shape_predictor_5_face_landmarks.dat`.
+pub fn read_shape_predictor(path: &Path) -> Result<ShapePredictorModel, ModelError> {
+    let bytes = std::fs::read(path).map_err(ModelError::io("could not read", path))?;
+    let mut r = DlibReader::new(&bytes, path);
+    if r.int()? != 1 {
+        return Err(r.error("unknown shape predictor version"));
+    }
+    let initial_shape = r.column()?;
+    let parts = initial_shape.len() / 2;
+    let levels = r.usize()?;
+    let mut forests = Vec::with_capacity(levels.min(100));
+    for _ in 0..levels {
+        let trees = r.usize()?;
+        let mut forest = Vec::with_capacity(trees.min(10_000));
+        for _ in 0..trees {
+            let n_splits = r.usize()?;
+            let mut splits = Vec::with_capacity(n_splits.min(1024));
+            for _ in 0..n_splits {
+                splits.push((r.usize()?, r.usize()?, r.float()? as f32));
+            }
+            let n_leaves = r.usize()?;
+            let leaves = (0..n_leaves)
+                .map(|_| r.column())
+                .collect::<Result<Vec<_>, _>>()?;
+            if leaves.len() != n_splits + 1 || leaves.iter().any(|l| l.len() != 2 * parts) {
+                return Err(r.error("malformed regression tree"));
+            }
+            forest.push(RegressionTree { splits, leaves });
+        }
+        forests.push(forest);
+    }
+    let n = r.usize()?;
+    let anchor_idx = (0..n)
+        .map(|_| {
+            let k = r.usize()?;
+            (0..k).map(|_| r.usize()).collect::<Result<Vec<_>, _>>()
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    let n = r.usize()?;
+    let deltas = (0..n)
+        .map(|_| {
+            let k = r.usize()?;
+            (0..k)
+                .map(|_| Ok([r.float()? as f32, r.float()? as f32]))
+                .collect::<Result<Vec<_>, ModelError>>()
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    if !r.at_end() || anchor_idx.len() != forests.len() || deltas.len() != forests.len() {
+        return Err(r.error("inconsistent shape predictor"));
+    }
+    let features_ok =
+        forests
+            .iter()
+            .zip(&anchor_idx)
+            .zip(&deltas)
+            .all(|((forest, anchors), deltas)| {
+                anchors.len() == deltas.len()
+                    && anchors.iter().all(|&a| a < parts)
+                    && forest.iter().all(|t| {
+                        t.splits
+                            .iter()
+                            .all(|&(a, b, _)| a < anchors.len() && b < anchors.len())
+                    })
+            });
+    if !features_ok {
+        return Err(r.error("feature indices out of range"));
+    }
+    Ok(ShapePredictorModel {
+        initial_shape,
+        forests,
+        anchor_idx,
+        deltas,
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -163,12 +163,19 @@ impl Engine {
 
     /// Identifies everything that changes embeddings: model, detector and alignment.
     pub fn pipeline_id(&self) -> String {
-        format!(
+        let mut id = format!(
             "{}+{}+{}",
             self.model_id(),
             self.detector_id(),
             self.options.align.id()
-        )
+        );
+        if self.options.align == AlignMode::Similarity {
+            for own in self.embedders.iter().filter_map(|e| e.alignment_id()) {
+                id.push('+');
+                id.push_str(own);
+            }
+        }
+        id
     }
 
     /// The calibration stored for this model, if any.
@@ -259,6 +266,11 @@ impl Engine {
         self.embedders
             .iter()
             .map(|e| {
+                if self.options.align == AlignMode::Similarity {
+                    if let Some(crop) = e.align(image, face) {
+                        return crop;
+                    }
+                }
                 let size = e.input_size();
                 match e.alignment_template() {
                     Some(template) => {

@@ -1,6 +1,8 @@
 //! dlib's face-recognition ResNet (Davis King, CC0) from `face-recognition-models==0.3.0`:
 //! 150x150 chips in, 128-d out.
 
+pub mod chip;
+pub mod landmarks;
 pub mod resnet;
 
 use facegate_image::RgbImage;
@@ -20,23 +22,14 @@ pub const MODEL_ID: &str = "dlib-resnet-v1";
 /// the model file; these are their values, used to check it).
 pub const INPUT_MEANS: [f32; 3] = [122.782, 117.001, 104.298];
 
-/// Where MTCNN's five landmarks fall in dlib's 150x150 chip (dlib cuts its chips from its own
-/// 5-point shape predictor, eye corners and nose base, with padding 0.25). Measured by
-/// `tools/golden/derive_dlib_chip_template.py` on 2029 faces (1917 LFW, 112 5-celebrity):
-/// the mean MTCNN landmark positions in dlib's chips, made left-right symmetric about x = 75.
-/// Fitting MTCNN landmarks to it reproduces dlib's chip to 6 px (median corner displacement).
-pub const TEMPLATE_150: [[f32; 2]; 5] = [
-    [47.79, 45.95],
-    [102.21, 45.95],
-    [75.0, 77.94],
-    [50.93, 105.34],
-    [99.07, 105.34],
-];
-
 pub struct DlibResnet {
     network: Network,
     means: [f32; 3],
+    shape_predictor: landmarks::ShapePredictor,
 }
+
+/// dlib's chip geometry for this network.
+pub const CHIP_PADDING: f64 = 0.25;
 
 impl DlibResnet {
     pub fn load(
@@ -72,9 +65,13 @@ impl DlibResnet {
                 resnet::build(&net, dat)
             },
         )?;
+        let predictor = store.file(&pins::DLIB_SHAPE_PREDICTOR_5, observer)?;
         Ok(DlibResnet {
             network,
             means: INPUT_MEANS,
+            shape_predictor: landmarks::ShapePredictor::new(dlib_dat::read_shape_predictor(
+                &predictor,
+            )?),
         })
     }
 
@@ -127,7 +124,16 @@ impl Embedder for DlibResnet {
         MODEL_ID
     }
 
-    fn alignment_template(&self) -> Option<[[f32; 2]; 5]> {
-        Some(TEMPLATE_150)
+    fn alignment_id(&self) -> Option<&str> {
+        Some("dlib-shape5-chip")
+    }
+
+    /// dlib's own preprocessing: its 5-point shape predictor (started from a dlib-style box
+    /// placed from MTCNN's landmarks), then its 150x150 chip with padding 0.25.
+    fn align(&self, image: &RgbImage, face: &facegate_detect::Face) -> Option<RgbImage> {
+        let rect = landmarks::rect_from_mtcnn(face.bbox, &face.landmarks);
+        let points = self.shape_predictor.predict(image, rect);
+        let details = chip::chip_details(&points, INPUT_SIZE, CHIP_PADDING);
+        Some(chip::extract_chip(image, &details))
     }
 }
