@@ -38,6 +38,9 @@ pub struct Global {
     /// Embedding model: FaceNet, dlib's ResNet, or both fused
     #[arg(long, global = true, env = "FACEGATE_MODEL", value_enum, default_value_t = ModelArg::Facenet)]
     pub model: ModelArg,
+    /// Also embed each face mirrored and average the two (test-time augmentation; ~2x embed time)
+    #[arg(long, global = true)]
+    pub flip: bool,
     /// How faces are cut out before embedding
     #[arg(long, global = true, value_enum, default_value_t = AlignArg::Similarity)]
     pub align: AlignArg,

@@ -41,6 +41,7 @@ impl Context {
                 ModelArg::Dlib => ModelChoice::Dlib,
                 ModelArg::Fusion => ModelChoice::Fusion,
             },
+            flip: self.global.flip,
             align: match self.global.align {
                 AlignArg::Similarity => AlignMode::Similarity,
                 AlignArg::Box => AlignMode::Box {

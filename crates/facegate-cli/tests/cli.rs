@@ -497,6 +497,28 @@ fn each_model_enrolls_and_verifies_and_refuses_the_others_gallery() {
 }
 
 #[test]
+fn flip_averages_the_mirrored_face() {
+    let t = Scratch::new();
+    let (a, b) = (photo("mindy_kaling", 0), photo("mindy_kaling", 1));
+    let plain = t.run(&["compare", "--json", s(&a), s(&b)]).json();
+    let flipped = t.run(&["--flip", "compare", "--json", s(&a), s(&b)]).json();
+    let (d0, d1) = (
+        plain["distance"].as_f64().unwrap(),
+        flipped["distance"].as_f64().unwrap(),
+    );
+    assert!(d0 != d1, "--flip must change the embeddings");
+    assert!((d0 - d1).abs() < 0.3, "{d0} vs {d1}");
+    let e = t.run(&["--flip", "embed", "--json", s(&a)]).json();
+    let v: Vec<f64> = e["faces"][0]["embedding"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|x| x.as_f64().unwrap())
+        .collect();
+    assert!((v.iter().map(|x| x * x).sum::<f64>().sqrt() - 1.0).abs() < 1e-4);
+}
+
+#[test]
 fn damaged_model_cache_is_rebuilt_not_used() {
     // A private copy of the cache, so the shared one stays intact.
     let t = Scratch::new();

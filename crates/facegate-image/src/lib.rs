@@ -171,6 +171,11 @@ pub fn image_crop(image: &RgbImage, x: u32, y: u32, width: u32, height: u32) -> 
     image::imageops::crop_imm(image, x, y, width, height).to_image()
 }
 
+/// The image mirrored left-right.
+pub fn flip_horizontal(image: &RgbImage) -> RgbImage {
+    image::imageops::flip_horizontal(image)
+}
+
 /// RGB with transparency composited onto white (a transparent pixel's colour is arbitrary).
 fn to_rgb(image: DynamicImage) -> RgbImage {
     if !image.color().has_alpha() {

@@ -42,6 +42,8 @@ pub enum ModelChoice {
 #[derive(Clone, Debug)]
 pub struct EngineOptions {
     pub model: ModelChoice,
+    /// Also embed the mirrored face and average (test-time augmentation).
+    pub flip: bool,
     pub align: AlignMode,
     pub max_pixels: u64,
     /// Faces narrower than this are refused (MTCNN searches down to 20 px regardless).
@@ -56,6 +58,7 @@ impl Default for EngineOptions {
     fn default() -> Self {
         EngineOptions {
             model: ModelChoice::Facenet,
+            flip: false,
             align: AlignMode::Similarity,
             max_pixels: facegate_image::DEFAULT_MAX_PIXELS,
             min_face_size: 20,
@@ -175,6 +178,9 @@ impl Engine {
                 id.push_str(own);
             }
         }
+        if self.options.flip {
+            id.push_str("+flip");
+        }
         id
     }
 
@@ -290,8 +296,24 @@ impl Engine {
         let mut out: Vec<Vec<f32>> = vec![Vec::new(); crops.len()];
         let weight = 1.0 / (self.embedders.len() as f32).sqrt();
         for (i, embedder) in self.embedders.iter().enumerate() {
-            let batch: Vec<RgbImage> = crops.iter().map(|c| c[i].clone()).collect();
-            for (face, embedding) in out.iter_mut().zip(embedder.embed(&batch)?) {
+            let mut batch: Vec<RgbImage> = crops.iter().map(|c| c[i].clone()).collect();
+            if self.options.flip {
+                // Test-time augmentation: the mirrored face too, embeddings averaged.
+                let mirrored: Vec<RgbImage> =
+                    batch.iter().map(facegate_image::flip_horizontal).collect();
+                batch.extend(mirrored);
+            }
+            let mut embeddings = embedder.embed(&batch)?;
+            if self.options.flip {
+                let mirrored = embeddings.split_off(crops.len());
+                for (e, m) in embeddings.iter_mut().zip(mirrored) {
+                    for (a, b) in e.iter_mut().zip(m) {
+                        *a += b;
+                    }
+                    facegate_embed::l2_normalize(e);
+                }
+            }
+            for (face, embedding) in out.iter_mut().zip(embeddings) {
                 face.extend(embedding.iter().map(|v| v * weight));
             }
         }
