@@ -34,49 +34,85 @@ pub struct PairSpec {
     pub fold: usize,
 }
 
+fn input_error(path: &Path, message: String) -> Error {
+    Error::EvalInput {
+        path: path.to_path_buf(),
+        message,
+    }
+}
+
+/// A tab-separated file whose first non-empty line names the columns.
+struct Table<'t> {
+    path: &'t Path,
+    header: Vec<&'t str>,
+    /// `(line number, cells)`.
+    rows: Vec<(usize, Vec<&'t str>)>,
+}
+
+impl<'t> Table<'t> {
+    fn parse(path: &'t Path, text: &'t str) -> Result<Table<'t>, Error> {
+        let mut lines = text
+            .lines()
+            .enumerate()
+            .filter(|(_, l)| !l.trim().is_empty());
+        let (_, header) = lines
+            .next()
+            .ok_or_else(|| input_error(path, "the file is empty".into()))?;
+        Ok(Table {
+            path,
+            header: header.split('\t').map(str::trim).collect(),
+            rows: lines
+                .map(|(n, l)| (n + 1, l.split('\t').map(str::trim).collect()))
+                .collect(),
+        })
+    }
+
+    fn column(&self, name: &str) -> Result<usize, Error> {
+        self.header
+            .iter()
+            .position(|h| *h == name)
+            .ok_or_else(|| input_error(self.path, format!("no `{name}` column in the header")))
+    }
+
+    fn cell(&self, line: usize, cells: &[&'t str], column: usize) -> Result<&'t str, Error> {
+        cells
+            .get(column)
+            .copied()
+            .ok_or_else(|| input_error(self.path, format!("line {line} has too few columns")))
+    }
+}
+
 /// Reads a pairs file: a TSV with columns `img_a img_b same fold` (header line first), or
 /// the original LFW `pairs.txt` (`folds n`, then per fold n matched `name i j` and n mismatched
 /// `name1 i name2 j` lines, images at `name/name_%04d.jpg`).
 pub fn read_pairs(path: &Path) -> Result<Vec<PairSpec>, Error> {
-    let bad = |message: String| Error::EvalInput {
-        path: path.to_path_buf(),
-        message,
-    };
+    let bad = |message: String| input_error(path, message);
     let text = std::fs::read_to_string(path).map_err(|e| bad(e.to_string()))?;
-    let mut lines = text.lines().filter(|l| !l.trim().is_empty());
-    let header = lines
-        .next()
-        .ok_or_else(|| bad("the file is empty".into()))?;
-    let fields: Vec<&str> = header.split('\t').map(str::trim).collect();
+    let table = Table::parse(path, &text)?;
     let mut pairs = Vec::new();
-    if fields.contains(&"img_a") {
-        let col = |name: &str| {
-            fields
-                .iter()
-                .position(|f| *f == name)
-                .ok_or_else(|| bad(format!("no `{name}` column in the header")))
-        };
-        let (ia, ib, is, ifold) = (col("img_a")?, col("img_b")?, col("same")?, col("fold")?);
-        for (n, line) in lines.enumerate() {
-            let cells: Vec<&str> = line.split('\t').map(str::trim).collect();
-            let get = |i: usize| {
-                cells
-                    .get(i)
-                    .copied()
-                    .ok_or_else(|| bad(format!("line {} has too few columns", n + 2)))
-            };
+    if table.header.contains(&"img_a") {
+        let (ia, ib, is, ifold) = (
+            table.column("img_a")?,
+            table.column("img_b")?,
+            table.column("same")?,
+            table.column("fold")?,
+        );
+        for (line, cells) in &table.rows {
+            let get = |c: usize| table.cell(*line, cells, c);
             pairs.push(PairSpec {
                 a: PathBuf::from(get(ia)?),
                 b: PathBuf::from(get(ib)?),
                 same: matches!(get(is)?, "1" | "true" | "True"),
                 fold: get(ifold)?
                     .parse()
-                    .map_err(|_| bad(format!("line {}: fold is not a number", n + 2)))?,
+                    .map_err(|_| bad(format!("line {line}: fold is not a number")))?,
             });
         }
     } else {
-        let counts: Vec<usize> = header
-            .split_whitespace()
+        let counts: Vec<usize> = table
+            .header
+            .iter()
+            .flat_map(|c| c.split_whitespace())
             .filter_map(|v| v.parse().ok())
             .collect();
         let per_half = match counts.as_slice() {
@@ -92,16 +128,15 @@ pub fn read_pairs(path: &Path) -> Result<Vec<PairSpec>, Error> {
                 .map_err(|_| bad(format!("{number:?} is not an image number")))?;
             Ok(PathBuf::from(name).join(format!("{name}_{number:04}.jpg")))
         };
-        for (n, line) in lines.enumerate() {
-            let f: Vec<&str> = line.split_whitespace().collect();
+        for (n, (line, cells)) in table.rows.iter().enumerate() {
+            let f: Vec<&str> = cells.iter().flat_map(|c| c.split_whitespace()).collect();
             let fold = n / (2 * per_half.max(1));
             let (a, b, same) = match f.as_slice() {
                 [name, i, j] => (image(name, i)?, image(name, j)?, true),
                 [n1, i, n2, j] => (image(n1, i)?, image(n2, j)?, false),
                 _ => {
                     return Err(bad(format!(
-                        "line {} is neither `name i j` nor `name1 i name2 j`",
-                        n + 2
+                        "line {line} is neither `name i j` nor `name1 i name2 j`"
                     )))
                 }
             };
@@ -432,38 +467,22 @@ pub struct SplitEntry {
 
 /// Reads a TSV with columns `path identity role` (role: gallery, probe or distractor).
 pub fn read_split(path: &Path) -> Result<Vec<SplitEntry>, Error> {
-    let bad = |message: String| Error::EvalInput {
-        path: path.to_path_buf(),
-        message,
-    };
+    let bad = |message: String| input_error(path, message);
     let text = std::fs::read_to_string(path).map_err(|e| bad(e.to_string()))?;
-    let mut lines = text.lines().filter(|l| !l.trim().is_empty());
-    let header: Vec<&str> = lines
-        .next()
-        .ok_or_else(|| bad("the file is empty".into()))?
-        .split('\t')
-        .collect();
-    let col = |name: &str| {
-        header
-            .iter()
-            .position(|h| h.trim() == name)
-            .ok_or_else(|| bad(format!("no `{name}` column")))
-    };
-    let (ip, ii, ir) = (col("path")?, col("identity")?, col("role")?);
+    let table = Table::parse(path, &text)?;
+    let (ip, ii, ir) = (
+        table.column("path")?,
+        table.column("identity")?,
+        table.column("role")?,
+    );
     let mut entries = Vec::new();
-    for (n, line) in lines.enumerate() {
-        let cells: Vec<&str> = line.split('\t').map(str::trim).collect();
-        let get = |i: usize| {
-            cells
-                .get(i)
-                .copied()
-                .ok_or_else(|| bad(format!("line {} has too few columns", n + 2)))
-        };
+    for (line, cells) in &table.rows {
+        let get = |c: usize| table.cell(*line, cells, c);
         let role = match get(ir)? {
             "gallery" => Role::Gallery,
             "probe" => Role::Probe,
             "distractor" => Role::Distractor,
-            other => return Err(bad(format!("line {}: unknown role {other:?}", n + 2))),
+            other => return Err(bad(format!("line {line}: unknown role {other:?}"))),
         };
         entries.push(SplitEntry {
             path: PathBuf::from(get(ip)?),
@@ -588,5 +607,20 @@ mod tests {
             vec![0, 0, 1, 1]
         );
         assert!(read_pairs(&dir.path().join("missing")).is_err());
+    }
+
+    #[test]
+    fn reads_identification_splits() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("split.tsv");
+        std::fs::write(&path, "path\tidentity\trole\na/1.jpg\ta\tgallery\na/2.jpg\ta\tprobe\nb/1.jpg\tb\tdistractor\n").unwrap();
+        let entries = read_split(&path).unwrap();
+        assert_eq!(
+            entries.iter().map(|e| e.role).collect::<Vec<_>>(),
+            vec![Role::Gallery, Role::Probe, Role::Distractor]
+        );
+        std::fs::write(&path, "path\tidentity\trole\na/1.jpg\ta\tjudge\n").unwrap();
+        let err = read_split(&path).unwrap_err().to_string();
+        assert!(err.contains("line 2: unknown role"), "{err}");
     }
 }
