@@ -94,6 +94,14 @@ pub(crate) fn batch_input(
     Ok(input)
 }
 
+/// Every vector scaled to unit length (the [`Embedder`] contract).
+pub(crate) fn unit_vectors(mut vectors: Vec<Vec<f32>>) -> Vec<Vec<f32>> {
+    for v in &mut vectors {
+        l2_normalize(v);
+    }
+    vectors
+}
+
 /// Scales `v` to unit Euclidean length (left as is if it is all zeros).
 pub fn l2_normalize(v: &mut [f32]) {
     let norm = v.iter().map(|x| x * x).sum::<f32>().sqrt();

@@ -10,7 +10,7 @@ use facegate_models::dlib_dat;
 use facegate_models::{pins, FetchObserver, ModelError, ModelStore};
 use facegate_nn::{Network, Runtime};
 
-use crate::{batch_input, l2_normalize, load_network, EmbedError, Embedder};
+use crate::{batch_input, load_network, unit_vectors, EmbedError, Embedder};
 
 /// Bump when the emitted graph changes, so cached ONNX files are rebuilt.
 const GRAPH_REVISION: u32 = 1;
@@ -105,11 +105,7 @@ impl Embedder for DlibResnet {
         if faces.is_empty() {
             return Ok(Vec::new());
         }
-        let mut out = self.descriptors(faces)?;
-        for e in &mut out {
-            l2_normalize(e);
-        }
-        Ok(out)
+        Ok(unit_vectors(self.descriptors(faces)?))
     }
 
     fn input_size(&self) -> u32 {

@@ -8,7 +8,7 @@ use facegate_models::keras_h5::KerasH5;
 use facegate_models::{pins, FetchObserver, ModelStore};
 use facegate_nn::{Network, Runtime};
 
-use crate::{batch_input, l2_normalize, load_network, EmbedError, Embedder};
+use crate::{batch_input, load_network, unit_vectors, EmbedError, Embedder};
 
 /// Bump when the emitted graph changes, so cached ONNX files are rebuilt.
 const GRAPH_REVISION: u32 = 1;
@@ -63,11 +63,7 @@ impl Embedder for FaceNet {
             return Ok(Vec::new());
         }
         let input = batch_input(faces, INPUT_SIZE, prewhiten)?;
-        let mut embeddings = self.run_raw(faces.len(), input)?;
-        for e in &mut embeddings {
-            l2_normalize(e);
-        }
-        Ok(embeddings)
+        Ok(unit_vectors(self.run_raw(faces.len(), input)?))
     }
 
     fn input_size(&self) -> u32 {
