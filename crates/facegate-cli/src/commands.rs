@@ -128,6 +128,8 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
         Command::Calibrate { pairs, target_far } => {
             crate::eval::calibrate(&ctx, &pairs, target_far)
         }
+        Command::Serve(args) => crate::serve::serve(&ctx, &args),
+        Command::Keys { action } => crate::serve::keys(&ctx, action),
         Command::Demo => crate::demo::run(&ctx),
         Command::Bench { dir, limit } => crate::bench::run(&ctx, dir.as_deref(), limit),
         Command::DeriveTemplate { dir, margin_px } => {

@@ -7,6 +7,7 @@ mod demo;
 mod eval;
 mod progress;
 mod report;
+mod serve;
 
 use std::io::IsTerminal;
 use std::process::ExitCode;
@@ -15,7 +16,10 @@ use clap::Parser;
 
 fn main() -> ExitCode {
     let cli = cli::Cli::parse();
+    // A server's access log is its normal output; other commands stay quiet.
+    let serving = matches!(cli.command, cli::Command::Serve(_));
     let level = match cli.global.verbose {
+        0 if serving => "info",
         0 => "warn",
         1 => "info",
         _ => "debug",

@@ -21,6 +21,10 @@ pub enum GalleryError {
         gallery_model: String,
         requested: String,
     },
+    #[error("a person named {name:?} already exists; add faces to them, or choose another name")]
+    PersonExists { name: String },
+    #[error("{name:?} has no template with id {id}; list their templates to see the ids")]
+    UnknownTemplate { name: String, id: i64 },
     #[error("invalid person name {name:?}: {reason}")]
     InvalidName { name: String, reason: String },
     #[error("template of {dimension} values does not match this gallery's {expected}")]
@@ -75,6 +79,12 @@ pub struct Person {
     pub templates: usize,
 }
 
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GalleryCounts {
+    pub people: usize,
+    pub templates: usize,
+}
+
 /// What one enroll call did.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct EnrollReport {
@@ -107,6 +117,25 @@ pub trait Gallery: Send + Sync {
     fn all_templates(&self, model_id: &str) -> Result<Vec<Template>, GalleryError>;
 
     fn people(&self) -> Result<Vec<Person>, GalleryError>;
+
+    /// One page of people in name order, starting after `after` (keyset paging: stable while
+    /// people are added or removed).
+    fn people_page(&self, after: Option<&str>, limit: usize) -> Result<Vec<Person>, GalleryError>;
+
+    fn person(&self, name: &str) -> Result<Person, GalleryError>;
+
+    /// Creates a person with no templates yet.
+    fn create_person(&self, name: &str) -> Result<Person, GalleryError>;
+
+    /// The templates of one person, whatever model made them (for listing; no embeddings
+    /// are compared).
+    fn templates_info(&self, name: &str) -> Result<Vec<Template>, GalleryError>;
+
+    /// Erases one template of a person.
+    fn remove_template(&self, name: &str, id: i64) -> Result<(), GalleryError>;
+
+    /// How many people and templates the gallery holds.
+    fn counts(&self) -> Result<GalleryCounts, GalleryError>;
 
     /// Erases a person and all their templates; returns how many templates went.
     fn forget(&self, name: &str) -> Result<usize, GalleryError>;

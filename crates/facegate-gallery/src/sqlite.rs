@@ -6,7 +6,10 @@ use std::time::Duration;
 
 use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
 
-use crate::{validate_name, EnrollReport, Gallery, GalleryError, NewTemplate, Person, Template};
+use crate::{
+    validate_name, EnrollReport, Gallery, GalleryCounts, GalleryError, NewTemplate, Person,
+    Template,
+};
 
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS meta (
@@ -107,6 +110,35 @@ impl SqliteGallery {
             }),
             _ => Ok(()),
         }
+    }
+
+    fn find_person(&self, connection: &Connection, name: &str) -> Result<Person, GalleryError> {
+        connection
+            .query_row(
+                "SELECT p.name, p.created, COUNT(t.id) FROM people p
+                 LEFT JOIN templates t ON t.person_id = p.id
+                 WHERE p.name = ?1 GROUP BY p.id",
+                [name],
+                person_from_row,
+            )
+            .optional()
+            .map_err(self.db_error())?
+            .ok_or_else(|| GalleryError::UnknownPerson {
+                name: name.to_string(),
+            })
+    }
+
+    /// An empty gallery may take templates of any model again.
+    fn forget_model_if_empty(&self, connection: &Connection) -> Result<(), GalleryError> {
+        let left: i64 = connection
+            .query_row("SELECT COUNT(*) FROM templates", [], |r| r.get(0))
+            .map_err(self.db_error())?;
+        if left == 0 {
+            connection
+                .execute("DELETE FROM meta WHERE key = 'model_id'", [])
+                .map_err(self.db_error())?;
+        }
+        Ok(())
     }
 
     fn query_templates(
@@ -296,15 +328,97 @@ impl Gallery for SqliteGallery {
                 )
                 .map_err(self.db_error())?;
             let rows = statement
-                .query_map([], |r| {
-                    Ok(Person {
-                        name: r.get(0)?,
-                        created: r.get(1)?,
-                        templates: r.get::<_, i64>(2)? as usize,
-                    })
-                })
+                .query_map([], person_from_row)
                 .map_err(self.db_error())?;
             rows.collect::<Result<Vec<_>, _>>().map_err(self.db_error())
+        })
+    }
+
+    fn people_page(&self, after: Option<&str>, limit: usize) -> Result<Vec<Person>, GalleryError> {
+        self.with(|c| {
+            let mut statement = c
+                .prepare_cached(
+                    "SELECT p.name, p.created, COUNT(t.id) FROM people p
+                     LEFT JOIN templates t ON t.person_id = p.id
+                     WHERE ?1 IS NULL OR p.name > ?1
+                     GROUP BY p.id ORDER BY p.name LIMIT ?2",
+                )
+                .map_err(self.db_error())?;
+            let rows = statement
+                .query_map(params![after, limit as i64], person_from_row)
+                .map_err(self.db_error())?;
+            rows.collect::<Result<Vec<_>, _>>().map_err(self.db_error())
+        })
+    }
+
+    fn person(&self, name: &str) -> Result<Person, GalleryError> {
+        self.with(|c| self.find_person(c, name))
+    }
+
+    fn create_person(&self, name: &str) -> Result<Person, GalleryError> {
+        validate_name(name)?;
+        self.with(|c| {
+            let inserted = c
+                .execute(
+                    &format!("INSERT OR IGNORE INTO people (name, created) VALUES (?1, {NOW})"),
+                    [name],
+                )
+                .map_err(self.db_error())?;
+            if inserted == 0 {
+                return Err(GalleryError::PersonExists {
+                    name: name.to_string(),
+                });
+            }
+            self.find_person(c, name)
+        })
+    }
+
+    fn templates_info(&self, name: &str) -> Result<Vec<Template>, GalleryError> {
+        self.with(|c| {
+            self.find_person(c, name)?;
+            self.query_templates(c, Some(name))
+        })
+    }
+
+    fn remove_template(&self, name: &str, id: i64) -> Result<(), GalleryError> {
+        self.with(|c| {
+            let tx = c
+                .transaction_with_behavior(TransactionBehavior::Immediate)
+                .map_err(self.db_error())?;
+            self.find_person(&tx, name)?;
+            let removed = tx
+                .execute(
+                    "DELETE FROM templates WHERE id = ?1
+                     AND person_id = (SELECT id FROM people WHERE name = ?2)",
+                    params![id, name],
+                )
+                .map_err(self.db_error())?;
+            if removed == 0 {
+                return Err(GalleryError::UnknownTemplate {
+                    name: name.to_string(),
+                    id,
+                });
+            }
+            self.forget_model_if_empty(&tx)?;
+            tx.commit().map_err(self.db_error())?;
+            erase_free_pages(c);
+            Ok(())
+        })
+    }
+
+    fn counts(&self) -> Result<GalleryCounts, GalleryError> {
+        self.with(|c| {
+            c.query_row(
+                "SELECT (SELECT COUNT(*) FROM people), (SELECT COUNT(*) FROM templates)",
+                [],
+                |r| {
+                    Ok(GalleryCounts {
+                        people: r.get::<_, i64>(0)? as usize,
+                        templates: r.get::<_, i64>(1)? as usize,
+                    })
+                },
+            )
+            .map_err(self.db_error())
         })
     }
 
@@ -329,19 +443,28 @@ impl Gallery for SqliteGallery {
                 .map_err(self.db_error())?;
             tx.execute("DELETE FROM people WHERE id = ?1", [id])
                 .map_err(self.db_error())?;
-            let left: i64 = tx
-                .query_row("SELECT COUNT(*) FROM templates", [], |r| r.get(0))
-                .map_err(self.db_error())?;
-            if left == 0 {
-                tx.execute("DELETE FROM meta WHERE key = 'model_id'", [])
-                    .map_err(self.db_error())?;
-            }
+            self.forget_model_if_empty(&tx)?;
             tx.commit().map_err(self.db_error())?;
-            // A real erase: do not leave the deleted embeddings in free pages or the WAL.
-            let _ = c.execute_batch("PRAGMA wal_checkpoint(TRUNCATE); VACUUM;");
+            erase_free_pages(c);
             Ok(removed)
         })
     }
+}
+
+/// A real erase: deleted embeddings must not linger in free pages or the WAL. Best effort:
+/// the delete itself has committed; a busy database only delays the scrub.
+fn erase_free_pages(connection: &Connection) {
+    if let Err(err) = connection.execute_batch("PRAGMA wal_checkpoint(TRUNCATE); VACUUM;") {
+        tracing::debug!("could not compact the gallery after an erase: {err}");
+    }
+}
+
+fn person_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Person> {
+    Ok(Person {
+        name: r.get(0)?,
+        created: r.get(1)?,
+        templates: r.get::<_, i64>(2)? as usize,
+    })
 }
 
 fn encode_embedding(v: &[f32]) -> Vec<u8> {
@@ -434,6 +557,54 @@ mod tests {
         let report = g.enroll("carol", "m1", &[]).unwrap();
         assert!(report.added.is_empty() && !report.created_person);
         assert!(g.people().unwrap().is_empty());
+    }
+
+    #[test]
+    fn people_are_created_paged_and_templates_removed_one_by_one() {
+        let (_dir, g) = gallery();
+        for name in ["dave", "alice", "carol", "bob"] {
+            g.create_person(name).unwrap();
+        }
+        assert!(matches!(
+            g.create_person("bob"),
+            Err(GalleryError::PersonExists { .. })
+        ));
+        let names = |page: Vec<Person>| page.into_iter().map(|p| p.name).collect::<Vec<_>>();
+        assert_eq!(
+            names(g.people_page(None, 3).unwrap()),
+            ["alice", "bob", "carol"]
+        );
+        assert_eq!(names(g.people_page(Some("carol"), 3).unwrap()), ["dave"]);
+        let report = g
+            .enroll("bob", "m1", &[template(0.1, "a"), template(0.2, "b")])
+            .unwrap();
+        assert!(!report.created_person);
+        assert_eq!(g.person("bob").unwrap().templates, 2);
+        assert_eq!(
+            g.counts().unwrap(),
+            GalleryCounts {
+                people: 4,
+                templates: 2
+            }
+        );
+        assert!(matches!(
+            g.remove_template("alice", report.added[0]),
+            Err(GalleryError::UnknownTemplate { .. })
+        ));
+        g.remove_template("bob", report.added[0]).unwrap();
+        let left = g.templates_info("bob").unwrap();
+        assert_eq!(left.len(), 1);
+        assert_eq!(left[0].id, report.added[1]);
+        g.remove_template("bob", report.added[1]).unwrap();
+        assert_eq!(
+            g.model_id().unwrap(),
+            None,
+            "an empty gallery forgets its model"
+        );
+        assert!(matches!(
+            g.person("zed"),
+            Err(GalleryError::UnknownPerson { .. })
+        ));
     }
 
     #[test]

@@ -67,6 +67,8 @@ impl Error {
                 "model_mismatch"
             }
             Error::Gallery(G::InvalidName { .. }) => "invalid_name",
+            Error::Gallery(G::PersonExists { .. }) => "person_exists",
+            Error::Gallery(G::UnknownTemplate { .. }) => "unknown_template",
             Error::Gallery(_) => "gallery_error",
             Error::NoFace { .. } => "no_face",
             Error::SeveralFaces { .. } => "several_faces",

@@ -1,0 +1,144 @@
+//! `facegate serve` and `facegate keys`.
+
+use std::io::Write as _;
+use std::num::NonZeroU32;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context as _, Result};
+use facegate_server::{AppState, KeyStore, Limits, Role, ServeOptions};
+use serde_json::json;
+
+use crate::cli::{KeysAction, RoleArg, ServeArgs};
+use crate::commands::Context;
+
+pub fn serve(ctx: &Context, args: &ServeArgs) -> Result<ExitCode> {
+    let defaults = Limits::default();
+    let limits = Limits {
+        max_body_bytes: args.max_body_bytes,
+        request_timeout: seconds(args.request_timeout, "--request-timeout")?,
+        max_inflight: args.max_inflight.unwrap_or(defaults.max_inflight).max(1),
+        max_queued: args.max_queued.unwrap_or(defaults.max_queued),
+        queue_wait: Duration::from_millis(args.queue_wait_ms),
+        rate_per_minute: NonZeroU32::new(args.rate_limit),
+        max_images: args.max_images.max(1),
+    };
+    let engine = Arc::new(ctx.engine()?);
+    let gallery = Arc::new(ctx.gallery_for_write()?);
+    let keys = if args.insecure_no_auth {
+        for _ in 0..3 {
+            tracing::warn!("--insecure-no-auth: ANYONE who can reach this port can enroll, verify and delete people. Use it for local demos only.");
+        }
+        None
+    } else {
+        let store = KeyStore::open(&ctx.gallery_path())?;
+        if store.list()?.iter().all(|k| k.revoked.is_some()) {
+            tracing::warn!(
+                "no API keys exist yet, so every API request will be refused; create one with `facegate keys create --role admin`"
+            );
+        }
+        Some(Arc::new(store))
+    };
+    let options = ServeOptions {
+        listen: args.listen,
+        tls: args.tls_cert.clone().zip(args.tls_key.clone()),
+        shutdown_grace: seconds(args.shutdown_grace, "--shutdown-grace")?,
+    };
+    let scheme = if options.tls.is_some() {
+        "https"
+    } else {
+        "http"
+    };
+    tracing::info!(
+        model = engine.pipeline_id(),
+        gallery = %ctx.gallery_path().display(),
+        ?limits,
+        "models loaded"
+    );
+    let state = AppState::new(engine, gallery, keys, limits);
+    let json = ctx.global.json;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("could not start the async runtime")?;
+    runtime.block_on(facegate_server::serve(state, options, |addr| {
+        let url = format!("{scheme}://{addr}");
+        if json {
+            println!("{}", json!({ "listening": url }));
+        } else {
+            println!("facegate listening on {url} (page at {url}/, API description at {url}/openapi.json)");
+        }
+        let _ = std::io::stdout().flush();
+    }))?;
+    tracing::info!("stopped");
+    Ok(ExitCode::SUCCESS)
+}
+
+fn seconds(value: f64, flag: &str) -> Result<Duration> {
+    Duration::try_from_secs_f64(value)
+        .ok()
+        .filter(|d| !d.is_zero())
+        .with_context(|| format!("{flag} must be a positive number of seconds, not {value}"))
+}
+
+pub fn keys(ctx: &Context, action: KeysAction) -> Result<ExitCode> {
+    let path = ctx.gallery_path();
+    // Creating the gallery here is fine: keys live in it.
+    ctx.gallery_for_write()?;
+    let store = KeyStore::open(&path)?;
+    match action {
+        KeysAction::Create { role, label } => {
+            let role = match role {
+                RoleArg::Verify => Role::Verify,
+                RoleArg::Enroll => Role::Enroll,
+                RoleArg::Admin => Role::Admin,
+            };
+            let created = store.create(role, &label)?;
+            ctx.emit(&created, || {
+                println!(
+                    "created {} key {} {}\ncopy it now, it is not shown again:\n\n{}\n",
+                    created.info.role.name(),
+                    created.info.id,
+                    if label.is_empty() {
+                        String::new()
+                    } else {
+                        format!("({label})")
+                    },
+                    created.key
+                );
+            })?;
+        }
+        KeysAction::List => {
+            let keys = store.list()?;
+            ctx.emit(&json!({ "keys": keys }), || {
+                if keys.is_empty() {
+                    println!(
+                        "no API keys yet; create one with `facegate keys create --role admin`"
+                    );
+                }
+                for k in &keys {
+                    let state = k
+                        .revoked
+                        .as_deref()
+                        .map_or("active".to_string(), |at| format!("revoked {at}"));
+                    println!(
+                        "{}\t{}\t{}\tcreated {}\t{}",
+                        k.id,
+                        k.role.name(),
+                        state,
+                        k.created,
+                        k.label
+                    );
+                }
+            })?;
+        }
+        KeysAction::Revoke { id } => {
+            let info = store.revoke(&id)?;
+            ctx.emit(&info, || {
+                println!("revoked key {} ({})", info.id, info.role.name())
+            })?;
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}

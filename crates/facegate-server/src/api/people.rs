@@ -1,0 +1,277 @@
+//! People and their face templates.
+
+use axum::extract::rejection::{PathRejection, QueryRejection};
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use axum::Json;
+use facegate::ops;
+use serde::Deserialize;
+
+use super::types::{
+    AddFacesRequest, CreatePersonRequest, DeletedPerson, DeletedTemplate, EnrollResult, FaceBox,
+    ImageForm, PeoplePage, PersonDetail, PersonSummary, TemplateInfo,
+};
+use crate::error::{ApiError, ErrorBody};
+use crate::input::{Form, Upload};
+use crate::state::SharedState;
+
+const DEFAULT_PAGE: usize = 50;
+const MAX_PAGE: usize = 1000;
+
+#[derive(Debug, Deserialize)]
+pub struct PageQuery {
+    limit: Option<String>,
+    after: Option<String>,
+}
+
+/// List enrolled people in name order, a page at a time.
+#[utoipa::path(
+    get, path = "/v1/people", tag = "people",
+    params(
+        ("limit" = Option<u32>, Query, description = "People per page, 1..=1000 (default 50)"),
+        ("after" = Option<String>, Query, description = "The `next_after` of the previous page"),
+    ),
+    responses(
+        (status = 200, body = PeoplePage),
+        (status = 400, body = ErrorBody, description = "bad_request"),
+        (status = 401, body = ErrorBody, description = "unauthorized"),
+    ),
+    security(("api_key" = []))
+)]
+pub async fn list_people(
+    State(state): State<SharedState>,
+    query: Result<Query<PageQuery>, QueryRejection>,
+) -> Result<Json<PeoplePage>, ApiError> {
+    let Query(query) = query.map_err(|err| ApiError::bad_request(err.body_text()))?;
+    let limit = match query.limit.as_deref() {
+        None => DEFAULT_PAGE,
+        Some(text) => text
+            .parse::<usize>()
+            .ok()
+            .filter(|n| (1..=MAX_PAGE).contains(n))
+            .ok_or_else(|| {
+                ApiError::bad_request(format!(
+                    "limit must be a whole number from 1 to {MAX_PAGE}, not {text:?}"
+                ))
+            })?,
+    };
+    let after = query.after;
+    let people = state
+        .with_gallery(move |g| g.people_page(after.as_deref(), limit))
+        .await?;
+    let next_after = (people.len() == limit)
+        .then(|| people.last().map(|p| p.name.clone()))
+        .flatten();
+    Ok(Json(PeoplePage {
+        people: people.into_iter().map(PersonSummary::from).collect(),
+        next_after,
+    }))
+}
+
+/// One person and their templates.
+#[utoipa::path(
+    get, path = "/v1/people/{name}", tag = "people",
+    params(("name" = String, Path, description = "The person's name (percent-encoded)")),
+    responses(
+        (status = 200, body = PersonDetail),
+        (status = 404, body = ErrorBody, description = "unknown_person"),
+    ),
+    security(("api_key" = []))
+)]
+pub async fn get_person(
+    State(state): State<SharedState>,
+    name: Result<Path<String>, PathRejection>,
+) -> Result<Json<PersonDetail>, ApiError> {
+    let Path(name) = name.map_err(|err| ApiError::bad_request(err.body_text()))?;
+    let detail = state.with_gallery(move |g| person_detail(g, &name)).await?;
+    Ok(Json(detail))
+}
+
+/// Create a person, optionally enrolling photos at once (all or nothing).
+#[utoipa::path(
+    post, path = "/v1/people", tag = "people",
+    request_body(content(
+        (CreatePersonRequest = "application/json"),
+        (ImageForm = "multipart/form-data"),
+    )),
+    responses(
+        (status = 201, body = EnrollResult),
+        (status = 409, body = ErrorBody, description = "person_exists"),
+        (status = 422, body = ErrorBody, description = "invalid_name, no_face, several_faces, face_too_small, corrupt_image"),
+        (status = 403, body = ErrorBody, description = "forbidden: needs the enroll role"),
+    ),
+    security(("api_key" = []))
+)]
+pub async fn create_person(
+    State(state): State<SharedState>,
+    mut form: Form,
+) -> Result<(StatusCode, Json<EnrollResult>), ApiError> {
+    form.only(&["name", "image", "images", "largest"])?;
+    let name = form
+        .text("name")
+        .ok_or_else(|| ApiError::bad_request("the field name is required"))?
+        .to_string();
+    let largest = form.flag("largest")?;
+    let images = form.take_images("image");
+    let result = enroll(&state, name, images, largest, true).await?;
+    Ok((StatusCode::CREATED, Json(result)))
+}
+
+/// Add one or more photos to an existing person.
+#[utoipa::path(
+    post, path = "/v1/people/{name}/faces", tag = "people",
+    params(("name" = String, Path)),
+    request_body(content(
+        (AddFacesRequest = "application/json"),
+        (ImageForm = "multipart/form-data"),
+    )),
+    responses(
+        (status = 201, body = EnrollResult),
+        (status = 404, body = ErrorBody, description = "unknown_person"),
+        (status = 413, body = ErrorBody, description = "payload_too_large, image_too_large"),
+        (status = 422, body = ErrorBody, description = "no_face, several_faces, face_too_small, corrupt_image"),
+    ),
+    security(("api_key" = []))
+)]
+pub async fn add_faces(
+    State(state): State<SharedState>,
+    name: Result<Path<String>, PathRejection>,
+    mut form: Form,
+) -> Result<(StatusCode, Json<EnrollResult>), ApiError> {
+    let Path(name) = name.map_err(|err| ApiError::bad_request(err.body_text()))?;
+    form.only(&["image", "images", "largest"])?;
+    let largest = form.flag("largest")?;
+    let images = form.take_images("image");
+    if images.is_empty() {
+        return Err(ApiError::bad_request(
+            "send at least one photo as image (or images)",
+        ));
+    }
+    let result = enroll(&state, name, images, largest, false).await?;
+    Ok((StatusCode::CREATED, Json(result)))
+}
+
+/// Erase a person and every template of theirs.
+#[utoipa::path(
+    delete, path = "/v1/people/{name}", tag = "people",
+    params(("name" = String, Path)),
+    responses(
+        (status = 200, body = DeletedPerson),
+        (status = 404, body = ErrorBody, description = "unknown_person"),
+        (status = 403, body = ErrorBody, description = "forbidden: needs the admin role"),
+    ),
+    security(("api_key" = []))
+)]
+pub async fn delete_person(
+    State(state): State<SharedState>,
+    name: Result<Path<String>, PathRejection>,
+) -> Result<Json<DeletedPerson>, ApiError> {
+    let Path(name) = name.map_err(|err| ApiError::bad_request(err.body_text()))?;
+    let removed = {
+        let name = name.clone();
+        state.with_gallery(move |g| g.forget(&name)).await?
+    };
+    Ok(Json(DeletedPerson {
+        name,
+        templates_removed: removed,
+    }))
+}
+
+/// Erase one template of a person.
+#[utoipa::path(
+    delete, path = "/v1/people/{name}/faces/{template_id}", tag = "people",
+    params(("name" = String, Path), ("template_id" = i64, Path)),
+    responses(
+        (status = 200, body = DeletedTemplate),
+        (status = 404, body = ErrorBody, description = "unknown_person, unknown_template"),
+    ),
+    security(("api_key" = []))
+)]
+pub async fn delete_template(
+    State(state): State<SharedState>,
+    params: Result<Path<(String, i64)>, PathRejection>,
+) -> Result<Json<DeletedTemplate>, ApiError> {
+    let Path((name, template_id)) = params.map_err(|err| ApiError::bad_request(err.body_text()))?;
+    {
+        let name = name.clone();
+        state
+            .with_gallery(move |g| g.remove_template(&name, template_id))
+            .await?;
+    }
+    Ok(Json(DeletedTemplate { name, template_id }))
+}
+
+fn person_detail(
+    gallery: &dyn facegate::Gallery,
+    name: &str,
+) -> Result<PersonDetail, facegate::gallery::GalleryError> {
+    let person = gallery.person(name)?;
+    let templates = gallery.templates_info(name)?;
+    Ok(PersonDetail {
+        name: person.name,
+        created: person.created,
+        templates: templates.into_iter().map(TemplateInfo::from).collect(),
+    })
+}
+
+/// Embeds every photo first, so one bad photo fails the request before anything is stored;
+/// then writes in one gallery transaction.
+async fn enroll(
+    state: &SharedState,
+    name: String,
+    images: Vec<Upload>,
+    largest: bool,
+    new_person: bool,
+) -> Result<EnrollResult, ApiError> {
+    facegate::gallery::validate_name(&name)?;
+    let metrics_state = state.clone();
+    let result = state
+        .infer(move |engine, gallery| {
+            if !new_person {
+                gallery.person(&name)?;
+            }
+            let mut prepared = Vec::with_capacity(images.len());
+            for upload in &images {
+                let image = engine.decode_image(&upload.bytes, &upload.name)?;
+                prepared.push(ops::prepare_template(engine, &image, largest)?);
+            }
+            metrics_state
+                .metrics
+                .faces_embedded
+                .inc_by(prepared.len() as u64);
+            if new_person {
+                gallery.create_person(&name)?;
+            }
+            let templates: Vec<_> = prepared.iter().map(|p| p.template.clone()).collect();
+            let report = if templates.is_empty() {
+                Default::default()
+            } else {
+                match gallery.enroll(&name, engine.model_id(), &templates) {
+                    Ok(report) => report,
+                    Err(err) => {
+                        if new_person {
+                            // All or nothing: the person was created by this request.
+                            let _ = gallery.forget(&name);
+                        }
+                        return Err(err.into());
+                    }
+                }
+            };
+            Ok(EnrollResult {
+                person: person_detail(gallery, &name)?,
+                added: report.added,
+                duplicates: report.duplicates,
+                faces: prepared.iter().map(|p| FaceBox::from(&p.face)).collect(),
+            })
+        })
+        .await;
+    result.map_err(|mut err| {
+        if err.code == "several_faces" {
+            err.message = format!(
+                "{} (over the API: send largest=true to use the largest face)",
+                err.message.split(". Crop").next().unwrap_or(&err.message)
+            );
+        }
+        err
+    })
+}

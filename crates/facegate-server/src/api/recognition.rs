@@ -1,0 +1,198 @@
+//! Verify (1:1), identify (1:N), detect.
+
+use axum::extract::State;
+use axum::Json;
+use facegate::ops;
+
+use super::types::{
+    far, CandidateInfo, DetectRequest, DetectResult, FaceBox, IdentifyRequest, IdentifyResult,
+    ImageForm, ThresholdInfo, VerifyRequest, VerifyResult,
+};
+use crate::error::{ApiError, ErrorBody};
+use crate::input::{Form, Upload};
+use crate::state::SharedState;
+
+const MAX_TOP_K: usize = 100;
+
+fn required_image(form: &mut Form) -> Result<Upload, ApiError> {
+    form.take_one_image("image")?
+        .ok_or_else(|| ApiError::bad_request("the field image (the photo to check) is required"))
+}
+
+/// Is the person in `image` the enrolled `person`? Or, with `reference_image`, are the two
+/// images the same person?
+#[utoipa::path(
+    post, path = "/v1/verify", tag = "recognition",
+    request_body(content(
+        (VerifyRequest = "application/json"),
+        (ImageForm = "multipart/form-data"),
+    )),
+    responses(
+        (status = 200, body = VerifyResult, description = "The decision, match or not"),
+        (status = 400, body = ErrorBody, description = "bad_request"),
+        (status = 401, body = ErrorBody, description = "unauthorized"),
+        (status = 404, body = ErrorBody, description = "unknown_person"),
+        (status = 413, body = ErrorBody, description = "payload_too_large, image_too_large"),
+        (status = 415, body = ErrorBody, description = "unsupported_format, unsupported_media_type"),
+        (status = 422, body = ErrorBody, description = "no_face, face_too_small, corrupt_image"),
+        (status = 429, body = ErrorBody, description = "rate_limited"),
+        (status = 503, body = ErrorBody, description = "overloaded, timeout"),
+    ),
+    security(("api_key" = []))
+)]
+pub async fn verify(
+    State(state): State<SharedState>,
+    mut form: Form,
+) -> Result<Json<VerifyResult>, ApiError> {
+    form.only(&["person", "image", "reference_image"])?;
+    let image = required_image(&mut form)?;
+    let reference = form.take_one_image("reference_image")?;
+    let person = form.text("person").map(str::to_string);
+    let metrics_state = state.clone();
+    let result = match (person, reference) {
+        (Some(person), None) => {
+            state
+                .infer(move |engine, gallery| {
+                    let image = engine.decode_image(&image.bytes, &image.name)?;
+                    let outcome = ops::verify(engine, gallery, &person, &image, false)?;
+                    metrics_state.metrics.faces_embedded.inc();
+                    Ok(VerifyResult {
+                        is_match: outcome.is_match,
+                        person: Some(outcome.person),
+                        distance: outcome.distance,
+                        threshold: ThresholdInfo::from(&outcome.threshold),
+                        model: outcome.model,
+                        face: FaceBox::from(&outcome.face),
+                        reference_face: None,
+                        faces_found: outcome.faces_found,
+                        templates_compared: Some(outcome.templates_compared),
+                        estimated_far: far(outcome.estimated_far),
+                        note: outcome.note,
+                    })
+                })
+                .await?
+        }
+        (None, Some(reference)) => {
+            state
+                .infer(move |engine, _| {
+                    let a = engine.decode_image(&image.bytes, &image.name)?;
+                    let b = engine.decode_image(&reference.bytes, &reference.name)?;
+                    let outcome = ops::compare(engine, &a, &b)?;
+                    metrics_state.metrics.faces_embedded.inc_by(2);
+                    Ok(VerifyResult {
+                        is_match: outcome.is_match,
+                        person: None,
+                        distance: outcome.distance,
+                        threshold: ThresholdInfo::from(&outcome.threshold),
+                        model: outcome.model,
+                        face: FaceBox::from(&outcome.face_a),
+                        reference_face: Some(FaceBox::from(&outcome.face_b)),
+                        faces_found: outcome.faces_found_a,
+                        templates_compared: None,
+                        estimated_far: far(outcome.estimated_far),
+                        note: outcome.note,
+                    })
+                })
+                .await?
+        }
+        _ => {
+            return Err(ApiError::bad_request(
+                "send either person (verify against the gallery) or reference_image (compare two images), not both or neither",
+            ))
+        }
+    };
+    Ok(Json(result))
+}
+
+/// Who in the gallery is the person in `image`?
+#[utoipa::path(
+    post, path = "/v1/identify", tag = "recognition",
+    request_body(content(
+        (IdentifyRequest = "application/json"),
+        (ImageForm = "multipart/form-data"),
+    )),
+    responses(
+        (status = 200, body = IdentifyResult, description = "Ranked candidates; identity absent means unknown"),
+        (status = 409, body = ErrorBody, description = "empty_gallery, model_mismatch"),
+        (status = 422, body = ErrorBody, description = "no_face, face_too_small, corrupt_image"),
+        (status = 503, body = ErrorBody, description = "overloaded, timeout"),
+    ),
+    security(("api_key" = []))
+)]
+pub async fn identify(
+    State(state): State<SharedState>,
+    mut form: Form,
+) -> Result<Json<IdentifyResult>, ApiError> {
+    form.only(&["image", "top_k"])?;
+    let image = required_image(&mut form)?;
+    let top_k = form.number("top_k", 5, MAX_TOP_K)?;
+    let metrics_state = state.clone();
+    let result = state
+        .infer(move |engine, gallery| {
+            let image = engine.decode_image(&image.bytes, &image.name)?;
+            let mut outcome = ops::identify(engine, gallery, &image, top_k, false)?;
+            metrics_state.metrics.faces_embedded.inc();
+            let face = outcome.faces.remove(0);
+            Ok(IdentifyResult {
+                identity: outcome.identity,
+                candidates: face
+                    .candidates
+                    .into_iter()
+                    .map(|c| CandidateInfo {
+                        person: c.person,
+                        distance: c.distance,
+                        is_match: c.is_match,
+                        estimated_far: far(c.estimated_far),
+                    })
+                    .collect(),
+                face: FaceBox::from(&face.face),
+                faces_found: outcome.faces_found,
+                threshold: ThresholdInfo::from(&outcome.threshold),
+                model: outcome.model,
+                people_searched: outcome.people_searched,
+                note: outcome.note,
+            })
+        })
+        .await?;
+    Ok(Json(result))
+}
+
+/// Every face in `image`: box, score, five landmarks. An image without faces gives an empty list.
+#[utoipa::path(
+    post, path = "/v1/detect", tag = "recognition",
+    request_body(content(
+        (DetectRequest = "application/json"),
+        (ImageForm = "multipart/form-data"),
+    )),
+    responses(
+        (status = 200, body = DetectResult),
+        (status = 413, body = ErrorBody, description = "payload_too_large, image_too_large"),
+        (status = 415, body = ErrorBody, description = "unsupported_format"),
+        (status = 422, body = ErrorBody, description = "corrupt_image"),
+    ),
+    security(("api_key" = []))
+)]
+pub async fn detect(
+    State(state): State<SharedState>,
+    mut form: Form,
+) -> Result<Json<DetectResult>, ApiError> {
+    form.only(&["image"])?;
+    let image = required_image(&mut form)?;
+    let result = state
+        .infer(move |engine, _| {
+            let image = engine.decode_image(&image.bytes, &image.name)?;
+            let min = engine.options().min_face_size as f32;
+            let faces = engine.detect(&image.rgb)?;
+            Ok(DetectResult {
+                width: image.rgb.width(),
+                height: image.rgb.height(),
+                faces: faces
+                    .iter()
+                    .filter(|f| f.width() >= min)
+                    .map(FaceBox::from)
+                    .collect(),
+            })
+        })
+        .await?;
+    Ok(Json(result))
+}

@@ -1,0 +1,150 @@
+//! Who may call what: every API route needs a key of a sufficient role; health checks, the web
+//! page and the API description are public.
+
+use std::time::Instant;
+
+use axum::extract::{MatchedPath, Request, State};
+use axum::http::{header, Method, StatusCode};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+
+use crate::error::{ApiError, ErrorCode};
+use crate::keys::{Caller, Refusal, Role};
+use crate::state::SharedState;
+
+/// The role a route needs, `None` for public routes. One table, so it can be read at a glance.
+pub fn required_role(method: &Method, route: &str) -> Option<Role> {
+    match (method.as_str(), route) {
+        (_, "/healthz" | "/readyz" | "/openapi.json" | "/" | "/assets/{file}") => None,
+        ("POST", "/v1/verify" | "/v1/identify" | "/v1/detect") => Some(Role::Verify),
+        ("GET", "/v1/people" | "/v1/people/{name}" | "/metrics") => Some(Role::Verify),
+        ("POST", "/v1/people" | "/v1/people/{name}/faces") => Some(Role::Enroll),
+        ("DELETE", "/v1/people/{name}" | "/v1/people/{name}/faces/{template_id}") => {
+            Some(Role::Admin)
+        }
+        // Unknown routes fall through to 404; anything else new must be added above.
+        _ => Some(Role::Admin),
+    }
+}
+
+/// The key from `Authorization: Bearer KEY` or `X-API-Key: KEY`.
+fn presented_key(request: &Request) -> Option<&str> {
+    let headers = request.headers();
+    if let Some(value) = headers.get(header::AUTHORIZATION) {
+        let value = value.to_str().ok()?;
+        return value
+            .strip_prefix("Bearer ")
+            .or_else(|| value.strip_prefix("bearer "))
+            .map(str::trim);
+    }
+    headers
+        .get("x-api-key")
+        .and_then(|v| v.to_str().ok())
+        .map(str::trim)
+}
+
+pub async fn authorize(
+    State(state): State<SharedState>,
+    mut request: Request,
+    next: Next,
+) -> Result<Response, ApiError> {
+    let Some(route) = request.extensions().get::<MatchedPath>() else {
+        return Ok(next.run(request).await);
+    };
+    let Some(required) = required_role(request.method(), route.as_str()) else {
+        return Ok(next.run(request).await);
+    };
+    let caller = match &state.keys {
+        None => Caller {
+            key_id: "anonymous".to_string(),
+            role: Role::Admin,
+        },
+        Some(keys) => {
+            let presented = presented_key(&request).ok_or_else(|| {
+                unauthorized("this route needs an API key: send `Authorization: Bearer KEY` (create one with `facegate keys create --role verify`)")
+            })?;
+            let keys = keys.clone();
+            let presented = presented.to_string();
+            let outcome = tokio::task::spawn_blocking(move || keys.authenticate(&presented))
+                .await
+                .map_err(|err| ApiError::internal(format!("key check failed: {err}")))?
+                .map_err(|err| ApiError::internal(err.to_string()))?;
+            match outcome {
+                Ok(caller) => caller,
+                Err(Refusal::Revoked) => {
+                    return Err(unauthorized(
+                        "this API key has been revoked; ask an administrator for a new one",
+                    ))
+                }
+                Err(Refusal::Malformed | Refusal::Unknown) => {
+                    return Err(unauthorized(
+                        "the API key is not valid; check that it was copied whole (keys start with `fgk_`)",
+                    ))
+                }
+            }
+        }
+    };
+    if !caller.role.allows(required) {
+        return Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            "forbidden",
+            format!(
+                "this key has the role {}, but {} {} needs the role {} or higher",
+                caller.role.name(),
+                request.method(),
+                route.as_str(),
+                required.name()
+            ),
+        ));
+    }
+    if let Some(rate) = &state.rate {
+        rate.check(&caller.key_id)?;
+    }
+    request.extensions_mut().insert(caller);
+    Ok(next.run(request).await)
+}
+
+fn unauthorized(message: &str) -> ApiError {
+    ApiError::new(StatusCode::UNAUTHORIZED, "unauthorized", message)
+}
+
+/// Outermost layer: per-request timeout, metrics and the access log (route, status, time; never
+/// bodies, images or embeddings).
+pub async fn observe(State(state): State<SharedState>, request: Request, next: Next) -> Response {
+    let started = Instant::now();
+    let method = request.method().clone();
+    let route = request
+        .extensions()
+        .get::<MatchedPath>()
+        .map_or_else(|| "unmatched".to_string(), |p| p.as_str().to_string());
+    let response =
+        match tokio::time::timeout(state.limits.request_timeout, next.run(request)).await {
+            Ok(response) => response,
+            Err(_) => ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "timeout",
+                format!(
+                    "the request took longer than the server's limit of {} s; retry, or send a smaller image",
+                    state.limits.request_timeout.as_secs_f32()
+                ),
+            )
+            .retry_after(1)
+            .into_response(),
+        };
+    let elapsed = started.elapsed();
+    let status = response.status().as_u16();
+    state
+        .metrics
+        .record(&route, method.as_str(), status, elapsed);
+    let code = response.extensions().get::<ErrorCode>().map(|c| c.0);
+    tracing::info!(
+        target: "facegate::access",
+        %method,
+        route,
+        status,
+        ms = format_args!("{:.1}", elapsed.as_secs_f64() * 1000.0),
+        code,
+        "request"
+    );
+    response
+}

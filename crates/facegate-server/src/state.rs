@@ -1,0 +1,68 @@
+//! What every handler shares.
+
+use std::sync::Arc;
+
+use facegate::{Engine, Gallery};
+
+use crate::error::ApiError;
+use crate::keys::KeyStore;
+use crate::limits::{InferenceGate, KeyRateLimiter, Limits};
+use crate::metrics::Metrics;
+
+pub type SharedState = Arc<AppState>;
+
+pub struct AppState {
+    pub engine: Arc<Engine>,
+    pub gallery: Arc<dyn Gallery>,
+    /// `None` only with `--insecure-no-auth`.
+    pub keys: Option<Arc<KeyStore>>,
+    pub limits: Limits,
+    pub gate: InferenceGate,
+    pub rate: Option<KeyRateLimiter>,
+    pub metrics: Metrics,
+}
+
+impl AppState {
+    pub fn new(
+        engine: Arc<Engine>,
+        gallery: Arc<dyn Gallery>,
+        keys: Option<Arc<KeyStore>>,
+        limits: Limits,
+    ) -> SharedState {
+        Arc::new(AppState {
+            gate: InferenceGate::new(&limits),
+            rate: limits.rate_per_minute.map(KeyRateLimiter::new),
+            engine,
+            gallery,
+            keys,
+            limits,
+            metrics: Metrics::default(),
+        })
+    }
+
+    /// Runs model and gallery work off the async threads, within the inference limits.
+    pub async fn infer<T: Send + 'static>(
+        self: &Arc<Self>,
+        work: impl FnOnce(&Engine, &dyn Gallery) -> Result<T, facegate::Error> + Send + 'static,
+    ) -> Result<T, ApiError> {
+        let state = Arc::clone(self);
+        self.gate
+            .run(&self.metrics, move || {
+                work(&state.engine, state.gallery.as_ref())
+            })
+            .await?
+            .map_err(ApiError::from)
+    }
+
+    /// Gallery-only work (no models): off the async threads, outside the inference limits.
+    pub async fn with_gallery<T: Send + 'static>(
+        self: &Arc<Self>,
+        work: impl FnOnce(&dyn Gallery) -> Result<T, facegate::gallery::GalleryError> + Send + 'static,
+    ) -> Result<T, ApiError> {
+        let state = Arc::clone(self);
+        tokio::task::spawn_blocking(move || work(state.gallery.as_ref()))
+            .await
+            .map_err(|err| ApiError::internal(format!("a gallery worker failed: {err}")))?
+            .map_err(ApiError::from)
+    }
+}

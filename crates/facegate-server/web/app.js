@@ -1,0 +1,201 @@
+// facegate camera page: enroll and verify from the browser's camera (or an uploaded photo).
+// Plain JavaScript, no build step. Talks to the same server's /v1 API with the API key typed
+// above (kept in this browser's localStorage).
+'use strict';
+
+const $ = (id) => document.getElementById(id);
+const video = $('video');
+const overlay = $('overlay');
+const KEY_STORAGE = 'facegate-api-key';
+let apiKey = localStorage.getItem(KEY_STORAGE) || '';
+let cameraOn = false;
+let detecting = false;
+
+$('api-key').value = apiKey;
+
+async function api(method, path, body) {
+  const headers = {};
+  if (apiKey) headers['Authorization'] = 'Bearer ' + apiKey;
+  const response = await fetch(path, { method, headers, body });
+  let data = null;
+  try { data = await response.json(); } catch (_) { data = null; }
+  if (!response.ok) {
+    const error = (data && data.error) || { code: 'http_' + response.status, message: response.statusText };
+    if (error.code === 'unauthorized') $('key-status').textContent = 'Key needed';
+    const failure = new Error(error.message);
+    failure.code = error.code;
+    throw failure;
+  }
+  return data;
+}
+
+function show(element, state, title, detail) {
+  element.dataset.state = state;
+  element.replaceChildren();
+  const strong = document.createElement('strong');
+  strong.textContent = title;
+  element.append(strong);
+  if (detail) element.append(document.createTextNode(detail));
+}
+
+async function startCamera() {
+  if (cameraOn) return;
+  if (!navigator.mediaDevices || !navigator.mediaDevices.getUserMedia) {
+    $('camera-status').textContent = 'No camera access here (the page needs https or localhost). Upload photos instead.';
+    return;
+  }
+  try {
+    const stream = await navigator.mediaDevices.getUserMedia({ video: { width: 640, height: 480 }, audio: false });
+    video.srcObject = stream;
+    await video.play();
+    cameraOn = true;
+    $('camera-status').textContent = 'Camera on';
+    $('camera-button').textContent = 'Camera on';
+    $('camera-button').disabled = true;
+    setInterval(detectLoop, 700);
+  } catch (err) {
+    $('camera-status').textContent = 'Camera unavailable: ' + err.message;
+  }
+}
+
+function captureFrame() {
+  return new Promise((resolve, reject) => {
+    if (!cameraOn || !video.videoWidth) {
+      reject(new Error('The camera is not on yet; start it, or upload a photo.'));
+      return;
+    }
+    const canvas = document.createElement('canvas');
+    canvas.width = video.videoWidth;
+    canvas.height = video.videoHeight;
+    canvas.getContext('2d').drawImage(video, 0, 0);
+    canvas.toBlob((blob) => blob ? resolve(blob) : reject(new Error('Could not capture a frame.')), 'image/jpeg', 0.92);
+  });
+}
+
+function drawFaces(result) {
+  const context = overlay.getContext('2d');
+  overlay.width = result.width;
+  overlay.height = result.height;
+  context.clearRect(0, 0, overlay.width, overlay.height);
+  context.lineWidth = Math.max(2, result.width / 200);
+  for (const face of result.faces) {
+    const [x1, y1, x2, y2] = face.bbox;
+    context.strokeStyle = '#35d46a';
+    context.strokeRect(x1, y1, x2 - x1, y2 - y1);
+    context.fillStyle = '#ffd23f';
+    for (const [x, y] of face.landmarks) {
+      context.beginPath();
+      context.arc(x, y, context.lineWidth * 1.5, 0, 2 * Math.PI);
+      context.fill();
+    }
+  }
+}
+
+async function detectLoop() {
+  if (detecting || document.hidden) return;
+  detecting = true;
+  try {
+    const form = new FormData();
+    form.append('image', await captureFrame(), 'frame.jpg');
+    drawFaces(await api('POST', '/v1/detect', form));
+  } catch (_) {
+    // The live box is a convenience; errors show on the buttons' results.
+  } finally {
+    detecting = false;
+  }
+}
+
+async function refreshPeople() {
+  const select = $('verify-person');
+  const chosen = select.value;
+  try {
+    let after = null;
+    const names = [];
+    do {
+      const query = after ? '?limit=1000&after=' + encodeURIComponent(after) : '?limit=1000';
+      const page = await api('GET', '/v1/people' + query);
+      names.push(...page.people.map((p) => p.name));
+      after = page.next_after;
+    } while (after);
+    while (select.options.length > 1) select.remove(1);
+    for (const name of names) select.add(new Option(name, name));
+    select.value = names.includes(chosen) ? chosen : '';
+    $('key-status').textContent = apiKey ? 'Key accepted' : '';
+  } catch (_) { /* shown by api() */ }
+}
+
+async function photoFrom(fileInput) {
+  const file = fileInput.files && fileInput.files[0];
+  fileInput.value = '';
+  return file || captureFrame();
+}
+
+async function enroll(photo) {
+  const result = $('enroll-result');
+  const name = $('enroll-name').value.trim();
+  if (!name) { show(result, 'error', 'Type a name first.'); return; }
+  show(result, 'busy', 'Enrolling…');
+  try {
+    const image = await photo;
+    const form = new FormData();
+    form.append('name', name);
+    form.append('image', image, image.name || 'camera.jpg');
+    let outcome;
+    try {
+      outcome = await api('POST', '/v1/people', form);
+    } catch (err) {
+      if (err.code !== 'person_exists') throw err;
+      const more = new FormData();
+      more.append('image', image, image.name || 'camera.jpg');
+      outcome = await api('POST', '/v1/people/' + encodeURIComponent(name) + '/faces', more);
+    }
+    const count = outcome.person.templates.length;
+    const note = outcome.duplicates.length ? ' (this exact photo was already enrolled)' : '';
+    show(result, 'enrolled', 'Enrolled ' + outcome.person.name, count + ' face template(s) stored' + note);
+    await refreshPeople();
+  } catch (err) {
+    show(result, 'error', 'Not enrolled', err.message);
+  }
+}
+
+async function verify(photo) {
+  const result = $('verify-result');
+  const person = $('verify-person').value;
+  show(result, 'busy', 'Checking…');
+  try {
+    const image = await photo;
+    const form = new FormData();
+    form.append('image', image, image.name || 'camera.jpg');
+    if (person) {
+      form.append('person', person);
+      const v = await api('POST', '/v1/verify', form);
+      const detail = 'distance ' + v.distance.toFixed(3) + (v.is_match ? ' ≤ ' : ' > ') +
+        'threshold ' + v.threshold.value.toFixed(3) + ' (' + v.model + ')';
+      show(result, v.is_match ? 'match' : 'no-match', v.is_match ? 'Match: ' + person : 'No match: not ' + person, detail);
+    } else {
+      const r = await api('POST', '/v1/identify', form);
+      const best = r.candidates[0];
+      const detail = best ? 'closest: ' + best.person + ', distance ' + best.distance.toFixed(3) +
+        ', threshold ' + r.threshold.value.toFixed(3) : 'nobody is enrolled';
+      show(result, r.identity ? 'identified' : 'unknown', r.identity ? 'This is ' + r.identity : 'Unknown person', detail);
+    }
+  } catch (err) {
+    show(result, 'error', 'Could not verify', err.message);
+  }
+}
+
+$('key-form').addEventListener('submit', (event) => {
+  event.preventDefault();
+  apiKey = $('api-key').value.trim();
+  localStorage.setItem(KEY_STORAGE, apiKey);
+  $('key-status').textContent = 'Checking…';
+  refreshPeople();
+});
+$('camera-button').addEventListener('click', startCamera);
+$('enroll-button').addEventListener('click', () => enroll(captureFrame()));
+$('verify-button').addEventListener('click', () => verify(captureFrame()));
+$('enroll-file').addEventListener('change', () => enroll(photoFrom($('enroll-file'))));
+$('verify-file').addEventListener('change', () => verify(photoFrom($('verify-file'))));
+
+startCamera();
+refreshPeople();
