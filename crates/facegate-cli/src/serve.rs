@@ -23,6 +23,7 @@ pub fn serve(ctx: &Context, args: &ServeArgs) -> Result<ExitCode> {
         queue_wait: Duration::from_millis(args.queue_wait_ms),
         rate_per_minute: NonZeroU32::new(args.rate_limit),
         max_images: args.max_images.max(1),
+        max_pixels: ctx.global.max_pixels,
     };
     let engine = Arc::new(ctx.engine()?);
     let gallery = Arc::new(ctx.gallery_for_write()?);

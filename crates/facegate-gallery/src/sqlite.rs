@@ -70,6 +70,11 @@ impl SqliteGallery {
         connection
             .pragma_update(None, "synchronous", "FULL")
             .map_err(db_error)?;
+        // Deleted templates are overwritten with zeros, not just unlinked: forgetting a person
+        // must erase their embeddings from the file.
+        connection
+            .pragma_update(None, "secure_delete", "ON")
+            .map_err(db_error)?;
         connection.execute_batch(SCHEMA).map_err(db_error)?;
         Ok(SqliteGallery {
             path: path.to_path_buf(),
@@ -451,10 +456,11 @@ impl Gallery for SqliteGallery {
     }
 }
 
-/// A real erase: deleted embeddings must not linger in free pages or the WAL. Best effort:
-/// the delete itself has committed; a busy database only delays the scrub.
+/// A real erase: `secure_delete` zeroes the deleted rows; copying the WAL into the database
+/// and truncating it removes the older page versions that still held them. Best effort: the
+/// delete itself has committed; a reader holding an old snapshot only delays the scrub.
 fn erase_free_pages(connection: &Connection) {
-    if let Err(err) = connection.execute_batch("PRAGMA wal_checkpoint(TRUNCATE); VACUUM;") {
+    if let Err(err) = connection.execute_batch("PRAGMA wal_checkpoint(TRUNCATE);") {
         tracing::debug!("could not compact the gallery after an erase: {err}");
     }
 }
@@ -605,6 +611,46 @@ mod tests {
             g.person("zed"),
             Err(GalleryError::UnknownPerson { .. })
         ));
+    }
+
+    #[test]
+    fn erased_embeddings_leave_no_trace_in_the_files() {
+        let (dir, g) = gallery();
+        let marker: Vec<f32> = (0..32).map(|i| 0.123_456 + i as f32 * 1e-3).collect();
+        let keep = NewTemplate {
+            embedding: vec![0.5; 32],
+            ..template(0.0, "keep")
+        };
+        let secret = NewTemplate {
+            embedding: marker.clone(),
+            ..template(0.0, "secret")
+        };
+        g.enroll("keeper", "m1", &[keep]).unwrap();
+        let report = g.enroll("ann", "m1", &[secret.clone()]).unwrap();
+        g.enroll(
+            "bob",
+            "m1",
+            &[NewTemplate {
+                image_sha256: "b2".into(),
+                ..secret.clone()
+            }],
+        )
+        .unwrap();
+        let needle = encode_embedding(&marker);
+        let files_hold_marker = || {
+            std::fs::read_dir(dir.path()).unwrap().any(|entry| {
+                let bytes = std::fs::read(entry.unwrap().path()).unwrap();
+                bytes.windows(needle.len()).any(|w| w == needle)
+            })
+        };
+        assert!(files_hold_marker(), "the test must see the stored bytes");
+        g.remove_template("ann", report.added[0]).unwrap();
+        g.forget("bob").unwrap();
+        assert!(
+            !files_hold_marker(),
+            "erased embeddings are still in the files"
+        );
+        assert_eq!(g.people().unwrap().len(), 2);
     }
 
     #[test]

@@ -18,6 +18,17 @@ pub struct Upload {
     pub bytes: Vec<u8>,
 }
 
+impl Upload {
+    /// Decodes the image, refusing more than `max_pixels` before allocating them.
+    pub fn decode(&self, max_pixels: u64) -> Result<facegate::image::LoadedImage, facegate::Error> {
+        Ok(facegate::image::decode(
+            &self.bytes,
+            &self.name,
+            max_pixels,
+        )?)
+    }
+}
+
 /// The fields of a request: text values and images, by field name.
 #[derive(Default)]
 pub struct Form {

@@ -31,6 +31,8 @@ pub struct Limits {
     pub rate_per_minute: Option<NonZeroU32>,
     /// Most images in one request.
     pub max_images: usize,
+    /// Most pixels in one decoded image (decompression-bomb guard).
+    pub max_pixels: u64,
 }
 
 impl Default for Limits {
@@ -44,6 +46,7 @@ impl Default for Limits {
             queue_wait: Duration::from_secs(2),
             rate_per_minute: NonZeroU32::new(600),
             max_images: 20,
+            max_pixels: facegate::image::DEFAULT_MAX_PIXELS,
         }
     }
 }

@@ -225,6 +225,7 @@ async fn enroll(
 ) -> Result<EnrollResult, ApiError> {
     facegate::gallery::validate_name(&name)?;
     let metrics_state = state.clone();
+    let max_pixels = state.limits.max_pixels;
     let result = state
         .infer(move |engine, gallery| {
             if !new_person {
@@ -232,7 +233,7 @@ async fn enroll(
             }
             let mut prepared = Vec::with_capacity(images.len());
             for upload in &images {
-                let image = engine.decode_image(&upload.bytes, &upload.name)?;
+                let image = upload.decode(max_pixels)?;
                 prepared.push(ops::prepare_template(engine, &image, largest)?);
             }
             metrics_state

@@ -49,11 +49,12 @@ pub async fn verify(
     let reference = form.take_one_image("reference_image")?;
     let person = form.text("person").map(str::to_string);
     let metrics_state = state.clone();
+    let max_pixels = state.limits.max_pixels;
     let result = match (person, reference) {
         (Some(person), None) => {
             state
                 .infer(move |engine, gallery| {
-                    let image = engine.decode_image(&image.bytes, &image.name)?;
+                    let image = image.decode(max_pixels)?;
                     let outcome = ops::verify(engine, gallery, &person, &image, false)?;
                     metrics_state.metrics.faces_embedded.inc();
                     Ok(VerifyResult {
@@ -75,8 +76,8 @@ pub async fn verify(
         (None, Some(reference)) => {
             state
                 .infer(move |engine, _| {
-                    let a = engine.decode_image(&image.bytes, &image.name)?;
-                    let b = engine.decode_image(&reference.bytes, &reference.name)?;
+                    let a = image.decode(max_pixels)?;
+                    let b = reference.decode(max_pixels)?;
                     let outcome = ops::compare(engine, &a, &b)?;
                     metrics_state.metrics.faces_embedded.inc_by(2);
                     Ok(VerifyResult {
@@ -127,9 +128,10 @@ pub async fn identify(
     let image = required_image(&mut form)?;
     let top_k = form.number("top_k", 5, MAX_TOP_K)?;
     let metrics_state = state.clone();
+    let max_pixels = state.limits.max_pixels;
     let result = state
         .infer(move |engine, gallery| {
-            let image = engine.decode_image(&image.bytes, &image.name)?;
+            let image = image.decode(max_pixels)?;
             let mut outcome = ops::identify(engine, gallery, &image, top_k, false)?;
             metrics_state.metrics.faces_embedded.inc();
             let face = outcome.faces.remove(0);
@@ -178,9 +180,10 @@ pub async fn detect(
 ) -> Result<Json<DetectResult>, ApiError> {
     form.only(&["image"])?;
     let image = required_image(&mut form)?;
+    let max_pixels = state.limits.max_pixels;
     let result = state
         .infer(move |engine, _| {
-            let image = engine.decode_image(&image.bytes, &image.name)?;
+            let image = image.decode(max_pixels)?;
             let min = engine.options().min_face_size as f32;
             let faces = engine.detect(&image.rgb)?;
             Ok(DetectResult {
