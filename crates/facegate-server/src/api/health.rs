@@ -6,7 +6,7 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 
 use super::types::{Health, Readiness};
-use crate::error::ApiError;
+use crate::error::{ApiError, ErrorBody};
 use crate::state::SharedState;
 
 /// The process is up (no key needed).
@@ -53,8 +53,12 @@ pub async fn readyz(State(state): State<SharedState>) -> (StatusCode, Json<Readi
 /// inference slots, gallery size.
 #[utoipa::path(
     get, path = "/metrics", tag = "health",
-    responses((status = 200, content_type = "application/openmetrics-text", body = String)),
-    security(("api_key" = []))
+    responses(
+        (status = 200, content_type = "application/openmetrics-text", body = String),
+        (status = 401, body = ErrorBody, description = "unauthorized"),
+        (status = 429, body = ErrorBody, description = "rate_limited"),
+    ),
+    security(("api_key" = []), ("api_key_header" = []))
 )]
 pub async fn metrics(State(state): State<SharedState>) -> Result<Response, ApiError> {
     if let Ok(counts) = state.with_gallery(|g| g.counts()).await {

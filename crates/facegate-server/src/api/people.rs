@@ -33,10 +33,13 @@ pub struct PageQuery {
     ),
     responses(
         (status = 200, body = PeoplePage),
-        (status = 400, body = ErrorBody, description = "bad_request"),
-        (status = 401, body = ErrorBody, description = "unauthorized"),
+        (status = 400, body = ErrorBody, description = "bad_request: malformed body, missing or unknown field"),
+        (status = 401, body = ErrorBody, description = "unauthorized: missing, invalid or revoked API key"),
+        (status = 403, body = ErrorBody, description = "forbidden: the key's role does not allow this route"),
+        (status = 429, body = ErrorBody, description = "rate_limited (see Retry-After)"),
+        (status = 500, body = ErrorBody, description = "internal, model_error, gallery_error"),
     ),
-    security(("api_key" = []))
+    security(("api_key" = []), ("api_key_header" = []))
 )]
 pub async fn list_people(
     State(state): State<SharedState>,
@@ -74,9 +77,14 @@ pub async fn list_people(
     params(("name" = String, Path, description = "The person's name (percent-encoded)")),
     responses(
         (status = 200, body = PersonDetail),
-        (status = 404, body = ErrorBody, description = "unknown_person"),
+        (status = 400, body = ErrorBody, description = "bad_request: malformed body, missing or unknown field"),
+        (status = 401, body = ErrorBody, description = "unauthorized: missing, invalid or revoked API key"),
+        (status = 403, body = ErrorBody, description = "forbidden: the key's role does not allow this route"),
+        (status = 404, body = ErrorBody, description = "unknown_person, unknown_template"),
+        (status = 429, body = ErrorBody, description = "rate_limited (see Retry-After)"),
+        (status = 500, body = ErrorBody, description = "internal, model_error, gallery_error"),
     ),
-    security(("api_key" = []))
+    security(("api_key" = []), ("api_key_header" = []))
 )]
 pub async fn get_person(
     State(state): State<SharedState>,
@@ -96,11 +104,18 @@ pub async fn get_person(
     )),
     responses(
         (status = 201, body = EnrollResult),
-        (status = 409, body = ErrorBody, description = "person_exists"),
-        (status = 422, body = ErrorBody, description = "invalid_name, no_face, several_faces, face_too_small, corrupt_image"),
-        (status = 403, body = ErrorBody, description = "forbidden: needs the enroll role"),
+        (status = 400, body = ErrorBody, description = "bad_request: malformed body, missing or unknown field"),
+        (status = 401, body = ErrorBody, description = "unauthorized: missing, invalid or revoked API key"),
+        (status = 403, body = ErrorBody, description = "forbidden: the key's role does not allow this route"),
+        (status = 409, body = ErrorBody, description = "person_exists, empty_gallery, model_mismatch"),
+        (status = 413, body = ErrorBody, description = "payload_too_large (body), image_too_large (pixels)"),
+        (status = 415, body = ErrorBody, description = "unsupported_media_type (not JSON or multipart), unsupported_format (image)"),
+        (status = 422, body = ErrorBody, description = "no_face, several_faces, face_too_small, corrupt_image, invalid_name"),
+        (status = 429, body = ErrorBody, description = "rate_limited (see Retry-After)"),
+        (status = 500, body = ErrorBody, description = "internal, model_error, gallery_error"),
+        (status = 503, body = ErrorBody, description = "overloaded or timeout (see Retry-After)"),
     ),
-    security(("api_key" = []))
+    security(("api_key" = []), ("api_key_header" = []))
 )]
 pub async fn create_person(
     State(state): State<SharedState>,
@@ -127,11 +142,19 @@ pub async fn create_person(
     )),
     responses(
         (status = 201, body = EnrollResult),
-        (status = 404, body = ErrorBody, description = "unknown_person"),
-        (status = 413, body = ErrorBody, description = "payload_too_large, image_too_large"),
-        (status = 422, body = ErrorBody, description = "no_face, several_faces, face_too_small, corrupt_image"),
+        (status = 400, body = ErrorBody, description = "bad_request: malformed body, missing or unknown field"),
+        (status = 401, body = ErrorBody, description = "unauthorized: missing, invalid or revoked API key"),
+        (status = 403, body = ErrorBody, description = "forbidden: the key's role does not allow this route"),
+        (status = 404, body = ErrorBody, description = "unknown_person, unknown_template"),
+        (status = 409, body = ErrorBody, description = "person_exists, empty_gallery, model_mismatch"),
+        (status = 413, body = ErrorBody, description = "payload_too_large (body), image_too_large (pixels)"),
+        (status = 415, body = ErrorBody, description = "unsupported_media_type (not JSON or multipart), unsupported_format (image)"),
+        (status = 422, body = ErrorBody, description = "no_face, several_faces, face_too_small, corrupt_image, invalid_name"),
+        (status = 429, body = ErrorBody, description = "rate_limited (see Retry-After)"),
+        (status = 500, body = ErrorBody, description = "internal, model_error, gallery_error"),
+        (status = 503, body = ErrorBody, description = "overloaded or timeout (see Retry-After)"),
     ),
-    security(("api_key" = []))
+    security(("api_key" = []), ("api_key_header" = []))
 )]
 pub async fn add_faces(
     State(state): State<SharedState>,
@@ -157,10 +180,14 @@ pub async fn add_faces(
     params(("name" = String, Path)),
     responses(
         (status = 200, body = DeletedPerson),
-        (status = 404, body = ErrorBody, description = "unknown_person"),
-        (status = 403, body = ErrorBody, description = "forbidden: needs the admin role"),
+        (status = 400, body = ErrorBody, description = "bad_request: malformed body, missing or unknown field"),
+        (status = 401, body = ErrorBody, description = "unauthorized: missing, invalid or revoked API key"),
+        (status = 403, body = ErrorBody, description = "forbidden: the key's role does not allow this route"),
+        (status = 404, body = ErrorBody, description = "unknown_person, unknown_template"),
+        (status = 429, body = ErrorBody, description = "rate_limited (see Retry-After)"),
+        (status = 500, body = ErrorBody, description = "internal, model_error, gallery_error"),
     ),
-    security(("api_key" = []))
+    security(("api_key" = []), ("api_key_header" = []))
 )]
 pub async fn delete_person(
     State(state): State<SharedState>,
@@ -183,9 +210,14 @@ pub async fn delete_person(
     params(("name" = String, Path), ("template_id" = i64, Path)),
     responses(
         (status = 200, body = DeletedTemplate),
+        (status = 400, body = ErrorBody, description = "bad_request: malformed body, missing or unknown field"),
+        (status = 401, body = ErrorBody, description = "unauthorized: missing, invalid or revoked API key"),
+        (status = 403, body = ErrorBody, description = "forbidden: the key's role does not allow this route"),
         (status = 404, body = ErrorBody, description = "unknown_person, unknown_template"),
+        (status = 429, body = ErrorBody, description = "rate_limited (see Retry-After)"),
+        (status = 500, body = ErrorBody, description = "internal, model_error, gallery_error"),
     ),
-    security(("api_key" = []))
+    security(("api_key" = []), ("api_key_header" = []))
 )]
 pub async fn delete_template(
     State(state): State<SharedState>,

@@ -29,16 +29,19 @@ fn required_image(form: &mut Form) -> Result<Upload, ApiError> {
     )),
     responses(
         (status = 200, body = VerifyResult, description = "The decision, match or not"),
-        (status = 400, body = ErrorBody, description = "bad_request"),
-        (status = 401, body = ErrorBody, description = "unauthorized"),
-        (status = 404, body = ErrorBody, description = "unknown_person"),
-        (status = 413, body = ErrorBody, description = "payload_too_large, image_too_large"),
-        (status = 415, body = ErrorBody, description = "unsupported_format, unsupported_media_type"),
-        (status = 422, body = ErrorBody, description = "no_face, face_too_small, corrupt_image"),
-        (status = 429, body = ErrorBody, description = "rate_limited"),
-        (status = 503, body = ErrorBody, description = "overloaded, timeout"),
+        (status = 400, body = ErrorBody, description = "bad_request: malformed body, missing or unknown field"),
+        (status = 401, body = ErrorBody, description = "unauthorized: missing, invalid or revoked API key"),
+        (status = 403, body = ErrorBody, description = "forbidden: the key's role does not allow this route"),
+        (status = 404, body = ErrorBody, description = "unknown_person, unknown_template"),
+        (status = 409, body = ErrorBody, description = "person_exists, empty_gallery, model_mismatch"),
+        (status = 413, body = ErrorBody, description = "payload_too_large (body), image_too_large (pixels)"),
+        (status = 415, body = ErrorBody, description = "unsupported_media_type (not JSON or multipart), unsupported_format (image)"),
+        (status = 422, body = ErrorBody, description = "no_face, several_faces, face_too_small, corrupt_image, invalid_name"),
+        (status = 429, body = ErrorBody, description = "rate_limited (see Retry-After)"),
+        (status = 500, body = ErrorBody, description = "internal, model_error, gallery_error"),
+        (status = 503, body = ErrorBody, description = "overloaded or timeout (see Retry-After)"),
     ),
-    security(("api_key" = []))
+    security(("api_key" = []), ("api_key_header" = []))
 )]
 pub async fn verify(
     State(state): State<SharedState>,
@@ -114,11 +117,18 @@ pub async fn verify(
     )),
     responses(
         (status = 200, body = IdentifyResult, description = "Ranked candidates; identity absent means unknown"),
-        (status = 409, body = ErrorBody, description = "empty_gallery, model_mismatch"),
-        (status = 422, body = ErrorBody, description = "no_face, face_too_small, corrupt_image"),
-        (status = 503, body = ErrorBody, description = "overloaded, timeout"),
+        (status = 400, body = ErrorBody, description = "bad_request: malformed body, missing or unknown field"),
+        (status = 401, body = ErrorBody, description = "unauthorized: missing, invalid or revoked API key"),
+        (status = 403, body = ErrorBody, description = "forbidden: the key's role does not allow this route"),
+        (status = 409, body = ErrorBody, description = "person_exists, empty_gallery, model_mismatch"),
+        (status = 413, body = ErrorBody, description = "payload_too_large (body), image_too_large (pixels)"),
+        (status = 415, body = ErrorBody, description = "unsupported_media_type (not JSON or multipart), unsupported_format (image)"),
+        (status = 422, body = ErrorBody, description = "no_face, several_faces, face_too_small, corrupt_image, invalid_name"),
+        (status = 429, body = ErrorBody, description = "rate_limited (see Retry-After)"),
+        (status = 500, body = ErrorBody, description = "internal, model_error, gallery_error"),
+        (status = 503, body = ErrorBody, description = "overloaded or timeout (see Retry-After)"),
     ),
-    security(("api_key" = []))
+    security(("api_key" = []), ("api_key_header" = []))
 )]
 pub async fn identify(
     State(state): State<SharedState>,
@@ -168,11 +178,17 @@ pub async fn identify(
     )),
     responses(
         (status = 200, body = DetectResult),
-        (status = 413, body = ErrorBody, description = "payload_too_large, image_too_large"),
-        (status = 415, body = ErrorBody, description = "unsupported_format"),
-        (status = 422, body = ErrorBody, description = "corrupt_image"),
+        (status = 400, body = ErrorBody, description = "bad_request: malformed body, missing or unknown field"),
+        (status = 401, body = ErrorBody, description = "unauthorized: missing, invalid or revoked API key"),
+        (status = 403, body = ErrorBody, description = "forbidden: the key's role does not allow this route"),
+        (status = 413, body = ErrorBody, description = "payload_too_large (body), image_too_large (pixels)"),
+        (status = 415, body = ErrorBody, description = "unsupported_media_type (not JSON or multipart), unsupported_format (image)"),
+        (status = 422, body = ErrorBody, description = "no_face, several_faces, face_too_small, corrupt_image, invalid_name"),
+        (status = 429, body = ErrorBody, description = "rate_limited (see Retry-After)"),
+        (status = 500, body = ErrorBody, description = "internal, model_error, gallery_error"),
+        (status = 503, body = ErrorBody, description = "overloaded or timeout (see Retry-After)"),
     ),
-    security(("api_key" = []))
+    security(("api_key" = []), ("api_key_header" = []))
 )]
 pub async fn detect(
     State(state): State<SharedState>,
