@@ -626,7 +626,9 @@ mod tests {
             ..template(0.0, "secret")
         };
         g.enroll("keeper", "m1", &[keep]).unwrap();
-        let report = g.enroll("ann", "m1", std::slice::from_ref(&secret)).unwrap();
+        let report = g
+            .enroll("ann", "m1", std::slice::from_ref(&secret))
+            .unwrap();
         g.enroll(
             "bob",
             "m1",
