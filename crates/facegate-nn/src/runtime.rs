@@ -1,7 +1,8 @@
 //! ONNX Runtime, loaded at run time from the pinned `onnxruntime` wheel's shared library.
 
 use std::path::{Path, PathBuf};
-use std::sync::{Mutex, OnceLock};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Mutex, MutexGuard, OnceLock, TryLockError};
 
 use ort::environment::Environment;
 use ort::session::builder::GraphOptimizationLevel;
@@ -65,6 +66,29 @@ impl Runtime {
         onnx: &[u8],
         threads: usize,
     ) -> Result<Network, RuntimeError> {
+        self.network_pool(name, onnx, threads, 1)
+    }
+
+    /// Like [`Runtime::network`], with `replicas` sessions that can run at the same time:
+    /// several inputs side by side, one per replica.
+    pub fn network_pool(
+        &self,
+        name: &str,
+        onnx: &[u8],
+        threads: usize,
+        replicas: usize,
+    ) -> Result<Network, RuntimeError> {
+        let sessions = (0..replicas.max(1))
+            .map(|_| self.session(name, onnx, threads).map(Mutex::new))
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(Network {
+            name: name.to_string(),
+            sessions,
+            next: AtomicUsize::new(0),
+        })
+    }
+
+    fn session(&self, name: &str, onnx: &[u8], threads: usize) -> Result<Session, RuntimeError> {
         let build_error = |message: String| RuntimeError::Build {
             network: name.to_string(),
             message,
@@ -86,13 +110,9 @@ impl Runtime {
                 .with_intra_threads(threads)
                 .map_err(|e| build_error(e.to_string()))?;
         }
-        let session = builder
+        builder
             .commit_from_memory(onnx)
-            .map_err(|e| build_error(e.to_string()))?;
-        Ok(Network {
-            name: name.to_string(),
-            session: Mutex::new(session),
-        })
+            .map_err(|e| build_error(e.to_string()))
     }
 }
 
@@ -103,10 +123,12 @@ pub struct TensorOutput {
     pub data: Vec<f32>,
 }
 
-/// A compiled network. Runs are serialised: ONNX Runtime parallelises inside each run.
+/// A compiled network: one or more sessions (replicas). A run takes a free replica, or waits
+/// for one; ONNX Runtime parallelises inside each run.
 pub struct Network {
     name: String,
-    session: Mutex<Session>,
+    sessions: Vec<Mutex<Session>>,
+    next: AtomicUsize,
 }
 
 impl std::fmt::Debug for Network {
@@ -120,6 +142,26 @@ impl Network {
         &self.name
     }
 
+    /// How many runs can proceed at once.
+    pub fn replicas(&self) -> usize {
+        self.sessions.len()
+    }
+
+    fn acquire(&self) -> MutexGuard<'_, Session> {
+        let start = self.next.fetch_add(1, Ordering::Relaxed);
+        let n = self.sessions.len();
+        for i in 0..n {
+            match self.sessions[(start + i) % n].try_lock() {
+                Ok(guard) => return guard,
+                Err(TryLockError::Poisoned(poisoned)) => return poisoned.into_inner(),
+                Err(TryLockError::WouldBlock) => {}
+            }
+        }
+        self.sessions[start % n]
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
     /// Runs the network on one float input of the given shape, returning every output in
     /// the graph's output order.
     pub fn run(&self, shape: &[usize], data: Vec<f32>) -> Result<Vec<TensorOutput>, RuntimeError> {
@@ -129,10 +171,7 @@ impl Network {
         };
         let dims: Vec<i64> = shape.iter().map(|&d| d as i64).collect();
         let input = Tensor::from_array((dims, data)).map_err(|e| run_error(e.to_string()))?;
-        let mut session = self
-            .session
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        let mut session = self.acquire();
         let outputs = session
             .run(ort::inputs![input])
             .map_err(|e| run_error(e.to_string()))?;
