@@ -89,6 +89,13 @@ pub enum Command {
         #[arg(long)]
         largest: bool,
     },
+    /// Enroll many people at once: every subfolder of DIR is a person named after it
+    EnrollAll {
+        dir: PathBuf,
+        /// Use the largest face when a photo shows several (otherwise such photos are skipped)
+        #[arg(long)]
+        largest: bool,
+    },
     /// 1:1 — is the person in IMAGE the enrolled NAME? (exit 0 = match, 1 = no match)
     Verify {
         name: String,

@@ -51,6 +51,7 @@ impl Context {
             max_pixels: self.global.max_pixels,
             min_face_size: self.global.min_face_size,
             threads: self.global.threads,
+            parallel: 0,
             threshold: self.global.threshold,
         }
     }
@@ -69,6 +70,19 @@ impl Context {
             .gallery
             .clone()
             .unwrap_or_else(|| self.home.default_gallery())
+    }
+
+    /// The engine for many photos: one embedding replica per core, photos side by side.
+    pub fn bulk_engine(&self, photos: usize) -> Result<Engine> {
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+        let options = EngineOptions {
+            parallel: if photos > 1 { cores } else { 0 },
+            ..self.engine_options()
+        };
+        let spinner = Spinner::new(self.interactive());
+        let engine = Engine::load(&self.home, options, &spinner).map_err(anyhow::Error::new)?;
+        spinner.finish();
+        Ok(engine)
     }
 
     /// The gallery for writing, created if missing.
@@ -118,6 +132,7 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
             top,
             all_faces,
         } => identify(&ctx, &image, top, all_faces),
+        Command::EnrollAll { dir, largest } => enroll_all(&ctx, &dir, largest),
         Command::Compare { a, b } => compare(&ctx, &a, &b),
         Command::Detect { image, draw } => detect(&ctx, &image, draw.as_deref()),
         Command::Embed { image, all_faces } => embed(&ctx, &image, all_faces),
@@ -205,24 +220,17 @@ fn enroll(ctx: &Context, name: &str, inputs: &[PathBuf], largest: bool) -> Resul
             photos.push((input.clone(), true));
         }
     }
-    let engine = ctx.engine()?;
+    let engine = ctx.bulk_engine(photos.len())?;
     let bar = progress::bar(
         photos.len() as u64,
         ctx.interactive() && photos.len() > 1,
         "enrolling",
     );
+    let paths: Vec<PathBuf> = photos.iter().map(|(p, _)| p.clone()).collect();
+    let results = prepare_all(&engine, &paths, largest, &bar);
     let mut prepared: Vec<(ops::PreparedTemplate, String)> = Vec::new();
     let mut skipped = Vec::new();
-    for (path, explicit) in &photos {
-        bar.set_message(
-            path.file_name()
-                .map(|n| n.to_string_lossy().into_owned())
-                .unwrap_or_default(),
-        );
-        let result = engine
-            .load_image(path)
-            .and_then(|image| ops::prepare_template(&engine, &image, largest));
-        bar.inc(1);
+    for ((path, explicit), result) in photos.iter().zip(results) {
         match result {
             Ok(p) => {
                 if prepared
@@ -316,6 +324,126 @@ fn enroll(ctx: &Context, name: &str, inputs: &[PathBuf], largest: bool) -> Resul
             "summary: {} enrolled, {} already enrolled, {} skipped",
             enrolled.len(),
             already.len(),
+            skipped.len()
+        );
+    })?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Decodes, detects and embeds photos on every core; results come back in input order.
+pub fn prepare_all(
+    engine: &Engine,
+    photos: &[PathBuf],
+    largest: bool,
+    bar: &indicatif::ProgressBar,
+) -> Vec<Result<ops::PreparedTemplate, Error>> {
+    use rayon::prelude::*;
+    photos
+        .par_iter()
+        .with_max_len(1)
+        .map(|path| {
+            let result = engine
+                .load_image(path)
+                .and_then(|image| ops::prepare_template(engine, &image, largest));
+            bar.inc(1);
+            result
+        })
+        .collect()
+}
+
+#[derive(Serialize)]
+struct PersonEnrolled {
+    person: String,
+    added: usize,
+    already_enrolled: usize,
+}
+
+/// `enroll-all DIR`: every subfolder of DIR is a person, named after the folder.
+fn enroll_all(ctx: &Context, dir: &Path, largest: bool) -> Result<ExitCode> {
+    let mut people: Vec<(String, Vec<PathBuf>)> = Vec::new();
+    let entries =
+        std::fs::read_dir(dir).with_context(|| format!("could not list {}", dir.display()))?;
+    let mut folders: Vec<PathBuf> = entries
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.is_dir())
+        .collect();
+    folders.sort();
+    for folder in folders {
+        let name = folder
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        facegate::gallery::validate_name(&name).map_err(Error::from)?;
+        let photos = images_in(&folder)?;
+        if !photos.is_empty() {
+            people.push((name, photos));
+        }
+    }
+    if people.is_empty() {
+        bail!(
+            "no subfolders with images found in {}; enroll-all expects DIR/<person name>/<photos>",
+            dir.display()
+        );
+    }
+    let all: Vec<PathBuf> = people.iter().flat_map(|(_, p)| p.clone()).collect();
+    let engine = ctx.bulk_engine(all.len())?;
+    let bar = progress::bar(all.len() as u64, ctx.interactive(), "enrolling");
+    let mut results = prepare_all(&engine, &all, largest, &bar).into_iter();
+    bar.finish_and_clear();
+    let gallery = ctx.gallery_for_write()?;
+    let mut report = Vec::new();
+    let mut skipped = Vec::new();
+    for (name, photos) in &people {
+        let mut templates: Vec<NewTemplate> = Vec::new();
+        for path in photos {
+            match results.next() {
+                Some(Ok(p)) => {
+                    if !templates
+                        .iter()
+                        .any(|t| t.image_sha256 == p.template.image_sha256)
+                    {
+                        templates.push(p.template);
+                    }
+                }
+                Some(Err(err)) => skipped.push(SkippedPhoto {
+                    source: path.display().to_string(),
+                    code: err.code().to_string(),
+                    reason: err.to_string(),
+                }),
+                None => {}
+            }
+        }
+        if templates.is_empty() {
+            continue;
+        }
+        // One transaction per person: a failure leaves earlier people enrolled, none half-done.
+        let done = gallery
+            .enroll(name, engine.model_id(), &templates)
+            .map_err(Error::from)?;
+        report.push(PersonEnrolled {
+            person: name.clone(),
+            added: done.added.len(),
+            already_enrolled: done.duplicates.len(),
+        });
+    }
+    let added: usize = report.iter().map(|r| r.added).sum();
+    let doc = json!({
+        "model": engine.model_id(),
+        "gallery": ctx.gallery_path(),
+        "photos": all.len(),
+        "templates_added": added,
+        "people": report,
+        "skipped": skipped,
+    });
+    ctx.emit(&doc, || {
+        for s in &skipped {
+            println!("  - {}: skipped: {}", s.source, s.reason);
+        }
+        println!(
+            "summary: {} photos, {} people, {} new template(s), {} skipped",
+            all.len(),
+            report.len(),
+            added,
             skipped.len()
         );
     })?;

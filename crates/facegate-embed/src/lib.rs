@@ -61,7 +61,7 @@ pub(crate) fn load_network(
     name: &str,
     artifact: &str,
     file: &facegate_models::PinnedFile,
-    threads: usize,
+    threads: facegate_nn::Threads,
     observer: &dyn facegate_models::FetchObserver,
     build: impl FnOnce(&std::path::Path) -> Result<Vec<u8>, facegate_models::ModelError>,
 ) -> Result<facegate_nn::Network, EmbedError> {
@@ -71,7 +71,7 @@ pub(crate) fn load_network(
         path: path.clone(),
         source,
     })?;
-    Ok(runtime.network(name, &onnx, threads)?)
+    Ok(runtime.network_pool(name, &onnx, threads.per_run, threads.replicas)?)
 }
 
 /// Checks every face is `size x size` and concatenates their network inputs.

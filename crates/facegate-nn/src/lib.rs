@@ -13,4 +13,4 @@ mod onnx_proto;
 pub mod runtime;
 
 pub use graph::{GraphBuilder, Value};
-pub use runtime::{Network, Runtime, RuntimeError, TensorOutput};
+pub use runtime::{Network, Runtime, RuntimeError, TensorOutput, Threads};

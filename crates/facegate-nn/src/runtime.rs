@@ -116,6 +116,38 @@ impl Runtime {
     }
 }
 
+/// How a network uses the cores: `replicas` sessions that can run at the same time, each with
+/// `per_run` intra-op threads (0 = ONNX Runtime's default).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Threads {
+    pub per_run: usize,
+    pub replicas: usize,
+}
+
+impl From<usize> for Threads {
+    /// One session with this many threads.
+    fn from(per_run: usize) -> Threads {
+        Threads {
+            per_run,
+            replicas: 1,
+        }
+    }
+}
+
+impl Threads {
+    /// `replicas` sessions sharing the machine's cores (unless `per_run` is given).
+    pub fn shared(per_run: usize, replicas: usize) -> Threads {
+        let replicas = replicas.max(1);
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+        let per_run = match (per_run, replicas) {
+            (0, 1) => 0,
+            (0, r) => (cores / r).max(1),
+            (n, _) => n,
+        };
+        Threads { per_run, replicas }
+    }
+}
+
 /// One output tensor, copied out of ONNX Runtime.
 #[derive(Clone, Debug, PartialEq)]
 pub struct TensorOutput {

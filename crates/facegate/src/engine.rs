@@ -6,7 +6,7 @@ use facegate_detect::{Detector, Face, Mtcnn, MtcnnConfig};
 use facegate_embed::{DlibResnet, Embedder, FaceNet};
 use facegate_image::{LoadedImage, RgbImage};
 use facegate_models::{pins, FetchObserver, ModelStore};
-use facegate_nn::Runtime;
+use facegate_nn::{Runtime, Threads};
 use serde::Serialize;
 
 use crate::config::{CalibratedThreshold, Config};
@@ -50,6 +50,9 @@ pub struct EngineOptions {
     pub min_face_size: u32,
     /// ONNX Runtime threads per network (0 = its default).
     pub threads: usize,
+    /// Photos processed at once (embedding network replicas): 0 or 1 for the lowest latency
+    /// of one request, the core count for bulk throughput.
+    pub parallel: usize,
     /// Overrides the model's default threshold (Euclidean on unit embeddings).
     pub threshold: Option<f32>,
 }
@@ -63,6 +66,7 @@ impl Default for EngineOptions {
             max_pixels: facegate_image::DEFAULT_MAX_PIXELS,
             min_face_size: 20,
             threads: 0,
+            parallel: 0,
             threshold: None,
         }
     }
@@ -111,20 +115,13 @@ impl Engine {
             ..MtcnnConfig::default()
         };
         let detector = Mtcnn::load(&store, &runtime, config, observer)?;
+        let threads = Threads::shared(options.threads, options.parallel);
         let facenet = || -> Result<Box<dyn Embedder>, Error> {
-            Ok(Box::new(FaceNet::load(
-                &store,
-                &runtime,
-                options.threads,
-                observer,
-            )?))
+            Ok(Box::new(FaceNet::load(&store, &runtime, threads, observer)?))
         };
         let dlib = || -> Result<Box<dyn Embedder>, Error> {
             Ok(Box::new(DlibResnet::load(
-                &store,
-                &runtime,
-                options.threads,
-                observer,
+                &store, &runtime, threads, observer,
             )?))
         };
         let embedders = match options.model {

@@ -35,7 +35,7 @@ impl DlibResnet {
     pub fn load(
         store: &ModelStore,
         runtime: &Runtime,
-        threads: usize,
+        threads: impl Into<facegate_nn::Threads>,
         observer: &dyn FetchObserver,
     ) -> Result<DlibResnet, EmbedError> {
         let file = &pins::DLIB_RESNET;
@@ -49,7 +49,7 @@ impl DlibResnet {
             "dlib resnet",
             &artifact,
             file,
-            threads,
+            threads.into(),
             observer,
             |dat| {
                 let net = dlib_dat::read_resnet(dat)?;

@@ -24,7 +24,7 @@ impl FaceNet {
     pub fn load(
         store: &ModelStore,
         runtime: &Runtime,
-        threads: usize,
+        threads: impl Into<facegate_nn::Threads>,
         observer: &dyn FetchObserver,
     ) -> Result<FaceNet, EmbedError> {
         let file = &pins::FACENET_KERAS_H5;
@@ -38,7 +38,7 @@ impl FaceNet {
             "facenet",
             &artifact,
             file,
-            threads,
+            threads.into(),
             observer,
             |h5| inception_resnet_v1::build(&KerasH5::open(h5)?),
         )?;
