@@ -10,6 +10,13 @@ use facegate::gallery::{Gallery, SqliteGallery};
 use facegate::ops;
 use serde_json::json;
 
+use facegate::embed::facenet::prewhiten;
+use facegate::embed::FaceNet;
+use facegate::gallery::{NewTemplate, TemplateIndex};
+use facegate::models::{pins, SilentObserver};
+use facegate::nn::Runtime;
+
+use crate::cli::ModelArg;
 use crate::commands::{images_in, Context};
 use crate::progress::{self, Spinner};
 
@@ -63,7 +70,22 @@ pub fn run(ctx: &Context, dir: Option<&Path>, limit: usize) -> Result<ExitCode> 
     let enrolled = ops::prepare_template(&engine, &first, true)?;
     gallery.enroll("bench", engine.model_id(), &[enrolled.template])?;
 
-    let (mut decode, mut detect, mut align, mut embed, mut verify) = (
+    // The FaceNet network alone, on the same crops: the floor a verify cannot go below.
+    let bare = if ctx.global.model == ModelArg::Facenet {
+        let store = ctx.store();
+        let library = store.file(&pins::ONNXRUNTIME_LIBRARY, &SilentObserver)?;
+        let runtime = Runtime::load(&library)?;
+        Some(FaceNet::load(
+            &store,
+            &runtime,
+            ctx.global.threads,
+            &SilentObserver,
+        )?)
+    } else {
+        None
+    };
+    let (mut decode, mut detect, mut align, mut embed, mut verify, mut network) = (
+        Samples::default(),
         Samples::default(),
         Samples::default(),
         Samples::default(),
@@ -87,6 +109,12 @@ pub fn run(ctx: &Context, dir: Option<&Path>, limit: usize) -> Result<ExitCode> 
         let t = Instant::now();
         let crops = engine.aligned_crops(&image.rgb, face);
         align.0.push(t.elapsed());
+        if let Some(facenet) = &bare {
+            let input = prewhiten(&crops[0]);
+            let t = Instant::now();
+            facenet.run_raw(1, input)?;
+            network.0.push(t.elapsed());
+        }
         let t = Instant::now();
         engine.embed_crops(&[crops])?;
         embed.0.push(t.elapsed());
@@ -110,6 +138,7 @@ pub fn run(ctx: &Context, dir: Option<&Path>, limit: usize) -> Result<ExitCode> 
         "align": align.summary(),
         "embed": embed.summary(),
         "verify_end_to_end": verify.summary(),
+        "bare_facenet_network": network.summary(),
     });
     ctx.emit(&doc, || {
         println!(
@@ -123,7 +152,17 @@ pub fn run(ctx: &Context, dir: Option<&Path>, limit: usize) -> Result<ExitCode> 
             "{:<22} {:>10} {:>10} {:>10}",
             "stage (per image)", "median ms", "mean ms", "p90 ms"
         );
-        for key in ["decode", "detect", "align", "embed", "verify_end_to_end"] {
+        for key in [
+            "decode",
+            "detect",
+            "align",
+            "embed",
+            "verify_end_to_end",
+            "bare_facenet_network",
+        ] {
+            if doc[key].is_null() {
+                continue;
+            }
             let s = &doc[key];
             println!(
                 "{:<22} {:>10.1} {:>10.1} {:>10.1}",
@@ -179,4 +218,152 @@ pub fn derive_template(ctx: &Context, dir: Option<&Path>, margin_px: f32) -> Res
         }
     })?;
     Ok(ExitCode::SUCCESS)
+}
+
+/// Synthetic unit vectors (xorshift, seeded): stand-ins for templates at sizes no photo set has.
+fn synthetic(seed: u64, dimension: usize) -> Vec<f32> {
+    let mut state = seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1;
+    let v: Vec<f32> = (0..dimension)
+        .map(|_| {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            (state >> 40) as f32 / (1u64 << 24) as f32 - 0.5
+        })
+        .collect();
+    let norm = v.iter().map(|x| x * x).sum::<f32>().sqrt();
+    v.into_iter().map(|x| x / norm).collect()
+}
+
+/// `facegate bench-search`: 1:N search latency on a synthetic gallery, exact and int8.
+pub fn search(
+    ctx: &Context,
+    templates: usize,
+    queries: usize,
+    dimension: usize,
+    sqlite: bool,
+) -> Result<ExitCode> {
+    let queries = queries.max(1);
+    let start = Instant::now();
+    let mut index = TemplateIndex::new(dimension);
+    let mut gallery_open_ms = None;
+    let mut index_load_ms = None;
+    if sqlite {
+        // Through the real gallery: write it once, then time a cold open and index load.
+        let dir = tempfile_dir()?;
+        let path = dir.join("gallery.db");
+        {
+            let gallery = SqliteGallery::open(&path)?;
+            let bar = progress::bar(templates as u64, ctx.interactive(), "writing gallery");
+            for chunk_start in (0..templates).step_by(50_000) {
+                let batch: Vec<(String, Vec<NewTemplate>)> = (chunk_start
+                    ..(chunk_start + 50_000).min(templates))
+                    .map(|i| {
+                        (
+                            format!("person-{i:07}"),
+                            vec![NewTemplate {
+                                embedding: synthetic(i as u64, dimension),
+                                image_sha256: format!("{i:064x}"),
+                                bbox: [0.0; 4],
+                                detector_score: 1.0,
+                                source: "synthetic".into(),
+                            }],
+                        )
+                    })
+                    .collect();
+                gallery.enroll_batch("synthetic", &batch)?;
+                bar.inc(batch.len() as u64);
+            }
+            bar.finish_and_clear();
+        }
+        let t = Instant::now();
+        let gallery = SqliteGallery::open(&path)?;
+        gallery_open_ms = Some(t.elapsed().as_secs_f64() * 1e3);
+        let t = Instant::now();
+        index = TemplateIndex::load(&gallery, "synthetic")?;
+        index_load_ms = Some(t.elapsed().as_secs_f64() * 1e3);
+        drop(gallery);
+        let _ = std::fs::remove_dir_all(&dir);
+    } else {
+        for i in 0..templates {
+            index.push(&format!("person-{i:07}"), i as i64, &synthetic(i as u64, dimension))?;
+        }
+    }
+    let build = start.elapsed();
+    // Queries: a stored template plus noise, so each has a true nearest neighbour.
+    let probes: Vec<(usize, Vec<f32>)> = (0..queries)
+        .map(|q| {
+            let target = (q * 7919 + 13) % templates.max(1);
+            let noise = synthetic(10_000_000_000 + q as u64, dimension);
+            let mixed: Vec<f32> = index
+                .vector(target)
+                .iter()
+                .zip(&noise)
+                .map(|(a, b)| a + 0.6 * b)
+                .collect();
+            let norm = mixed.iter().map(|x| x * x).sum::<f32>().sqrt();
+            (target, mixed.into_iter().map(|x| x / norm).collect())
+        })
+        .collect();
+    let (mut exact, mut approximate) = (Samples::default(), Samples::default());
+    let quantized = index.quantize();
+    let (mut found, mut agree) = (0usize, 0usize);
+    // Interleaved, after one warm-up query each.
+    let _ = index.search(&probes[0].1, 5);
+    let _ = quantized.search(&index, &probes[0].1, 5, 8);
+    for (target, probe) in &probes {
+        let t = Instant::now();
+        let hits = index.search(probe, 5);
+        exact.0.push(t.elapsed());
+        let t = Instant::now();
+        let approx = quantized.search(&index, probe, 5, 8);
+        approximate.0.push(t.elapsed());
+        found += usize::from(hits.first().map(|h| h.row) == Some(*target));
+        agree += usize::from(hits.first().map(|h| h.row) == approx.first().map(|h| h.row));
+    }
+    let doc = json!({
+        "templates": index.len(),
+        "dimension": dimension,
+        "queries": queries,
+        "cores": std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1),
+        "build_ms": build.as_secs_f64() * 1e3,
+        "gallery_open_ms": gallery_open_ms,
+        "index_load_ms": index_load_ms,
+        "matrix_mib": index.matrix_bytes() as f64 / (1 << 20) as f64,
+        "exact": exact.summary(),
+        "exact_found_true_neighbour": found as f64 / queries as f64,
+        "int8": approximate.summary(),
+        "int8_mib": quantized.bytes() as f64 / (1 << 20) as f64,
+        "int8_recall_at_1": agree as f64 / queries as f64,
+    });
+    ctx.emit(&doc, || {
+        println!(
+            "{} templates x {dimension}, {} queries, top 5; index ready in {:.0} ms",
+            index.len(),
+            queries,
+            build.as_secs_f64() * 1e3
+        );
+        if let (Some(open), Some(load)) = (gallery_open_ms, index_load_ms) {
+            println!("SQLite gallery: open {open:.1} ms, load into the index {load:.0} ms");
+        }
+        for (name, key) in [("exact (f32)", "exact"), ("int8 + exact re-rank", "int8")] {
+            let s = &doc[key];
+            println!(
+                "{name:<22} median {:>7.2} ms   p90 {:>7.2} ms",
+                s["median_ms"].as_f64().unwrap_or(f64::NAN),
+                s["p90_ms"].as_f64().unwrap_or(f64::NAN)
+            );
+        }
+        println!(
+            "int8 recall@1 vs exact: {:.3}",
+            doc["int8_recall_at_1"].as_f64().unwrap_or(0.0)
+        );
+    })?;
+    Ok(ExitCode::SUCCESS)
+}
+
+fn tempfile_dir() -> Result<std::path::PathBuf> {
+    let dir = std::env::temp_dir().join(format!("facegate-bench-search-{}", std::process::id()));
+    std::fs::create_dir_all(&dir)?;
+    Ok(dir)
 }

@@ -168,6 +168,20 @@ pub enum Command {
         #[arg(long, default_value_t = 118)]
         limit: usize,
     },
+    /// Time 1:N search on a synthetic gallery of unit vectors: exact, and int8 with exact re-rank
+    BenchSearch {
+        /// Templates in the gallery
+        #[arg(long, default_value_t = 1_000_000)]
+        templates: usize,
+        /// Queries to time
+        #[arg(long, default_value_t = 50)]
+        queries: usize,
+        #[arg(long, default_value_t = 128)]
+        dimension: usize,
+        /// Write the templates to a SQLite gallery and time opening it and loading the index
+        #[arg(long)]
+        sqlite: bool,
+    },
     /// Print the mean landmark positions in box+margin crops (how the alignment template was derived)
     #[command(hide = true)]
     DeriveTemplate {

@@ -147,6 +147,12 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
         Command::Keys { action } => crate::serve::keys(&ctx, action),
         Command::Demo => crate::demo::run(&ctx),
         Command::Bench { dir, limit } => crate::bench::run(&ctx, dir.as_deref(), limit),
+        Command::BenchSearch {
+            templates,
+            queries,
+            dimension,
+            sqlite,
+        } => crate::bench::search(&ctx, templates, queries, dimension, sqlite),
         Command::DeriveTemplate { dir, margin_px } => {
             crate::bench::derive_template(&ctx, dir.as_deref(), margin_px)
         }

@@ -4,10 +4,12 @@
 //! server). A gallery remembers which embedding model made its templates: mixing models would
 //! compare incomparable vectors, so it is refused with [`GalleryError::ModelMismatch`].
 
+pub mod index;
 mod sqlite;
 
 use serde::{Deserialize, Serialize};
 
+pub use index::{Hit, QuantizedIndex, TemplateIndex};
 pub use sqlite::SqliteGallery;
 
 #[derive(Debug, thiserror::Error)]
@@ -136,6 +138,23 @@ pub trait Gallery: Send + Sync {
 
     /// How many people and templates the gallery holds.
     fn counts(&self) -> Result<GalleryCounts, GalleryError>;
+
+    /// Visits every template of `model_id`: id, person, embedding. For building search indexes
+    /// without materialising [`Template`]s.
+    fn scan_embeddings(
+        &self,
+        model_id: &str,
+        visit: &mut dyn FnMut(i64, &str, &[f32]),
+    ) -> Result<(), GalleryError> {
+        for t in self.all_templates(model_id)? {
+            visit(t.id, &t.person, &t.embedding);
+        }
+        Ok(())
+    }
+
+    /// Changes whenever the gallery's contents change (by any process): cached indexes compare
+    /// it to know they are stale.
+    fn revision(&self) -> Result<u64, GalleryError>;
 
     /// Erases a person and all their templates; returns how many templates went.
     fn forget(&self, name: &str) -> Result<usize, GalleryError>;

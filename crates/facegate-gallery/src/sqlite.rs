@@ -196,6 +196,73 @@ impl SqliteGallery {
     }
 }
 
+impl SqliteGallery {
+    /// Enrolls many people in one transaction (bulk imports, benchmarks): all or nothing.
+    pub fn enroll_batch(
+        &self,
+        model_id: &str,
+        batch: &[(String, Vec<NewTemplate>)],
+    ) -> Result<usize, GalleryError> {
+        for (name, _) in batch {
+            validate_name(name)?;
+        }
+        self.with(|c| {
+            let tx = c
+                .transaction_with_behavior(TransactionBehavior::Immediate)
+                .map_err(self.db_error())?;
+            self.check_model(&tx, model_id)?;
+            let mut added = 0;
+            {
+                let mut person = tx
+                    .prepare_cached(&format!(
+                        "INSERT INTO people (name, created) VALUES (?1, {NOW})
+                         ON CONFLICT(name) DO UPDATE SET name = name RETURNING id"
+                    ))
+                    .map_err(self.db_error())?;
+                let mut template = tx
+                    .prepare_cached(&format!(
+                        "INSERT OR IGNORE INTO templates (person_id, model_id, dimension, embedding, image_sha256,
+                             box_x1, box_y1, box_x2, box_y2, detector_score, source, created)
+                         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, {NOW})"
+                    ))
+                    .map_err(self.db_error())?;
+                for (name, templates) in batch {
+                    let person_id: i64 = person
+                        .query_row([name], |r| r.get(0))
+                        .map_err(self.db_error())?;
+                    for t in templates {
+                        added += template
+                            .execute(params![
+                                person_id,
+                                model_id,
+                                t.embedding.len() as i64,
+                                encode_embedding(&t.embedding),
+                                t.image_sha256,
+                                t.bbox[0],
+                                t.bbox[1],
+                                t.bbox[2],
+                                t.bbox[3],
+                                t.detector_score,
+                                t.source,
+                            ])
+                            .map_err(self.db_error())?;
+                    }
+                }
+            }
+            if added > 0 {
+                tx.execute(
+                    "INSERT INTO meta (key, value) VALUES ('model_id', ?1) ON CONFLICT(key) DO NOTHING",
+                    [model_id],
+                )
+                .map_err(self.db_error())?;
+                bump_revision(&tx).map_err(self.db_error())?;
+            }
+            tx.commit().map_err(self.db_error())?;
+            Ok(added)
+        })
+    }
+}
+
 impl Gallery for SqliteGallery {
     fn model_id(&self) -> Result<Option<String>, GalleryError> {
         self.with(|c| {
@@ -286,6 +353,9 @@ impl Gallery for SqliteGallery {
                 )
                 .map_err(self.db_error())?;
             }
+            if !report.added.is_empty() {
+                bump_revision(&tx).map_err(self.db_error())?;
+            }
             if report.created_person && report.added.is_empty() {
                 // Nothing to keep: do not leave an empty person behind.
                 tx.rollback().map_err(self.db_error())?;
@@ -374,6 +444,7 @@ impl Gallery for SqliteGallery {
                     name: name.to_string(),
                 });
             }
+            bump_revision(c).map_err(self.db_error())?;
             self.find_person(c, name)
         })
     }
@@ -405,9 +476,65 @@ impl Gallery for SqliteGallery {
                 });
             }
             self.forget_model_if_empty(&tx)?;
+            bump_revision(&tx).map_err(self.db_error())?;
             tx.commit().map_err(self.db_error())?;
             erase_free_pages(c);
             Ok(())
+        })
+    }
+
+    fn scan_embeddings(
+        &self,
+        model_id: &str,
+        visit: &mut dyn FnMut(i64, &str, &[f32]),
+    ) -> Result<(), GalleryError> {
+        self.with(|c| {
+            self.check_model(c, model_id)?;
+            let mut statement = c
+                .prepare_cached(
+                    "SELECT t.id, p.name, t.dimension, t.embedding
+                     FROM templates t JOIN people p ON p.id = t.person_id ORDER BY t.id",
+                )
+                .map_err(self.db_error())?;
+            let mut rows = statement.query([]).map_err(self.db_error())?;
+            let mut embedding = Vec::new();
+            while let Some(row) = rows.next().map_err(self.db_error())? {
+                let id: i64 = row.get(0).map_err(self.db_error())?;
+                let person = row.get_ref(1).map_err(self.db_error())?;
+                let person = person.as_str().map_err(|e| self.db_error()(e.into()))?;
+                let dimension: i64 = row.get(2).map_err(self.db_error())?;
+                let blob = row
+                    .get_ref(3)
+                    .map_err(self.db_error())?
+                    .as_blob()
+                    .map_err(|e| self.db_error()(e.into()))?;
+                if dimension < 0 || blob.len() != dimension as usize * 4 {
+                    return Err(self.db_error()(rusqlite::Error::InvalidColumnType(
+                        3,
+                        format!("embedding blob of {} bytes, {dimension} values", blob.len()),
+                        rusqlite::types::Type::Blob,
+                    )));
+                }
+                embedding.clear();
+                embedding.extend(
+                    blob.chunks_exact(4)
+                        .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])),
+                );
+                visit(id, person, &embedding);
+            }
+            Ok(())
+        })
+    }
+
+    fn revision(&self) -> Result<u64, GalleryError> {
+        self.with(|c| {
+            let value: Option<String> = c
+                .query_row("SELECT value FROM meta WHERE key = 'revision'", [], |r| {
+                    r.get(0)
+                })
+                .optional()
+                .map_err(self.db_error())?;
+            Ok(value.and_then(|v| v.parse().ok()).unwrap_or(0))
         })
     }
 
@@ -449,11 +576,20 @@ impl Gallery for SqliteGallery {
             tx.execute("DELETE FROM people WHERE id = ?1", [id])
                 .map_err(self.db_error())?;
             self.forget_model_if_empty(&tx)?;
+            bump_revision(&tx).map_err(self.db_error())?;
             tx.commit().map_err(self.db_error())?;
             erase_free_pages(c);
             Ok(removed)
         })
     }
+}
+
+fn bump_revision(connection: &Connection) -> rusqlite::Result<usize> {
+    connection.execute(
+        "INSERT INTO meta (key, value) VALUES ('revision', '1')
+         ON CONFLICT(key) DO UPDATE SET value = CAST(value AS INTEGER) + 1",
+        [],
+    )
 }
 
 /// A real erase: `secure_delete` zeroes the deleted rows; copying the WAL into the database
@@ -527,7 +663,9 @@ mod tests {
         assert_eq!(t.len(), 3);
         assert_eq!(t[0].embedding, vec![0.1, 0.9, 0.5]);
         assert_eq!(g.people().unwrap()[0].templates, 3);
+        let before = g.revision().unwrap();
         assert_eq!(g.forget("alice").unwrap(), 3);
+        assert!(g.revision().unwrap() > before, "writes change the revision");
         assert!(g.people().unwrap().is_empty());
         assert_eq!(g.model_id().unwrap(), None);
     }

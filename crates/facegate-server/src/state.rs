@@ -20,6 +20,8 @@ pub struct AppState {
     pub gate: InferenceGate,
     pub rate: Option<KeyRateLimiter>,
     pub metrics: Metrics,
+    /// The 1:N search index, rebuilt when the gallery changes.
+    pub index: facegate::ops::IndexCache,
 }
 
 impl AppState {
@@ -37,6 +39,7 @@ impl AppState {
             keys,
             limits,
             metrics: Metrics::default(),
+            index: Default::default(),
         })
     }
 

@@ -3,7 +3,7 @@
 
 use facegate_decide::{Distances, Threshold};
 use facegate_detect::Face;
-use facegate_gallery::{Gallery, GalleryError, NewTemplate, Template};
+use facegate_gallery::{Gallery, GalleryError, NewTemplate, Template, TemplateIndex};
 use facegate_image::LoadedImage;
 use serde::Serialize;
 
@@ -160,7 +160,8 @@ pub struct IdentifyOutcome {
     pub note: Option<String>,
 }
 
-/// 1:N — who in the gallery is this? Ranks people by their closest template.
+/// 1:N — who in the gallery is this? Reads the gallery into a search index first; a
+/// long-running caller keeps one with [`IndexCache`] and calls [`identify_in`].
 pub fn identify(
     engine: &Engine,
     gallery: &dyn Gallery,
@@ -168,8 +169,19 @@ pub fn identify(
     top: usize,
     all_faces: bool,
 ) -> Result<IdentifyOutcome, Error> {
-    let templates = gallery.all_templates(engine.model_id())?;
-    if templates.is_empty() {
+    let index = TemplateIndex::load(gallery, engine.model_id())?;
+    identify_in(engine, &index, image, top, all_faces)
+}
+
+/// 1:N against a loaded index: ranks people by their closest template (exact search).
+pub fn identify_in(
+    engine: &Engine,
+    index: &TemplateIndex,
+    image: &LoadedImage,
+    top: usize,
+    all_faces: bool,
+) -> Result<IdentifyOutcome, Error> {
+    if index.is_empty() {
         return Err(GalleryError::Empty.into());
     }
     let policy = if all_faces {
@@ -179,29 +191,22 @@ pub fn identify(
     };
     let (faces, faces_found) = engine.embed_faces(image, policy)?;
     let threshold = engine.threshold();
-    let mut people: Vec<&str> = templates.iter().map(|t| t.person.as_str()).collect();
-    people.sort_unstable();
-    people.dedup();
     let identified: Vec<IdentifiedFace> = faces
         .into_iter()
         .map(|f| {
-            let mut best: std::collections::HashMap<&str, (Distances, i64)> = Default::default();
-            for t in &templates {
-                let d = Distances::between(&f.embedding, &t.embedding);
-                let entry = best.entry(t.person.as_str()).or_insert((d, t.id));
-                if d.get(threshold.metric) < entry.0.get(threshold.metric) {
-                    *entry = (d, t.id);
-                }
-            }
-            let mut candidates: Vec<Candidate> = best
+            let mut candidates: Vec<Candidate> = index
+                .search(&f.embedding, top.max(1))
                 .into_iter()
-                .map(|(person, (distances, id))| Candidate {
-                    person: person.to_string(),
-                    distance: distances.get(threshold.metric),
-                    distances,
-                    is_match: threshold.is_match(&distances),
-                    best_template_id: id,
-                    estimated_far: engine.estimated_far(distances.euclidean),
+                .map(|hit| {
+                    let distances = Distances::between(&f.embedding, index.vector(hit.row));
+                    Candidate {
+                        person: hit.person,
+                        distance: distances.get(threshold.metric),
+                        distances,
+                        is_match: threshold.is_match(&distances),
+                        best_template_id: hit.template_id,
+                        estimated_far: engine.estimated_far(distances.euclidean),
+                    }
                 })
                 .collect();
             candidates.sort_by(|a, b| {
@@ -209,7 +214,6 @@ pub fn identify(
                     .total_cmp(&b.distance)
                     .then_with(|| a.person.cmp(&b.person))
             });
-            candidates.truncate(top.max(1));
             let identity = candidates
                 .first()
                 .filter(|c| c.is_match)
@@ -227,10 +231,49 @@ pub fn identify(
         faces_found,
         threshold,
         model: engine.model_id().to_string(),
-        people_searched: people.len(),
-        templates_searched: templates.len(),
+        people_searched: index.people(),
+        templates_searched: index.len(),
         note: several_faces_note(faces_found, all_faces),
     })
+}
+
+/// A search index kept across requests, rebuilt when the gallery's revision changes (a write
+/// by this process or any other).
+#[derive(Default)]
+pub struct IndexCache {
+    cached: std::sync::Mutex<Option<CachedIndex>>,
+}
+
+struct CachedIndex {
+    revision: u64,
+    model_id: String,
+    index: std::sync::Arc<TemplateIndex>,
+}
+
+impl IndexCache {
+    pub fn get(
+        &self,
+        gallery: &dyn Gallery,
+        model_id: &str,
+    ) -> Result<std::sync::Arc<TemplateIndex>, Error> {
+        let revision = gallery.revision()?;
+        let mut cached = self.cached.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(c) = cached
+            .as_ref()
+            .filter(|c| c.revision == revision && c.model_id == model_id)
+        {
+            return Ok(c.index.clone());
+        }
+        // Read the revision before the templates: a write in between only makes the next
+        // call rebuild again, never serve stale results.
+        let index = std::sync::Arc::new(TemplateIndex::load(gallery, model_id)?);
+        *cached = Some(CachedIndex {
+            revision,
+            model_id: model_id.to_string(),
+            index: index.clone(),
+        });
+        Ok(index)
+    }
 }
 
 #[derive(Clone, Debug, Serialize)]

@@ -142,7 +142,8 @@ pub async fn identify(
     let result = state
         .infer(move |engine, gallery| {
             let image = image.decode(max_pixels)?;
-            let mut outcome = ops::identify(engine, gallery, &image, top_k, false)?;
+            let index = metrics_state.index.get(gallery, engine.model_id())?;
+            let mut outcome = ops::identify_in(engine, &index, &image, top_k, false)?;
             metrics_state.metrics.faces_embedded.inc();
             let face = outcome.faces.remove(0);
             Ok(IdentifyResult {
