@@ -37,6 +37,8 @@ pub struct TemplateIndex {
     slots: HashMap<String, u32>,
     per_person: Vec<u32>,
     most_per_person: u32,
+    /// int8 companion used to skip most rows without losing exactness (see [`Self::prepare`]).
+    quantized: Option<QuantizedIndex>,
 }
 
 impl TemplateIndex {
@@ -94,6 +96,7 @@ impl TemplateIndex {
         self.vectors.extend_from_slice(embedding);
         self.template_ids.push(template_id);
         self.owners.push(slot);
+        self.quantized = None;
         Ok(())
     }
 
@@ -123,9 +126,25 @@ impl TemplateIndex {
         self.vectors.len() * std::mem::size_of::<f32>()
     }
 
+    /// Builds the int8 companion for large galleries (from `PREFILTER_MIN_ROWS` templates on):
+    /// [`Self::search`] then reads a quarter of the memory per query and stays exact.
+    pub fn prepare(&mut self) {
+        if self.len() >= PREFILTER_MIN_ROWS && self.quantized.is_none() {
+            self.quantized = Some(self.quantize());
+        }
+    }
+
     /// The `top` people closest to `query`, closest first, each with their closest template.
-    /// Exact: every template is compared.
+    /// Exact: the same answer as comparing every template in f32 ([`Self::search_full_scan`]).
     pub fn search(&self, query: &[f32], top: usize) -> Vec<Hit> {
+        match &self.quantized {
+            Some(quantized) => quantized.search_exact(self, query, top),
+            None => self.search_full_scan(query, top),
+        }
+    }
+
+    /// [`Self::search`] by comparing every template in f32.
+    pub fn search_full_scan(&self, query: &[f32], top: usize) -> Vec<Hit> {
         if self.is_empty() || query.len() != self.dimension || top == 0 {
             return Vec::new();
         }
@@ -184,15 +203,40 @@ impl TemplateIndex {
         hits
     }
 
-    /// An int8 copy for approximate search.
+    /// An int8 copy, with each row's quantisation error for exact bounds.
     pub fn quantize(&self) -> QuantizedIndex {
-        let codes = self
+        let dim = self.dimension.max(1);
+        let codes: Vec<i8> = self
             .vectors
-            .par_chunks(self.dimension.max(1))
+            .par_chunks(dim)
             .flat_map_iter(|v| v.iter().map(|&x| quantize(x)))
             .collect();
-        QuantizedIndex { codes }
+        let (residual, norm): (Vec<f32>, Vec<f32>) = self
+            .vectors
+            .par_chunks(dim)
+            .zip(codes.par_chunks(dim))
+            .map(|(v, c)| quantisation_error(v, c))
+            .unzip();
+        QuantizedIndex {
+            codes,
+            residual,
+            norm,
+        }
     }
+}
+
+/// Below this many templates a plain f32 scan is fast enough.
+const PREFILTER_MIN_ROWS: usize = 50_000;
+
+/// `(|v - v'|, |v'|)` for a vector and its int8 code `v' = code / 127`.
+fn quantisation_error(v: &[f32], code: &[i8]) -> (f32, f32) {
+    let (mut residual, mut norm) = (0.0f64, 0.0f64);
+    for (&x, &c) in v.iter().zip(code) {
+        let back = f64::from(c) / 127.0;
+        residual += (f64::from(x) - back).powi(2);
+        norm += back * back;
+    }
+    (residual.sqrt() as f32, norm.sqrt() as f32)
 }
 
 /// Unit-vector components lie in [-1, 1]; 127 steps each way.
@@ -204,11 +248,60 @@ fn quantize(x: f32) -> i8 {
 #[derive(Clone, Debug, Default)]
 pub struct QuantizedIndex {
     codes: Vec<i8>,
+    /// Per row: `|v - v'|` and `|v'|`, which bound how far the int8 dot can be from the true one.
+    residual: Vec<f32>,
+    norm: Vec<f32>,
 }
+
+/// Slack for the rounding of the bound arithmetic itself.
+const BOUND_SLACK: f32 = 1e-4;
 
 impl QuantizedIndex {
     pub fn bytes(&self) -> usize {
         self.codes.len()
+    }
+
+    /// Exact search with an int8 prefilter. For a unit query `q` with code `q'`,
+    /// `q.v = q'.v' + (q - q').v' + q.(v - v')`, so the true dot lies within
+    /// `|q - q'| |v'| + |v - v'|` of the int8 one. Rows whose upper bound cannot reach the
+    /// best lower bounds are skipped; the rest are re-scored in f32. Same answer as the full
+    /// scan, reading a quarter of the memory.
+    pub fn search_exact(&self, index: &TemplateIndex, query: &[f32], top: usize) -> Vec<Hit> {
+        if index.is_empty() || query.len() != index.dimension || top == 0 {
+            return Vec::new();
+        }
+        let dim = index.dimension;
+        let needed = index.rows_needed(top);
+        let q: Vec<i8> = query.iter().map(|&x| quantize(x)).collect();
+        let (q_residual, _) = quantisation_error(query, &q);
+        let q_norm = query.iter().map(|x| x * x).sum::<f32>().sqrt();
+        let kernel = dot_i8_kernel();
+        let approx: Vec<f32> = (0..index.len())
+            .into_par_iter()
+            .with_min_len(ROWS_PER_TASK)
+            .map(|row| {
+                kernel(&q, &self.codes[row * dim..(row + 1) * dim]) as f32 / (127.0 * 127.0)
+            })
+            .collect();
+        let bound =
+            |row: usize| q_residual * self.norm[row] + q_norm * self.residual[row] + BOUND_SLACK;
+        // The needed-th best lower bound: every row of the true top `needed` reaches it.
+        let mut lower = TopK::new(needed);
+        for (row, &a) in approx.iter().enumerate() {
+            lower.offer(a - bound(row), row);
+        }
+        let floor = lower
+            .into_sorted()
+            .last()
+            .map_or(f32::NEG_INFINITY, |&(l, _)| l);
+        let exact = dot_kernel();
+        let mut best = TopK::new(needed);
+        for (row, &a) in approx.iter().enumerate() {
+            if a + bound(row) >= floor {
+                best.offer(exact(query, index.vector(row)), row);
+            }
+        }
+        index.people_from(best.into_sorted(), top)
     }
 
     /// Approximate search: the best `top * most_per_person * oversample` rows by int8 dot
@@ -225,9 +318,10 @@ impl QuantizedIndex {
         }
         let dim = index.dimension;
         let q: Vec<i8> = query.iter().map(|&x| quantize(x)).collect();
+        let kernel = dot_i8_kernel();
         let candidates = index.best_rows(
             (index.rows_needed(top) * oversample.max(1)).min(index.len()),
-            |row| dot_i8(&q, &self.codes[row * dim..(row + 1) * dim]) as f32,
+            |row| kernel(&q, &self.codes[row * dim..(row + 1) * dim]) as f32,
         );
         let mut exact: Vec<(f32, usize)> = candidates
             .into_iter()
@@ -294,7 +388,29 @@ fn dot_lanes(a: &[f32], b: &[f32], fma: impl Fn(f32, f32, f32) -> f32) -> f32 {
     acc.iter().sum::<f32>() + tail
 }
 
-#[inline]
+type DotI8Kernel = fn(&[i8], &[i8]) -> i32;
+
+fn dot_i8_kernel() -> DotI8Kernel {
+    #[cfg(target_arch = "x86_64")]
+    {
+        if std::arch::is_x86_feature_detected!("avx2") {
+            return dot_i8_avx2;
+        }
+    }
+    dot_i8
+}
+
+#[cfg(target_arch = "x86_64")]
+fn dot_i8_avx2(a: &[i8], b: &[i8]) -> i32 {
+    #[target_feature(enable = "avx2")]
+    unsafe fn kernel(a: &[i8], b: &[i8]) -> i32 {
+        dot_i8(a, b)
+    }
+    // SAFETY: only handed out by `dot_i8_kernel` after checking the CPU has AVX2.
+    unsafe { kernel(a, b) }
+}
+
+#[inline(always)]
 fn dot_i8(a: &[i8], b: &[i8]) -> i32 {
     const LANES: usize = 32;
     let mut acc = [0i32; LANES];
@@ -425,6 +541,32 @@ mod tests {
             for h in &hits {
                 assert!((dot(&query, index.vector(h.row)) - h.similarity).abs() < 1e-6);
                 assert_eq!(rows[h.row].1, h.template_id);
+            }
+        }
+    }
+
+    #[test]
+    fn prefiltered_search_is_exactly_the_full_scan() {
+        let dim = 128;
+        let mut index = TemplateIndex::new(dim);
+        for i in 0..60_000u64 {
+            // Some people with several templates, so the people grouping is exercised.
+            index.push(&format!("p{}", i % 45_000), i as i64, &unit(i, dim)).unwrap();
+        }
+        let full = index.clone();
+        index.prepare();
+        assert!(index.quantized.is_some());
+        for q in 0..40u64 {
+            let mut query = unit(7_000_000 + q, dim);
+            if q % 2 == 0 {
+                // Near a stored template, and near-ties among many rows.
+                let target = full.vector((q * 1_237) as usize % full.len()).to_vec();
+                query = query.iter().zip(&target).map(|(a, b)| 0.2 * a + b).collect();
+                let n = query.iter().map(|x| x * x).sum::<f32>().sqrt();
+                query.iter_mut().for_each(|x| *x /= n);
+            }
+            for top in [1, 5, 20] {
+                assert_eq!(index.search(&query, top), full.search_full_scan(&query, top));
             }
         }
     }

@@ -266,7 +266,10 @@ impl IndexCache {
         }
         // Read the revision before the templates: a write in between only makes the next
         // call rebuild again, never serve stale results.
-        let index = std::sync::Arc::new(TemplateIndex::load(gallery, model_id)?);
+        let mut index = TemplateIndex::load(gallery, model_id)?;
+        // Worth it for an index that serves many queries (not for a one-off CLI identify).
+        index.prepare();
+        let index = std::sync::Arc::new(index);
         *cached = Some(CachedIndex {
             revision,
             model_id: model_id.to_string(),
