@@ -32,7 +32,7 @@ pub struct Global {
     /// Refuse images with more pixels than this (decompression-bomb guard)
     #[arg(long, global = true, default_value_t = 50_000_000, value_name = "N")]
     pub max_pixels: u64,
-    /// Refuse faces narrower than this many pixels
+    /// Refuse faces narrower than this many pixels, and do not search for them (larger = faster detection)
     #[arg(long, global = true, default_value_t = 20, value_name = "PX")]
     pub min_face_size: u32,
     /// Embedding model: FaceNet, dlib's ResNet, or both fused

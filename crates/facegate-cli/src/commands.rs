@@ -392,7 +392,9 @@ fn enroll_all(ctx: &Context, dir: &Path, largest: bool) -> Result<ExitCode> {
         );
     }
     let all: Vec<PathBuf> = people.iter().flat_map(|(_, p)| p.clone()).collect();
+    let started = std::time::Instant::now();
     let engine = ctx.bulk_engine(all.len())?;
+    let loaded = started.elapsed();
     let bar = progress::bar(all.len() as u64, ctx.interactive(), "enrolling");
     let mut results = prepare_all(&engine, &all, largest, &bar).into_iter();
     bar.finish_and_clear();
@@ -433,10 +435,14 @@ fn enroll_all(ctx: &Context, dir: &Path, largest: bool) -> Result<ExitCode> {
         });
     }
     let added: usize = report.iter().map(|r| r.added).sum();
+    let processing = started.elapsed() - loaded;
     let doc = json!({
         "model": engine.model_id(),
         "gallery": ctx.gallery_path(),
         "photos": all.len(),
+        "model_load_seconds": loaded.as_secs_f64(),
+        "processing_seconds": processing.as_secs_f64(),
+        "photos_per_second": all.len() as f64 / processing.as_secs_f64().max(1e-9),
         "templates_added": added,
         "people": report,
         "skipped": skipped,
@@ -446,11 +452,12 @@ fn enroll_all(ctx: &Context, dir: &Path, largest: bool) -> Result<ExitCode> {
             println!("  - {}: skipped: {}", s.source, s.reason);
         }
         println!(
-            "summary: {} photos, {} people, {} new template(s), {} skipped",
+            "summary: {} photos, {} people, {} new template(s), {} skipped; {:.1} photos/s",
             all.len(),
             report.len(),
             added,
-            skipped.len()
+            skipped.len(),
+            all.len() as f64 / processing.as_secs_f64().max(1e-9)
         );
     })?;
     Ok(ExitCode::SUCCESS)

@@ -46,7 +46,8 @@ pub struct EngineOptions {
     pub flip: bool,
     pub align: AlignMode,
     pub max_pixels: u64,
-    /// Faces narrower than this are refused (MTCNN searches down to 20 px regardless).
+    /// Faces narrower than this are refused, and MTCNN does not search for smaller ones
+    /// (it searches down to 20 px at least, as the reference does). Larger values detect faster.
     pub min_face_size: u32,
     /// ONNX Runtime threads per network (0 = its default).
     pub threads: usize,
@@ -112,6 +113,7 @@ impl Engine {
         let runtime = Runtime::load(&library)?;
         let config = MtcnnConfig {
             threads: options.threads,
+            min_face_size: options.min_face_size.max(MtcnnConfig::default().min_face_size),
             ..MtcnnConfig::default()
         };
         let detector = Mtcnn::load(&store, &runtime, config, observer)?;
@@ -177,6 +179,10 @@ impl Engine {
         }
         if self.options.flip {
             id.push_str("+flip");
+        }
+        // A larger search minimum changes the pyramid, so the boxes (and embeddings) differ.
+        if self.options.min_face_size > MtcnnConfig::default().min_face_size {
+            id.push_str(&format!("+min{}", self.options.min_face_size));
         }
         id
     }
