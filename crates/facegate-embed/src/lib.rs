@@ -66,12 +66,7 @@ pub(crate) fn load_network(
     build: impl FnOnce(&std::path::Path) -> Result<Vec<u8>, facegate_models::ModelError>,
 ) -> Result<facegate_nn::Network, EmbedError> {
     let path = store.built(artifact, &[file], observer, |inputs| build(&inputs[0]))?;
-    let onnx = std::fs::read(&path).map_err(|source| facegate_models::ModelError::Io {
-        action: "could not read",
-        path: path.clone(),
-        source,
-    })?;
-    Ok(runtime.network_pool(name, &onnx, threads.per_run, threads.replicas)?)
+    Ok(runtime.network_pool_from_file(name, &path, threads.per_run, threads.replicas)?)
 }
 
 /// Checks every face is `size x size` and concatenates their network inputs.

@@ -5,7 +5,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Mutex, MutexGuard, OnceLock, TryLockError};
 
 use ort::environment::Environment;
-use ort::session::builder::GraphOptimizationLevel;
+use ort::session::builder::{GraphOptimizationLevel, SessionBuilder};
 use ort::session::Session;
 use ort::value::Tensor;
 
@@ -78,8 +78,30 @@ impl Runtime {
         threads: usize,
         replicas: usize,
     ) -> Result<Network, RuntimeError> {
+        self.pool(name, replicas, |builder| builder.commit_from_memory(onnx), threads)
+    }
+
+    /// Like [`Runtime::network_pool`], reading the model file directly: large models are not
+    /// held in memory twice while ONNX Runtime loads them.
+    pub fn network_pool_from_file(
+        &self,
+        name: &str,
+        path: &Path,
+        threads: usize,
+        replicas: usize,
+    ) -> Result<Network, RuntimeError> {
+        self.pool(name, replicas, |builder| builder.commit_from_file(path), threads)
+    }
+
+    fn pool(
+        &self,
+        name: &str,
+        replicas: usize,
+        commit: impl Fn(&mut SessionBuilder) -> ort::Result<Session>,
+        threads: usize,
+    ) -> Result<Network, RuntimeError> {
         let sessions = (0..replicas.max(1))
-            .map(|_| self.session(name, onnx, threads).map(Mutex::new))
+            .map(|_| self.session(name, &commit, threads).map(Mutex::new))
             .collect::<Result<Vec<_>, _>>()?;
         Ok(Network {
             name: name.to_string(),
@@ -88,7 +110,12 @@ impl Runtime {
         })
     }
 
-    fn session(&self, name: &str, onnx: &[u8], threads: usize) -> Result<Session, RuntimeError> {
+    fn session(
+        &self,
+        name: &str,
+        commit: &impl Fn(&mut SessionBuilder) -> ort::Result<Session>,
+        threads: usize,
+    ) -> Result<Session, RuntimeError> {
         let build_error = |message: String| RuntimeError::Build {
             network: name.to_string(),
             message,
@@ -110,9 +137,7 @@ impl Runtime {
                 .with_intra_threads(threads)
                 .map_err(|e| build_error(e.to_string()))?;
         }
-        builder
-            .commit_from_memory(onnx)
-            .map_err(|e| build_error(e.to_string()))
+        commit(&mut builder).map_err(|e| build_error(e.to_string()))
     }
 }
 
