@@ -286,7 +286,11 @@ pub fn search(
         let _ = std::fs::remove_dir_all(&dir);
     } else {
         for i in 0..templates {
-            index.push(&format!("person-{i:07}"), i as i64, &synthetic(i as u64, dimension))?;
+            index.push(
+                &format!("person-{i:07}"),
+                i as i64,
+                &synthetic(i as u64, dimension),
+            )?;
         }
     }
     let build = start.elapsed();

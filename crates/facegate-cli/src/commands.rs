@@ -58,9 +58,12 @@ impl Context {
 
     /// Loads the models, fetching them first if needed (with a spinner).
     pub fn engine(&self) -> Result<Engine> {
+        self.engine_with(self.engine_options())
+    }
+
+    pub fn engine_with(&self, options: EngineOptions) -> Result<Engine> {
         let spinner = Spinner::new(self.interactive());
-        let engine = Engine::load(&self.home, self.engine_options(), &spinner)
-            .map_err(anyhow::Error::new)?;
+        let engine = Engine::load(&self.home, options, &spinner).map_err(anyhow::Error::new)?;
         spinner.finish();
         Ok(engine)
     }
@@ -75,14 +78,10 @@ impl Context {
     /// The engine for many photos: one embedding replica per core, photos side by side.
     pub fn bulk_engine(&self, photos: usize) -> Result<Engine> {
         let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
-        let options = EngineOptions {
+        self.engine_with(EngineOptions {
             parallel: if photos > 1 { cores } else { 0 },
             ..self.engine_options()
-        };
-        let spinner = Spinner::new(self.interactive());
-        let engine = Engine::load(&self.home, options, &spinner).map_err(anyhow::Error::new)?;
-        spinner.finish();
-        Ok(engine)
+        })
     }
 
     /// The gallery for writing, created if missing.
@@ -405,14 +404,15 @@ fn enroll_all(ctx: &Context, dir: &Path, largest: bool) -> Result<ExitCode> {
         let mut templates: Vec<NewTemplate> = Vec::new();
         for path in photos {
             match results.next() {
-                Some(Ok(p)) => {
+                // The same photo twice in one folder is kept once.
+                Some(Ok(p))
                     if !templates
                         .iter()
-                        .any(|t| t.image_sha256 == p.template.image_sha256)
-                    {
-                        templates.push(p.template);
-                    }
+                        .any(|t| t.image_sha256 == p.template.image_sha256) =>
+                {
+                    templates.push(p.template);
                 }
+                Some(Ok(_)) => {}
                 Some(Err(err)) => skipped.push(SkippedPhoto {
                     source: path.display().to_string(),
                     code: err.code().to_string(),

@@ -7,6 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context as _, Result};
+use facegate::EngineOptions;
 use facegate_server::{AppState, KeyStore, Limits, Role, ServeOptions};
 use serde_json::json;
 
@@ -25,7 +26,11 @@ pub fn serve(ctx: &Context, args: &ServeArgs) -> Result<ExitCode> {
         max_images: args.max_images.max(1),
         max_pixels: ctx.global.max_pixels,
     };
-    let engine = Arc::new(ctx.engine()?);
+    // One embedding replica per inference slot, so concurrent requests embed side by side.
+    let engine = Arc::new(ctx.engine_with(EngineOptions {
+        parallel: limits.max_inflight,
+        ..ctx.engine_options()
+    })?);
     let gallery = Arc::new(ctx.gallery_for_write()?);
     let keys = if args.insecure_no_auth {
         for _ in 0..3 {

@@ -211,6 +211,77 @@ fn enrolling_a_folder_reports_enrolled_and_skipped() {
 }
 
 #[test]
+fn enroll_all_makes_one_person_per_folder_and_identifies_them() {
+    let t = Scratch::new();
+    let root = t.path("people");
+    // Photos with one face each (elton 0 and madonna 2 show two people).
+    for (person, photos) in [("elton", [1, 2, 3]), ("madonna", [0, 1, 3])] {
+        let dir = root.join(person);
+        std::fs::create_dir_all(&dir).unwrap();
+        let source = if person == "elton" {
+            "elton_john"
+        } else {
+            "madonna"
+        };
+        for n in photos {
+            std::fs::copy(photo(source, n), dir.join(format!("{n}.jpg"))).unwrap();
+        }
+    }
+    std::fs::write(root.join("madonna").join("broken.jpg"), "not a photo").unwrap();
+    let r = t.run(&["enroll-all", "--json", s(&root)]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let doc = r.json();
+    assert_eq!(doc["photos"], 7);
+    assert_eq!(doc["templates_added"], 6);
+    assert_eq!(doc["skipped"][0]["code"], "unsupported_format");
+    assert!(doc["photos_per_second"].as_f64().unwrap() > 0.0);
+    let people: Vec<(String, u64)> = doc["people"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| {
+            (
+                p["person"].as_str().unwrap().to_string(),
+                p["added"].as_u64().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        people,
+        [("elton".to_string(), 3), ("madonna".to_string(), 3)]
+    );
+    // Parallel processing kept each photo with its own person.
+    let r = t.run(&["identify", "--json", s(&photo("madonna", 5))]);
+    assert_eq!(r.code, 0, "{}", r.stdout);
+    assert_eq!(r.json()["identity"], "madonna");
+    // Running it again adds nothing.
+    let again = t.run(&["enroll-all", "--json", s(&root)]);
+    assert_eq!(again.json()["templates_added"], 0);
+    assert_eq!(t.snapshot().len(), 6);
+}
+
+#[test]
+fn bench_search_exact_search_agrees_with_the_full_scan() {
+    let t = Scratch::new();
+    let r = t.run(&[
+        "bench-search",
+        "--json",
+        "--templates",
+        "60000",
+        "--queries",
+        "8",
+        "--sqlite",
+    ]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let doc = r.json();
+    assert_eq!(doc["templates"], 60000);
+    // Measured, not asserted: only the answers are checked.
+    assert_eq!(doc["exact_same_as_full_scan"], 1.0);
+    assert_eq!(doc["exact_found_true_neighbour"], 1.0);
+    assert!(doc["index_load_ms"].is_number() && doc["gallery_open_ms"].is_number());
+}
+
+#[test]
 fn detect_draws_and_embed_prints_a_unit_vector() {
     let t = Scratch::new();
     let out = t.path("drawn.png");

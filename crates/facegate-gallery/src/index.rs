@@ -279,9 +279,7 @@ impl QuantizedIndex {
         let approx: Vec<f32> = (0..index.len())
             .into_par_iter()
             .with_min_len(ROWS_PER_TASK)
-            .map(|row| {
-                kernel(&q, &self.codes[row * dim..(row + 1) * dim]) as f32 / (127.0 * 127.0)
-            })
+            .map(|row| kernel(&q, &self.codes[row * dim..(row + 1) * dim]) as f32 / (127.0 * 127.0))
             .collect();
         let bound =
             |row: usize| q_residual * self.norm[row] + q_norm * self.residual[row] + BOUND_SLACK;
@@ -509,7 +507,11 @@ mod tests {
         }
         let mut ranked: Vec<(&str, f32)> = best.into_iter().collect();
         ranked.sort_by(|a, b| b.1.total_cmp(&a.1));
-        ranked.into_iter().take(top).map(|(p, _)| p.to_string()).collect()
+        ranked
+            .into_iter()
+            .take(top)
+            .map(|(p, _)| p.to_string())
+            .collect()
     }
 
     #[test]
@@ -551,7 +553,9 @@ mod tests {
         let mut index = TemplateIndex::new(dim);
         for i in 0..60_000u64 {
             // Some people with several templates, so the people grouping is exercised.
-            index.push(&format!("p{}", i % 45_000), i as i64, &unit(i, dim)).unwrap();
+            index
+                .push(&format!("p{}", i % 45_000), i as i64, &unit(i, dim))
+                .unwrap();
         }
         let full = index.clone();
         index.prepare();
@@ -561,12 +565,19 @@ mod tests {
             if q % 2 == 0 {
                 // Near a stored template, and near-ties among many rows.
                 let target = full.vector((q * 1_237) as usize % full.len()).to_vec();
-                query = query.iter().zip(&target).map(|(a, b)| 0.2 * a + b).collect();
+                query = query
+                    .iter()
+                    .zip(&target)
+                    .map(|(a, b)| 0.2 * a + b)
+                    .collect();
                 let n = query.iter().map(|x| x * x).sum::<f32>().sqrt();
                 query.iter_mut().for_each(|x| *x /= n);
             }
             for top in [1, 5, 20] {
-                assert_eq!(index.search(&query, top), full.search_full_scan(&query, top));
+                assert_eq!(
+                    index.search(&query, top),
+                    full.search_full_scan(&query, top)
+                );
             }
         }
     }
@@ -576,7 +587,9 @@ mod tests {
         let dim = 128;
         let mut index = TemplateIndex::new(dim);
         for i in 0..20_000u64 {
-            index.push(&format!("p{i}"), i as i64, &unit(i, dim)).unwrap();
+            index
+                .push(&format!("p{i}"), i as i64, &unit(i, dim))
+                .unwrap();
         }
         let quantized = index.quantize();
         assert_eq!(quantized.bytes(), 20_000 * dim);
@@ -584,7 +597,11 @@ mod tests {
         for q in 0..50u64 {
             let target = unit(q * 311, dim);
             let noise = unit(5_000_000 + q, dim);
-            let query: Vec<f32> = target.iter().zip(&noise).map(|(a, b)| a + 0.5 * b).collect();
+            let query: Vec<f32> = target
+                .iter()
+                .zip(&noise)
+                .map(|(a, b)| a + 0.5 * b)
+                .collect();
             let n = query.iter().map(|x| x * x).sum::<f32>().sqrt();
             let query: Vec<f32> = query.into_iter().map(|x| x / n).collect();
             let exact = index.search(&query, 1);

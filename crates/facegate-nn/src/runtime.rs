@@ -78,7 +78,12 @@ impl Runtime {
         threads: usize,
         replicas: usize,
     ) -> Result<Network, RuntimeError> {
-        self.pool(name, replicas, |builder| builder.commit_from_memory(onnx), threads)
+        self.pool(
+            name,
+            replicas,
+            |builder| builder.commit_from_memory(onnx),
+            threads,
+        )
     }
 
     /// Like [`Runtime::network_pool`], reading the model file directly: large models are not
@@ -90,7 +95,12 @@ impl Runtime {
         threads: usize,
         replicas: usize,
     ) -> Result<Network, RuntimeError> {
-        self.pool(name, replicas, |builder| builder.commit_from_file(path), threads)
+        self.pool(
+            name,
+            replicas,
+            |builder| builder.commit_from_file(path),
+            threads,
+        )
     }
 
     fn pool(

@@ -113,13 +113,17 @@ impl Engine {
         let runtime = Runtime::load(&library)?;
         let config = MtcnnConfig {
             threads: options.threads,
-            min_face_size: options.min_face_size.max(MtcnnConfig::default().min_face_size),
+            min_face_size: options
+                .min_face_size
+                .max(MtcnnConfig::default().min_face_size),
             ..MtcnnConfig::default()
         };
         let detector = Mtcnn::load(&store, &runtime, config, observer)?;
         let threads = Threads::shared(options.threads, options.parallel);
         let facenet = || -> Result<Box<dyn Embedder>, Error> {
-            Ok(Box::new(FaceNet::load(&store, &runtime, threads, observer)?))
+            Ok(Box::new(FaceNet::load(
+                &store, &runtime, threads, observer,
+            )?))
         };
         let dlib = || -> Result<Box<dyn Embedder>, Error> {
             Ok(Box::new(DlibResnet::load(

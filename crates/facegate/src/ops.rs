@@ -341,3 +341,46 @@ fn several_faces_note(found: usize, all_faces: bool) -> Option<String> {
         format!("{found} faces found; the largest was used (--all-faces reports every face)")
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use facegate_gallery::SqliteGallery;
+
+    fn template(values: [f32; 2], sha: &str) -> NewTemplate {
+        NewTemplate {
+            embedding: values.to_vec(),
+            image_sha256: sha.to_string(),
+            bbox: [0.0; 4],
+            detector_score: 1.0,
+            source: sha.to_string(),
+        }
+    }
+
+    #[test]
+    fn the_index_cache_follows_every_change_to_the_gallery() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("g.db");
+        let gallery = SqliteGallery::open(&path).unwrap();
+        let cache = IndexCache::default();
+        gallery
+            .enroll("ann", "m", &[template([1.0, 0.0], "a")])
+            .unwrap();
+        let first = cache.get(&gallery, "m").unwrap();
+        assert_eq!(first.len(), 1);
+        assert!(std::sync::Arc::ptr_eq(
+            &first,
+            &cache.get(&gallery, "m").unwrap()
+        ));
+        // A write by another connection (another process, say) is seen too.
+        let other = SqliteGallery::open(&path).unwrap();
+        other
+            .enroll("bob", "m", &[template([0.0, 1.0], "b")])
+            .unwrap();
+        let second = cache.get(&gallery, "m").unwrap();
+        assert_eq!(second.len(), 2);
+        assert_eq!(second.search(&[0.0, 1.0], 1)[0].person, "bob");
+        other.forget("bob").unwrap();
+        assert_eq!(cache.get(&gallery, "m").unwrap().len(), 1);
+    }
+}

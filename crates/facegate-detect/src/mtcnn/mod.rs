@@ -84,24 +84,23 @@ impl Mtcnn {
             n => n,
         };
         let threads = config.threads.max(1);
-        let load = |net: &str,
-                    file: &PinnedFile,
-                    build: fn(&StateDict) -> Result<Vec<u8>, ModelError>| {
-            let artifact = format!(
-                "mtcnn-{net}-{}-{}-r{GRAPH_REVISION}.onnx",
-                file.package.name, file.package.version
-            );
-            let path = store.built(&artifact, &[file], observer, |inputs| {
-                build(&StateDict::open(&inputs[0])?)
-            })?;
-            let onnx = read(&path)?;
-            Ok::<_, DetectError>(runtime.network_pool(
-                &format!("mtcnn {net}"),
-                &onnx,
-                threads,
-                replicas,
-            )?)
-        };
+        let load =
+            |net: &str, file: &PinnedFile, build: fn(&StateDict) -> Result<Vec<u8>, ModelError>| {
+                let artifact = format!(
+                    "mtcnn-{net}-{}-{}-r{GRAPH_REVISION}.onnx",
+                    file.package.name, file.package.version
+                );
+                let path = store.built(&artifact, &[file], observer, |inputs| {
+                    build(&StateDict::open(&inputs[0])?)
+                })?;
+                let onnx = read(&path)?;
+                Ok::<_, DetectError>(runtime.network_pool(
+                    &format!("mtcnn {net}"),
+                    &onnx,
+                    threads,
+                    replicas,
+                )?)
+            };
         Ok(Mtcnn {
             pnet: load("pnet", &pins::MTCNN_PNET, pnet::build)?,
             rnet: load("rnet", &pins::MTCNN_RNET, rnet::build)?,
