@@ -6,10 +6,12 @@
 //! |---|---|
 //! | routes, handlers, OpenAPI | [`api`] |
 //! | who may call what | `auth`, [`keys`] |
+//! | timeout, metrics, access log | `access`, `metrics` |
 //! | body, concurrency and rate limits | [`limits`], `input` |
 //! | error shape | [`error`] |
 //! | the camera page | `web` |
 
+mod access;
 pub mod api;
 mod auth;
 pub mod error;
@@ -75,7 +77,7 @@ pub fn router(state: SharedState) -> Router {
         .into_response()
     })
     .layer(from_fn_with_state(state.clone(), auth::authorize))
-    .layer(from_fn_with_state(state.clone(), auth::observe))
+    .layer(from_fn_with_state(state.clone(), access::observe))
     .layer(DefaultBodyLimit::max(body_limit))
     .with_state(state)
 }

@@ -256,7 +256,7 @@ async fn enroll(
     new_person: bool,
 ) -> Result<EnrollResult, ApiError> {
     facegate::gallery::validate_name(&name)?;
-    let metrics_state = state.clone();
+    let shared = state.clone();
     let max_pixels = state.limits.max_pixels;
     let result = state
         .infer(move |engine, gallery| {
@@ -268,10 +268,7 @@ async fn enroll(
                 let image = upload.decode(max_pixels)?;
                 prepared.push(ops::prepare_template(engine, &image, largest)?);
             }
-            metrics_state
-                .metrics
-                .faces_embedded
-                .inc_by(prepared.len() as u64);
+            shared.metrics.faces_embedded.inc_by(prepared.len() as u64);
             if new_person {
                 gallery.create_person(&name)?;
             }

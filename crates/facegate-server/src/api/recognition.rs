@@ -51,7 +51,7 @@ pub async fn verify(
     let image = required_image(&mut form)?;
     let reference = form.take_one_image("reference_image")?;
     let person = form.text("person").map(str::to_string);
-    let metrics_state = state.clone();
+    let shared = state.clone();
     let max_pixels = state.limits.max_pixels;
     let result = match (person, reference) {
         (Some(person), None) => {
@@ -59,7 +59,7 @@ pub async fn verify(
                 .infer(move |engine, gallery| {
                     let image = image.decode(max_pixels)?;
                     let outcome = ops::verify(engine, gallery, &person, &image, false)?;
-                    metrics_state.metrics.faces_embedded.inc();
+                    shared.metrics.faces_embedded.inc();
                     Ok(VerifyResult {
                         is_match: outcome.is_match,
                         person: Some(outcome.person),
@@ -82,7 +82,7 @@ pub async fn verify(
                     let a = image.decode(max_pixels)?;
                     let b = reference.decode(max_pixels)?;
                     let outcome = ops::compare(engine, &a, &b)?;
-                    metrics_state.metrics.faces_embedded.inc_by(2);
+                    shared.metrics.faces_embedded.inc_by(2);
                     Ok(VerifyResult {
                         is_match: outcome.is_match,
                         person: None,
@@ -137,14 +137,14 @@ pub async fn identify(
     form.only(&["image", "top_k"])?;
     let image = required_image(&mut form)?;
     let top_k = form.number("top_k", 5, MAX_TOP_K)?;
-    let metrics_state = state.clone();
+    let shared = state.clone();
     let max_pixels = state.limits.max_pixels;
     let result = state
         .infer(move |engine, gallery| {
             let image = image.decode(max_pixels)?;
-            let index = metrics_state.index.get(gallery, engine.model_id())?;
+            let index = shared.index.get(gallery, engine.model_id())?;
             let mut outcome = ops::identify_in(engine, &index, &image, top_k, false)?;
-            metrics_state.metrics.faces_embedded.inc();
+            shared.metrics.faces_embedded.inc();
             let face = outcome.faces.remove(0);
             Ok(IdentifyResult {
                 identity: outcome.identity,
