@@ -67,6 +67,16 @@ pub enum DetectError {
 pub trait Detector: Send + Sync {
     /// Every face found, highest score first.
     fn detect(&self, image: &RgbImage) -> Result<Vec<Face>, DetectError>;
+    /// Like [`Detector::detect`], searching only for faces of at least `min_face_size` pixels
+    /// (never below [`Detector::min_face_size`]): larger minimums are faster.
+    fn detect_down_to(
+        &self,
+        image: &RgbImage,
+        min_face_size: u32,
+    ) -> Result<Vec<Face>, DetectError> {
+        let _ = min_face_size;
+        self.detect(image)
+    }
     /// The smallest face side, in pixels, the detector searches for.
     fn min_face_size(&self) -> u32;
     /// A stable identifier, e.g. `mtcnn-facenet-pytorch-2.6.0`.

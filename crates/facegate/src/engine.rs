@@ -113,9 +113,6 @@ impl Engine {
         let runtime = Runtime::load(&library)?;
         let config = MtcnnConfig {
             threads: options.threads,
-            min_face_size: options
-                .min_face_size
-                .max(MtcnnConfig::default().min_face_size),
             ..MtcnnConfig::default()
         };
         let detector = Mtcnn::load(&store, &runtime, config, observer)?;
@@ -185,7 +182,7 @@ impl Engine {
             id.push_str("+flip");
         }
         // A larger search minimum changes the pyramid, so the boxes (and embeddings) differ.
-        if self.options.min_face_size > MtcnnConfig::default().min_face_size {
+        if self.options.min_face_size > self.detector.min_face_size() {
             id.push_str(&format!("+min{}", self.options.min_face_size));
         }
         id
@@ -271,7 +268,9 @@ impl Engine {
 
     /// Every face, highest score first.
     pub fn detect(&self, image: &RgbImage) -> Result<Vec<Face>, Error> {
-        Ok(self.detector.detect(image)?)
+        Ok(self
+            .detector
+            .detect_down_to(image, self.options.min_face_size)?)
     }
 
     /// The aligned crops the embedders see, one per embedder.
@@ -342,11 +341,15 @@ impl Engine {
         policy: FacePolicy,
     ) -> Result<(Vec<EmbeddedFace>, usize), Error> {
         let mut faces = self.detect(&image.rgb)?;
+        if faces.is_empty() && self.options.min_face_size > self.detector.min_face_size() {
+            // Only smaller faces, if any: search again to say "too small" rather than "none".
+            faces = self.detector.detect(&image.rgb)?;
+        }
         let found = faces.len();
         if faces.is_empty() {
             return Err(Error::NoFace {
                 source_name: image.source_name.clone(),
-                min_face_size: self.options.min_face_size.max(20),
+                min_face_size: self.detector.min_face_size(),
             });
         }
         let min = self.options.min_face_size as f32;

@@ -119,8 +119,8 @@ impl Mtcnn {
     }
 
     /// Pyramid scales for an image of this size.
-    fn scales(&self, height: usize, width: usize) -> Vec<f64> {
-        let m = 12.0 / f64::from(self.config.min_face_size.max(1));
+    fn scales(&self, height: usize, width: usize, min_face_size: u32) -> Vec<f64> {
+        let m = 12.0 / f64::from(min_face_size.max(1));
         let mut min_side = height.min(width) as f64 * m;
         let mut scale = m;
         let mut scales = Vec::new();
@@ -162,11 +162,11 @@ impl Mtcnn {
         Ok(suppress(found, 0.5, Overlap::Union))
     }
 
-    fn proposals(&self, image: &Planar) -> Result<Vec<Candidate>, DetectError> {
+    fn proposals(&self, image: &Planar, min_face_size: u32) -> Result<Vec<Candidate>, DetectError> {
         // Levels run side by side (largest first, so the big one starts early); the results
         // are joined in pyramid order, as the sequential cascade would produce them.
         let levels: Vec<Vec<Candidate>> = self
-            .scales(image.height, image.width)
+            .scales(image.height, image.width, min_face_size)
             .into_par_iter()
             .with_max_len(1)
             .map(|scale| self.level(image, scale))
@@ -251,8 +251,17 @@ impl Mtcnn {
 
 impl Detector for Mtcnn {
     fn detect(&self, image: &RgbImage) -> Result<Vec<Face>, DetectError> {
+        self.detect_down_to(image, self.config.min_face_size)
+    }
+
+    fn detect_down_to(
+        &self,
+        image: &RgbImage,
+        min_face_size: u32,
+    ) -> Result<Vec<Face>, DetectError> {
         let planar = Planar::from_rgb(image);
-        let proposals = self.proposals(&planar)?;
+        let min_face_size = min_face_size.max(self.config.min_face_size);
+        let proposals = self.proposals(&planar, min_face_size)?;
         let refined = self.refine(&planar, proposals)?;
         self.finish(&planar, refined)
     }
