@@ -75,6 +75,15 @@ impl From<facegate::Error> for ApiError {
             "person_exists" | "model_mismatch" | "empty_gallery" => StatusCode::CONFLICT,
             _ => StatusCode::INTERNAL_SERVER_ERROR,
         };
+        if status.is_server_error() {
+            // The details (file paths, database errors) are for the operator, not the client.
+            tracing::error!(code, "{err}");
+            return ApiError::new(
+                status,
+                code,
+                format!("the server could not complete the request ({code}); the details are in the server's log"),
+            );
+        }
         ApiError::new(status, code, err.to_string())
     }
 }

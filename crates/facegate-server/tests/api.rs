@@ -743,3 +743,117 @@ fn insecure_mode_needs_no_key() {
     let gallery = SqliteGallery::open(&server.gallery_path).unwrap();
     assert_eq!(gallery.people().unwrap().len(), 1);
 }
+
+/// A gallery whose storage is gone (a dead disk, a dropped database connection).
+struct UnreachableGallery;
+
+fn gone() -> facegate::gallery::GalleryError {
+    facegate::gallery::GalleryError::Io {
+        path: "/gallery".into(),
+        source: std::io::Error::other("storage unreachable"),
+    }
+}
+
+impl Gallery for UnreachableGallery {
+    fn model_id(&self) -> Result<Option<String>, facegate::gallery::GalleryError> {
+        Err(gone())
+    }
+    fn enroll(
+        &self,
+        _: &str,
+        _: &str,
+        _: &[facegate::gallery::NewTemplate],
+    ) -> Result<facegate::gallery::EnrollReport, facegate::gallery::GalleryError> {
+        Err(gone())
+    }
+    fn templates_of(
+        &self,
+        _: &str,
+        _: &str,
+    ) -> Result<Vec<facegate::gallery::Template>, facegate::gallery::GalleryError> {
+        Err(gone())
+    }
+    fn all_templates(
+        &self,
+        _: &str,
+    ) -> Result<Vec<facegate::gallery::Template>, facegate::gallery::GalleryError> {
+        Err(gone())
+    }
+    fn people(&self) -> Result<Vec<facegate::gallery::Person>, facegate::gallery::GalleryError> {
+        Err(gone())
+    }
+    fn people_page(
+        &self,
+        _: Option<&str>,
+        _: usize,
+    ) -> Result<Vec<facegate::gallery::Person>, facegate::gallery::GalleryError> {
+        Err(gone())
+    }
+    fn person(
+        &self,
+        _: &str,
+    ) -> Result<facegate::gallery::Person, facegate::gallery::GalleryError> {
+        Err(gone())
+    }
+    fn create_person(
+        &self,
+        _: &str,
+    ) -> Result<facegate::gallery::Person, facegate::gallery::GalleryError> {
+        Err(gone())
+    }
+    fn templates_info(
+        &self,
+        _: &str,
+    ) -> Result<Vec<facegate::gallery::Template>, facegate::gallery::GalleryError> {
+        Err(gone())
+    }
+    fn remove_template(&self, _: &str, _: i64) -> Result<(), facegate::gallery::GalleryError> {
+        Err(gone())
+    }
+    fn counts(&self) -> Result<facegate::gallery::GalleryCounts, facegate::gallery::GalleryError> {
+        Err(gone())
+    }
+    fn revision(&self) -> Result<u64, facegate::gallery::GalleryError> {
+        Err(gone())
+    }
+    fn forget(&self, _: &str) -> Result<usize, facegate::gallery::GalleryError> {
+        Err(gone())
+    }
+}
+
+#[test]
+fn an_unreachable_gallery_makes_the_server_not_ready_and_errors_cleanly() {
+    let server = Server::start_with_gallery(open_limits(), Arc::new(UnreachableGallery));
+    let doc = server.openapi();
+    assert_eq!(
+        server.get("/healthz", None).status,
+        200,
+        "alive, though not ready"
+    );
+    let ready = server.get("/readyz", None);
+    assert_eq!(ready.status, 503);
+    assert_documented(&doc, "get", "/readyz", &ready);
+    assert_eq!(ready.json["ready"], false);
+    assert!(ready.json["problem"].as_str().unwrap().contains("gallery"));
+    // Internal details (paths, causes) stay in the server's log.
+    assert!(!ready.text.contains("storage unreachable") && !ready.text.contains("/gallery"));
+    let verify = server.post_json(
+        "/v1/verify",
+        None,
+        &json!({ "person": "ben", "image": b64(&photo("val", "ben_afflek", 0)) }),
+    );
+    assert_eq!(
+        (verify.status, verify.code()),
+        (500, "gallery_error"),
+        "{}",
+        verify.text
+    );
+    assert!(
+        !verify.text.contains("storage unreachable"),
+        "{}",
+        verify.text
+    );
+    assert_documented(&doc, "post", "/v1/verify", &verify);
+    let list = server.get("/v1/people", None);
+    assert_eq!((list.status, list.code()), (500, "gallery_error"));
+}

@@ -43,7 +43,7 @@ pub async fn readyz(State(state): State<SharedState>) -> (StatusCode, Json<Readi
                 model,
                 gallery_people: None,
                 gallery_templates: None,
-                problem: Some(err.message),
+                problem: Some(format!("the gallery is not reachable ({})", err.code)),
             }),
         ),
     }

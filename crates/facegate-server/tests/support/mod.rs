@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
-use facegate::gallery::SqliteGallery;
+use facegate::gallery::{Gallery, SqliteGallery};
 use facegate::models::{ModelStore, SilentObserver};
 use facegate::{Engine, EngineOptions, Home};
 use facegate_server::{AppState, KeyStore, Limits, Role};
@@ -122,9 +122,19 @@ impl Server {
     }
 
     pub fn start_with(limits: Limits, auth: bool) -> Server {
+        Server::start_inner(limits, auth, None)
+    }
+
+    /// No auth, with the given gallery in place of a SQLite one.
+    pub fn start_with_gallery(limits: Limits, gallery: Arc<dyn Gallery>) -> Server {
+        Server::start_inner(limits, false, Some(gallery))
+    }
+
+    fn start_inner(limits: Limits, auth: bool, gallery: Option<Arc<dyn Gallery>>) -> Server {
         let dir = tempfile::tempdir().unwrap();
         let gallery_path = dir.path().join("gallery.db");
-        let gallery = Arc::new(SqliteGallery::open(&gallery_path).unwrap());
+        let gallery =
+            gallery.unwrap_or_else(|| Arc::new(SqliteGallery::open(&gallery_path).unwrap()));
         let keys = Arc::new(KeyStore::open(&gallery_path).unwrap());
         let state = AppState::new(engine(), gallery, auth.then(|| keys.clone()), limits);
         let runtime = tokio::runtime::Builder::new_multi_thread()
