@@ -219,32 +219,12 @@ impl SqliteGallery {
                          ON CONFLICT(name) DO UPDATE SET name = name RETURNING id"
                     ))
                     .map_err(self.db_error())?;
-                let mut template = tx
-                    .prepare_cached(&format!(
-                        "INSERT OR IGNORE INTO templates (person_id, model_id, dimension, embedding, image_sha256,
-                             box_x1, box_y1, box_x2, box_y2, detector_score, source, created)
-                         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, {NOW})"
-                    ))
-                    .map_err(self.db_error())?;
                 for (name, templates) in batch {
                     let person_id: i64 = person
                         .query_row([name], |r| r.get(0))
                         .map_err(self.db_error())?;
                     for t in templates {
-                        added += template
-                            .execute(params![
-                                person_id,
-                                model_id,
-                                t.embedding.len() as i64,
-                                encode_embedding(&t.embedding),
-                                t.image_sha256,
-                                t.bbox[0],
-                                t.bbox[1],
-                                t.bbox[2],
-                                t.bbox[3],
-                                t.detector_score,
-                                t.source,
-                            ])
+                        added += insert_template(&tx, person_id, model_id, t)
                             .map_err(self.db_error())?;
                     }
                 }
@@ -318,28 +298,8 @@ impl Gallery for SqliteGallery {
                 }
             };
             for t in templates {
-                let inserted = tx
-                    .execute(
-                        &format!(
-                            "INSERT OR IGNORE INTO templates (person_id, model_id, dimension, embedding, image_sha256,
-                                 box_x1, box_y1, box_x2, box_y2, detector_score, source, created)
-                             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, {NOW})"
-                        ),
-                        params![
-                            person_id,
-                            model_id,
-                            t.embedding.len() as i64,
-                            encode_embedding(&t.embedding),
-                            t.image_sha256,
-                            t.bbox[0],
-                            t.bbox[1],
-                            t.bbox[2],
-                            t.bbox[3],
-                            t.detector_score,
-                            t.source,
-                        ],
-                    )
-                    .map_err(self.db_error())?;
+                let inserted =
+                    insert_template(&tx, person_id, model_id, t).map_err(self.db_error())?;
                 if inserted == 1 {
                     report.added.push(tx.last_insert_rowid());
                 } else {
@@ -582,6 +542,35 @@ impl Gallery for SqliteGallery {
             Ok(removed)
         })
     }
+}
+
+/// Stores one template; a photo the person already has is skipped (returns 0).
+fn insert_template(
+    connection: &Connection,
+    person_id: i64,
+    model_id: &str,
+    t: &NewTemplate,
+) -> rusqlite::Result<usize> {
+    connection
+        .prepare_cached(
+            "INSERT OR IGNORE INTO templates (person_id, model_id, dimension, embedding, image_sha256,
+                 box_x1, box_y1, box_x2, box_y2, detector_score, source, created)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11,
+                     strftime('%Y-%m-%dT%H:%M:%SZ', 'now'))",
+        )?
+        .execute(params![
+            person_id,
+            model_id,
+            t.embedding.len() as i64,
+            encode_embedding(&t.embedding),
+            t.image_sha256,
+            t.bbox[0],
+            t.bbox[1],
+            t.bbox[2],
+            t.bbox[3],
+            t.detector_score,
+            t.source,
+        ])
 }
 
 fn bump_revision(connection: &Connection) -> rusqlite::Result<usize> {

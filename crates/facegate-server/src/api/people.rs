@@ -45,7 +45,7 @@ pub async fn list_people(
     State(state): State<SharedState>,
     query: Result<Query<PageQuery>, QueryRejection>,
 ) -> Result<Json<PeoplePage>, ApiError> {
-    let Query(query) = query.map_err(|err| ApiError::bad_request(err.body_text()))?;
+    let Query(query) = query?;
     let limit = match query.limit.as_deref() {
         None => DEFAULT_PAGE,
         Some(text) => text
@@ -90,7 +90,7 @@ pub async fn get_person(
     State(state): State<SharedState>,
     name: Result<Path<String>, PathRejection>,
 ) -> Result<Json<PersonDetail>, ApiError> {
-    let Path(name) = name.map_err(|err| ApiError::bad_request(err.body_text()))?;
+    let Path(name) = name?;
     let detail = state.with_gallery(move |g| person_detail(g, &name)).await?;
     Ok(Json(detail))
 }
@@ -161,7 +161,7 @@ pub async fn add_faces(
     name: Result<Path<String>, PathRejection>,
     mut form: Form,
 ) -> Result<(StatusCode, Json<EnrollResult>), ApiError> {
-    let Path(name) = name.map_err(|err| ApiError::bad_request(err.body_text()))?;
+    let Path(name) = name?;
     form.only(&["image", "images", "largest"])?;
     let largest = form.flag("largest")?;
     let images = form.take_images("image");
@@ -193,7 +193,7 @@ pub async fn delete_person(
     State(state): State<SharedState>,
     name: Result<Path<String>, PathRejection>,
 ) -> Result<Json<DeletedPerson>, ApiError> {
-    let Path(name) = name.map_err(|err| ApiError::bad_request(err.body_text()))?;
+    let Path(name) = name?;
     let removed = {
         let name = name.clone();
         state.with_gallery(move |g| g.forget(&name)).await?
@@ -223,7 +223,7 @@ pub async fn delete_template(
     State(state): State<SharedState>,
     params: Result<Path<(String, i64)>, PathRejection>,
 ) -> Result<Json<DeletedTemplate>, ApiError> {
-    let Path((name, template_id)) = params.map_err(|err| ApiError::bad_request(err.body_text()))?;
+    let Path((name, template_id)) = params?;
     {
         let name = name.clone();
         state
