@@ -1,15 +1,21 @@
 //! Enrolled people and their face templates.
 //!
 //! [`Gallery`] is the storage seam; [`SqliteGallery`] is the embedded default (one file, no
-//! server). A gallery remembers which embedding model made its templates: mixing models would
-//! compare incomparable vectors, so it is refused with [`GalleryError::ModelMismatch`].
+//! server) and [`PostgresGallery`] the shared one (PostgreSQL + pgvector, Citus-ready);
+//! [`GalleryLocation`] picks one from a path or a `postgres://` URL. A gallery remembers which
+//! embedding model made its templates: mixing models would compare incomparable vectors, so it
+//! is refused with [`GalleryError::ModelMismatch`].
 
 pub mod index;
+mod location;
+pub mod postgres;
 mod sqlite;
 
 use serde::{Deserialize, Serialize};
 
 pub use index::{Hit, QuantizedIndex, TemplateIndex};
+pub use location::GalleryLocation;
+pub use postgres::{PostgresGallery, PostgresOptions, SearchMode};
 pub use sqlite::SqliteGallery;
 
 #[derive(Debug, thiserror::Error)]
@@ -43,6 +49,30 @@ pub enum GalleryError {
         #[source]
         source: std::io::Error,
     },
+    #[error("PostgreSQL gallery {target}: {source}")]
+    Postgres {
+        target: String,
+        #[source]
+        source: ::postgres::Error,
+    },
+    #[error("PostgreSQL gallery {target}: {message}")]
+    PostgresSetup { target: String, message: String },
+    #[error("could not reach the PostgreSQL gallery {target}: {reason}. Is the server running, and are the host, port, user and database in the URL right?")]
+    Unreachable { target: String, reason: String },
+    #[error("refusing to store an embedding: {reason}")]
+    InvalidEmbedding { reason: String },
+}
+
+impl GalleryError {
+    /// Whether the same request may succeed if repeated (a dropped connection, a database
+    /// restarting): servers answer these with 503 rather than 500.
+    pub fn is_transient(&self) -> bool {
+        match self {
+            GalleryError::Postgres { source, .. } => postgres::is_transient(source),
+            GalleryError::Unreachable { .. } => true,
+            _ => false,
+        }
+    }
 }
 
 /// A template to store.
@@ -96,6 +126,24 @@ pub struct EnrollReport {
     pub duplicates: Vec<String>,
     /// Whether the person was created by this call.
     pub created_person: bool,
+}
+
+/// A template found by a search inside the gallery's database.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Nearest {
+    pub person: String,
+    pub template_id: i64,
+    pub embedding: Vec<f32>,
+}
+
+/// The people closest to a probe, each with their closest template, closest first.
+#[derive(Clone, Debug, PartialEq)]
+pub struct NearestPeople {
+    pub hits: Vec<Nearest>,
+    pub people_searched: usize,
+    pub templates_searched: usize,
+    /// Whether every template was compared (no approximate index).
+    pub exact: bool,
 }
 
 /// Storage of people and templates.
@@ -158,6 +206,45 @@ pub trait Gallery: Send + Sync {
 
     /// Erases a person and all their templates; returns how many templates went.
     fn forget(&self, name: &str) -> Result<usize, GalleryError>;
+
+    /// Copies a person and their templates from another gallery, keeping creation times
+    /// (template ids are assigned anew). Photos the person already has are skipped. Returns
+    /// how many templates were added. All or nothing.
+    fn import_person(
+        &self,
+        person: &Person,
+        model_id: &str,
+        templates: &[Template],
+    ) -> Result<usize, GalleryError>;
+
+    /// Whether 1:N search runs inside the gallery ([`Gallery::nearest`]) rather than in a
+    /// [`TemplateIndex`] loaded into this process.
+    fn searches_in_place(&self) -> bool {
+        false
+    }
+
+    /// 1:N inside the gallery: up to `people` people ranked by their closest template.
+    /// `None` for galleries that are searched in process.
+    fn nearest(
+        &self,
+        model_id: &str,
+        probe: &[f32],
+        people: usize,
+    ) -> Result<Option<NearestPeople>, GalleryError> {
+        let _ = (model_id, probe, people);
+        Ok(None)
+    }
+}
+
+/// Embeddings must be finite: a NaN would compare as "close" to nothing and break ordering.
+pub(crate) fn check_finite(embedding: &[f32]) -> Result<(), GalleryError> {
+    if embedding.iter().all(|v| v.is_finite()) {
+        Ok(())
+    } else {
+        Err(GalleryError::InvalidEmbedding {
+            reason: "it contains NaN or infinite values".into(),
+        })
+    }
 }
 
 /// The naming rule: 1 to 200 characters, no control characters, no leading or trailing spaces.

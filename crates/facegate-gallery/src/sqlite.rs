@@ -7,8 +7,8 @@ use std::time::Duration;
 use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
 
 use crate::{
-    validate_name, EnrollReport, Gallery, GalleryCounts, GalleryError, NewTemplate, Person,
-    Template,
+    check_finite, validate_name, EnrollReport, Gallery, GalleryCounts, GalleryError, NewTemplate,
+    Person, Template,
 };
 
 const SCHEMA: &str = "
@@ -224,8 +224,7 @@ impl SqliteGallery {
                         .query_row([name], |r| r.get(0))
                         .map_err(self.db_error())?;
                     for t in templates {
-                        added += insert_template(&tx, person_id, model_id, t)
-                            .map_err(self.db_error())?;
+                        added += insert_template(self, &tx, person_id, model_id, t, None)?;
                     }
                 }
             }
@@ -298,8 +297,7 @@ impl Gallery for SqliteGallery {
                 }
             };
             for t in templates {
-                let inserted =
-                    insert_template(&tx, person_id, model_id, t).map_err(self.db_error())?;
+                let inserted = insert_template(self, &tx, person_id, model_id, t, None)?;
                 if inserted == 1 {
                     report.added.push(tx.last_insert_rowid());
                 } else {
@@ -443,6 +441,50 @@ impl Gallery for SqliteGallery {
         })
     }
 
+    fn import_person(
+        &self,
+        person: &Person,
+        model_id: &str,
+        templates: &[Template],
+    ) -> Result<usize, GalleryError> {
+        validate_name(&person.name)?;
+        self.with(|c| {
+            let tx = c
+                .transaction_with_behavior(TransactionBehavior::Immediate)
+                .map_err(self.db_error())?;
+            self.check_model(&tx, model_id)?;
+            let person_id: i64 = tx
+                .query_row(
+                    "INSERT INTO people (name, created) VALUES (?1, ?2)
+                     ON CONFLICT(name) DO UPDATE SET name = name RETURNING id",
+                    params![person.name, person.created],
+                    |r| r.get(0),
+                )
+                .map_err(self.db_error())?;
+            let mut added = 0;
+            for t in templates {
+                let new = NewTemplate {
+                    embedding: t.embedding.clone(),
+                    image_sha256: t.image_sha256.clone(),
+                    bbox: t.bbox,
+                    detector_score: t.detector_score,
+                    source: t.source.clone(),
+                };
+                added += insert_template(self, &tx, person_id, model_id, &new, Some(&t.created))?;
+            }
+            if added > 0 {
+                tx.execute(
+                    "INSERT INTO meta (key, value) VALUES ('model_id', ?1) ON CONFLICT(key) DO NOTHING",
+                    [model_id],
+                )
+                .map_err(self.db_error())?;
+            }
+            bump_revision(&tx).map_err(self.db_error())?;
+            tx.commit().map_err(self.db_error())?;
+            Ok(added)
+        })
+    }
+
     fn scan_embeddings(
         &self,
         model_id: &str,
@@ -544,33 +586,41 @@ impl Gallery for SqliteGallery {
     }
 }
 
-/// Stores one template; a photo the person already has is skipped (returns 0).
+/// Stores one template (`created` defaults to now); a photo the person already has is
+/// skipped (returns 0).
 fn insert_template(
+    gallery: &SqliteGallery,
     connection: &Connection,
     person_id: i64,
     model_id: &str,
     t: &NewTemplate,
-) -> rusqlite::Result<usize> {
+    created: Option<&str>,
+) -> Result<usize, GalleryError> {
+    check_finite(&t.embedding)?;
     connection
         .prepare_cached(
             "INSERT OR IGNORE INTO templates (person_id, model_id, dimension, embedding, image_sha256,
                  box_x1, box_y1, box_x2, box_y2, detector_score, source, created)
              VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11,
-                     strftime('%Y-%m-%dT%H:%M:%SZ', 'now'))",
-        )?
-        .execute(params![
-            person_id,
-            model_id,
-            t.embedding.len() as i64,
-            encode_embedding(&t.embedding),
-            t.image_sha256,
-            t.bbox[0],
-            t.bbox[1],
-            t.bbox[2],
-            t.bbox[3],
-            t.detector_score,
-            t.source,
-        ])
+                     coalesce(?12, strftime('%Y-%m-%dT%H:%M:%SZ', 'now')))",
+        )
+        .and_then(|mut statement| {
+            statement.execute(params![
+                person_id,
+                model_id,
+                t.embedding.len() as i64,
+                encode_embedding(&t.embedding),
+                t.image_sha256,
+                t.bbox[0],
+                t.bbox[1],
+                t.bbox[2],
+                t.bbox[3],
+                t.detector_score,
+                t.source,
+                created,
+            ])
+        })
+        .map_err(gallery.db_error())
 }
 
 fn bump_revision(connection: &Connection) -> rusqlite::Result<usize> {

@@ -1,0 +1,377 @@
+//! The gallery contract: every backend must pass the same tests with the same answers.
+
+mod support;
+
+use std::collections::HashSet;
+use std::sync::Arc;
+
+use facegate_gallery::{GalleryCounts, GalleryError, NewTemplate, Person, TemplateIndex};
+use support::Backend;
+
+macro_rules! contract {
+    ($($test:ident),* $(,)?) => {
+        mod sqlite {
+            $( #[test] fn $test() { super::$test(super::support::sqlite()) } )*
+        }
+        mod postgres {
+            $( #[test] fn $test() {
+                if let Some(backend) = super::support::postgres() { super::$test(backend) }
+            } )*
+        }
+    };
+}
+
+contract!(
+    enroll_read_forget_round_trip,
+    other_models_are_refused,
+    unknown_people_and_duplicate_only_enrolls,
+    people_are_created_paged_and_templates_removed,
+    a_failure_midway_leaves_nothing,
+    concurrent_enrolls_all_land,
+    hostile_names_are_stored_exactly,
+    search_ranks_people_like_the_exact_index,
+    templates_are_copied_with_their_dates,
+);
+
+fn template(seed: f32, sha: &str) -> NewTemplate {
+    NewTemplate {
+        embedding: unit(&[seed, 1.0 - seed, 0.5]),
+        image_sha256: sha.to_string(),
+        bbox: [1.0, 2.0, 3.0, 4.0],
+        detector_score: 0.99,
+        source: format!("{sha}.jpg"),
+    }
+}
+
+fn unit(v: &[f32]) -> Vec<f32> {
+    let norm = v.iter().map(|x| x * x).sum::<f32>().sqrt();
+    v.iter().map(|x| x / norm).collect()
+}
+
+/// Deterministic pseudo-random unit vectors (xorshift), no extra dependency.
+fn random_unit(state: &mut u64, dimension: usize) -> Vec<f32> {
+    let v: Vec<f32> = (0..dimension)
+        .map(|_| {
+            *state ^= *state << 13;
+            *state ^= *state >> 7;
+            *state ^= *state << 17;
+            (*state >> 40) as f32 / (1u64 << 24) as f32 - 0.5
+        })
+        .collect();
+    unit(&v)
+}
+
+fn enroll_read_forget_round_trip(b: Backend) {
+    let g = b.open();
+    let report = g
+        .enroll("alice", "m1", &[template(0.1, "a"), template(0.2, "b")])
+        .unwrap();
+    assert_eq!(report.added.len(), 2, "{}", b.name);
+    assert!(report.created_person);
+    let again = g
+        .enroll("alice", "m1", &[template(0.1, "a"), template(0.3, "c")])
+        .unwrap();
+    assert_eq!(again.added.len(), 1);
+    assert!(!again.created_person);
+    assert_eq!(again.duplicates, vec!["a".to_string()]);
+    let t = g.templates_of("alice", "m1").unwrap();
+    assert_eq!(t.len(), 3);
+    assert_eq!(t[0].embedding, template(0.1, "a").embedding);
+    assert_eq!(t[0].source, "a.jpg");
+    assert_eq!(t[0].bbox, [1.0, 2.0, 3.0, 4.0]);
+    assert_eq!(t[0].created.len(), "2026-01-01T00:00:00Z".len());
+    assert_eq!(g.people().unwrap()[0].templates, 3);
+    assert_eq!(g.model_id().unwrap().as_deref(), Some("m1"));
+    let before = g.revision().unwrap();
+    assert_eq!(g.forget("alice").unwrap(), 3);
+    assert!(g.revision().unwrap() > before, "writes change the revision");
+    assert!(g.people().unwrap().is_empty());
+    assert!(matches!(
+        g.templates_of("alice", "m1"),
+        Err(GalleryError::UnknownPerson { .. })
+    ));
+    assert_eq!(g.model_id().unwrap(), None, "an empty gallery has no model");
+    // ... and takes another model (of another dimension) again.
+    let other = NewTemplate {
+        embedding: unit(&[1.0, 2.0, 3.0, 4.0]),
+        ..template(0.0, "z")
+    };
+    g.enroll("zed", "m2", &[other]).unwrap();
+    assert_eq!(g.model_id().unwrap().as_deref(), Some("m2"));
+}
+
+fn other_models_are_refused(b: Backend) {
+    let g = b.open();
+    g.enroll("alice", "m1", &[template(0.1, "a")]).unwrap();
+    let err = g.enroll("bob", "m2", &[template(0.1, "b")]).unwrap_err();
+    assert!(matches!(err, GalleryError::ModelMismatch { .. }), "{err}");
+    assert!(matches!(
+        g.all_templates("m2"),
+        Err(GalleryError::ModelMismatch { .. })
+    ));
+    assert!(matches!(
+        g.templates_of("alice", "m2"),
+        Err(GalleryError::ModelMismatch { .. })
+    ));
+    let longer = NewTemplate {
+        embedding: unit(&[1.0, 2.0, 3.0, 4.0]),
+        ..template(0.0, "c")
+    };
+    assert!(matches!(
+        g.enroll("carol", "m1", &[longer]),
+        Err(GalleryError::DimensionMismatch { .. })
+    ));
+    assert_eq!(g.people().unwrap().len(), 1, "bob and carol must not exist");
+}
+
+fn unknown_people_and_duplicate_only_enrolls(b: Backend) {
+    let g = b.open();
+    assert!(matches!(
+        g.templates_of("zed", "m1"),
+        Err(GalleryError::UnknownPerson { .. })
+    ));
+    assert!(matches!(
+        g.forget("zed"),
+        Err(GalleryError::UnknownPerson { .. })
+    ));
+    let report = g.enroll("carol", "m1", &[]).unwrap();
+    assert!(report.added.is_empty() && !report.created_person);
+    assert!(g.people().unwrap().is_empty());
+    assert!(matches!(
+        g.enroll("", "m1", &[template(0.1, "a")]),
+        Err(GalleryError::InvalidName { .. })
+    ));
+}
+
+fn people_are_created_paged_and_templates_removed(b: Backend) {
+    let g = b.open();
+    for name in ["dave", "alice", "Carol", "bob", "ærin"] {
+        g.create_person(name).unwrap();
+    }
+    assert!(matches!(
+        g.create_person("bob"),
+        Err(GalleryError::PersonExists { .. })
+    ));
+    let names = |page: Vec<Person>| page.into_iter().map(|p| p.name).collect::<Vec<_>>();
+    // Byte order on every backend.
+    assert_eq!(
+        names(g.people_page(None, 3).unwrap()),
+        ["Carol", "alice", "bob"]
+    );
+    assert_eq!(
+        names(g.people_page(Some("bob"), 3).unwrap()),
+        ["dave", "ærin"]
+    );
+    let report = g
+        .enroll("bob", "m1", &[template(0.1, "a"), template(0.2, "b")])
+        .unwrap();
+    assert!(!report.created_person);
+    assert_eq!(g.person("bob").unwrap().templates, 2);
+    assert_eq!(
+        g.counts().unwrap(),
+        GalleryCounts {
+            people: 5,
+            templates: 2
+        }
+    );
+    assert!(matches!(
+        g.remove_template("alice", report.added[0]),
+        Err(GalleryError::UnknownTemplate { .. })
+    ));
+    g.remove_template("bob", report.added[0]).unwrap();
+    let left = g.templates_info("bob").unwrap();
+    assert_eq!(left.len(), 1);
+    assert_eq!(left[0].id, report.added[1]);
+    g.remove_template("bob", report.added[1]).unwrap();
+    assert_eq!(g.model_id().unwrap(), None);
+    assert_eq!(g.counts().unwrap().templates, 0);
+    assert!(matches!(
+        g.person("zed"),
+        Err(GalleryError::UnknownPerson { .. })
+    ));
+}
+
+fn a_failure_midway_leaves_nothing(b: Backend) {
+    let g = b.open();
+    g.enroll("keeper", "m1", &[template(0.5, "k")]).unwrap();
+    let revision = g.revision().unwrap();
+    let broken = NewTemplate {
+        embedding: vec![f32::NAN, 0.0, 0.0],
+        ..template(0.0, "nan")
+    };
+    // The first template is written before the second fails inside the transaction.
+    let err = g
+        .enroll("ann", "m1", &[template(0.1, "a"), broken.clone()])
+        .unwrap_err();
+    assert!(
+        matches!(err, GalleryError::InvalidEmbedding { .. }),
+        "{}: {err}",
+        b.name
+    );
+    assert!(matches!(
+        g.person("ann"),
+        Err(GalleryError::UnknownPerson { .. })
+    ));
+    let err = g
+        .enroll("keeper", "m1", &[template(0.2, "b"), broken])
+        .unwrap_err();
+    assert!(matches!(err, GalleryError::InvalidEmbedding { .. }));
+    assert_eq!(g.person("keeper").unwrap().templates, 1);
+    assert_eq!(
+        g.revision().unwrap(),
+        revision,
+        "a failed enroll changes nothing"
+    );
+}
+
+fn concurrent_enrolls_all_land(b: Backend) {
+    let b = Arc::new(b);
+    // A first template binds the model, so the threads race on writes, not on binding.
+    b.open()
+        .enroll("seed", "m1", &[template(0.5, "s")])
+        .unwrap();
+    let threads: Vec<_> = (0..6)
+        .map(|thread| {
+            let b = b.clone();
+            std::thread::spawn(move || {
+                // Each thread has its own handle, like separate processes.
+                let g = b.open();
+                for person in 0..5 {
+                    let name = format!("t{thread}-p{person}");
+                    let templates = [
+                        template(0.1, &format!("{name}-a")),
+                        template(0.2, &format!("{name}-b")),
+                    ];
+                    let report = g.enroll(&name, "m1", &templates).unwrap();
+                    assert_eq!(report.added.len(), 2);
+                    // Everyone also adds to one shared person.
+                    g.enroll("shared", "m1", &[template(0.3, &name)]).unwrap();
+                }
+            })
+        })
+        .collect();
+    for t in threads {
+        t.join().expect("an enrolling thread failed");
+    }
+    let g = b.open();
+    assert_eq!(
+        g.counts().unwrap(),
+        GalleryCounts {
+            people: 1 + 30 + 1,
+            templates: 1 + 60 + 30
+        }
+    );
+    assert_eq!(g.person("shared").unwrap().templates, 30);
+    let ids: HashSet<i64> = g
+        .all_templates("m1")
+        .unwrap()
+        .iter()
+        .map(|t| t.id)
+        .collect();
+    assert_eq!(ids.len(), 91, "template ids are unique");
+}
+
+fn hostile_names_are_stored_exactly(b: Backend) {
+    let g = b.open();
+    let name = "x'); DROP TABLE people; -- 😀 / ../.. %s $1";
+    g.enroll(name, "m1", &[template(0.1, "a")]).unwrap();
+    assert_eq!(g.people().unwrap()[0].name, name);
+    assert_eq!(g.templates_of(name, "m1").unwrap().len(), 1);
+    assert_eq!(g.forget(name).unwrap(), 1);
+}
+
+/// 1:N: the backend's own search (PostgreSQL) or the in-process index (SQLite) must rank
+/// people the same as the exact in-process index.
+fn search_ranks_people_like_the_exact_index(b: Backend) {
+    let g = b.open_with("search=exact");
+    let mut state = 0x9e37_79b9_7f4a_7c15u64;
+    let mut batch = Vec::new();
+    for person in 0..150 {
+        let base = random_unit(&mut state, 64);
+        let templates: Vec<NewTemplate> = (0..1 + person % 3)
+            .map(|k| {
+                let noise = random_unit(&mut state, 64);
+                let v: Vec<f32> = base.iter().zip(&noise).map(|(a, n)| a + 0.3 * n).collect();
+                NewTemplate {
+                    embedding: unit(&v),
+                    ..template(0.0, &format!("p{person}-{k}"))
+                }
+            })
+            .collect();
+        batch.push((format!("person {person:03}"), templates));
+    }
+    for (name, templates) in &batch {
+        g.enroll(name, "m1", templates).unwrap();
+    }
+    let exact = TemplateIndex::load(g.as_ref(), "m1").unwrap();
+    assert_eq!(exact.len(), 300);
+    let approximate = b.open_with("search=index");
+    let (mut same_top1, queries) = (0, 40);
+    for q in 0..queries {
+        let probe = random_unit(&mut state, 64);
+        let expected: Vec<(String, i64)> = exact
+            .search(&probe, 5)
+            .into_iter()
+            .map(|h| (h.person, h.template_id))
+            .collect();
+        match g.nearest("m1", &probe, 5).unwrap() {
+            Some(found) => {
+                assert!(found.exact);
+                assert_eq!(found.templates_searched, 300);
+                assert_eq!(found.people_searched, 150);
+                let got: Vec<(String, i64)> = found
+                    .hits
+                    .into_iter()
+                    .map(|h| (h.person, h.template_id))
+                    .collect();
+                assert_eq!(got, expected, "query {q}: exact search differs");
+                let indexed = approximate.nearest("m1", &probe, 5).unwrap().unwrap();
+                assert!(!indexed.exact);
+                assert_eq!(indexed.hits.len(), 5);
+                if indexed.hits[0].person == expected[0].0 {
+                    same_top1 += 1;
+                }
+            }
+            None => assert!(!g.searches_in_place(), "{}", b.name),
+        }
+    }
+    if g.searches_in_place() {
+        let recall = same_top1 as f64 / queries as f64;
+        eprintln!(
+            "{}: HNSW recall@1 against exact search, 300 random 64-d templates: {recall:.3}",
+            b.name
+        );
+        assert!(recall >= 0.9, "HNSW recall@1 {recall}");
+    }
+}
+
+fn templates_are_copied_with_their_dates(b: Backend) {
+    let source = support::sqlite();
+    let from = source.open();
+    from.enroll("alice", "m1", &[template(0.1, "a"), template(0.2, "b")])
+        .unwrap();
+    let to = b.open();
+    to.enroll("alice", "m1", &[template(0.1, "a")]).unwrap();
+    let person = from.person("alice").unwrap();
+    let templates = from.templates_of("alice", "m1").unwrap();
+    let dated: Vec<_> = templates
+        .iter()
+        .map(|t| facegate_gallery::Template {
+            created: "2020-02-03T04:05:06Z".into(),
+            ..t.clone()
+        })
+        .collect();
+    assert_eq!(
+        to.import_person(&person, "m1", &dated).unwrap(),
+        1,
+        "one is a duplicate"
+    );
+    let copied = to.templates_of("alice", "m1").unwrap();
+    assert_eq!(copied.len(), 2);
+    assert_eq!(copied[1].created, "2020-02-03T04:05:06Z");
+    assert_eq!(copied[1].embedding, templates[1].embedding);
+    assert!(matches!(
+        to.import_person(&person, "m2", &dated),
+        Err(GalleryError::ModelMismatch { .. })
+    ));
+}
