@@ -3,10 +3,11 @@
 use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::sync::Arc;
 
 use anyhow::{bail, Context as _, Result};
 use facegate::align::AlignMode;
-use facegate::gallery::{Gallery, GalleryError, NewTemplate, SqliteGallery};
+use facegate::gallery::{Gallery, GalleryError, GalleryLocation, NewTemplate};
 use facegate::image::{draw_box, draw_point, Rgb};
 use facegate::models::{pins, ModelStore};
 use facegate::{ops, Engine, EngineOptions, Error, FacePolicy, Home, ModelChoice};
@@ -68,11 +69,12 @@ impl Context {
         Ok(engine)
     }
 
-    pub fn gallery_path(&self) -> PathBuf {
-        self.global
-            .gallery
-            .clone()
-            .unwrap_or_else(|| self.home.default_gallery())
+    /// The gallery: `--gallery` (a SQLite path or a `postgres://` URL), else `<home>/gallery.db`.
+    pub fn gallery_location(&self) -> GalleryLocation {
+        match &self.global.gallery {
+            Some(given) => GalleryLocation::from_path(given),
+            None => GalleryLocation::Sqlite(self.home.default_gallery()),
+        }
     }
 
     /// The engine for many photos: one embedding replica per core, photos side by side.
@@ -85,17 +87,18 @@ impl Context {
     }
 
     /// The gallery for writing, created if missing.
-    pub fn gallery_for_write(&self) -> Result<SqliteGallery> {
-        Ok(SqliteGallery::open(&self.gallery_path()).map_err(Error::from)?)
+    pub fn gallery_for_write(&self) -> Result<Arc<dyn Gallery>> {
+        Ok(self.gallery_location().open().map_err(Error::from)?)
     }
 
-    /// The gallery for reading; `None` when it does not exist yet (nothing is created).
-    pub fn gallery_for_read(&self) -> Result<Option<SqliteGallery>> {
-        let path = self.gallery_path();
-        if !path.exists() {
+    /// The gallery for reading; `None` when a SQLite gallery does not exist yet (nothing is
+    /// created).
+    pub fn gallery_for_read(&self) -> Result<Option<Arc<dyn Gallery>>> {
+        let location = self.gallery_location();
+        if !location.exists() {
             return Ok(None);
         }
-        Ok(Some(SqliteGallery::open(&path).map_err(Error::from)?))
+        Ok(Some(location.open().map_err(Error::from)?))
     }
 
     /// Prints `value` as JSON, or runs `text` to print for people.
@@ -299,7 +302,7 @@ fn enroll(ctx: &Context, name: &str, inputs: &[PathBuf], largest: bool) -> Resul
         "person": name,
         "created_person": report.created_person,
         "model": engine.model_id(),
-        "gallery": ctx.gallery_path(),
+        "gallery": ctx.gallery_location().to_string(),
         "enrolled": enrolled,
         "already_enrolled": already,
         "skipped": skipped,
@@ -438,7 +441,7 @@ fn enroll_all(ctx: &Context, dir: &Path, largest: bool) -> Result<ExitCode> {
     let processing = started.elapsed() - loaded;
     let doc = json!({
         "model": engine.model_id(),
-        "gallery": ctx.gallery_path(),
+        "gallery": ctx.gallery_location().to_string(),
         "photos": all.len(),
         "model_load_seconds": loaded.as_secs_f64(),
         "processing_seconds": processing.as_secs_f64(),
@@ -480,7 +483,7 @@ fn verify(ctx: &Context, name: &str, image: &Path, all_faces: bool) -> Result<Ex
             name: name.to_string(),
         })
     })?;
-    let outcome = ops::verify(&engine, &gallery, name, &image, all_faces)?;
+    let outcome = ops::verify(&engine, gallery.as_ref(), name, &image, all_faces)?;
     ctx.emit(&outcome, || {
         let verdict = if outcome.is_match {
             "MATCH"
@@ -523,7 +526,7 @@ fn identify(ctx: &Context, image: &Path, top: usize, all_faces: bool) -> Result<
     let gallery = ctx
         .gallery_for_read()?
         .ok_or_else(|| Error::from(GalleryError::Empty))?;
-    let outcome = ops::identify(&engine, &gallery, &image, top, all_faces)?;
+    let outcome = ops::identify(&engine, gallery.as_ref(), &image, top, all_faces)?;
     ctx.emit(&outcome, || {
         for (i, face) in outcome.faces.iter().enumerate() {
             if outcome.faces.len() > 1 {
@@ -675,10 +678,10 @@ fn list(ctx: &Context) -> Result<ExitCode> {
         ),
         None => (Vec::new(), None),
     };
-    let doc = json!({ "gallery": ctx.gallery_path(), "model": model, "people": people });
+    let doc = json!({ "gallery": ctx.gallery_location().to_string(), "model": model, "people": people });
     ctx.emit(&doc, || {
         if people.is_empty() {
-            println!("nobody is enrolled yet ({})", ctx.gallery_path().display());
+            println!("nobody is enrolled yet ({})", ctx.gallery_location());
         }
         for p in &people {
             println!(

@@ -31,14 +31,14 @@ pub fn serve(ctx: &Context, args: &ServeArgs) -> Result<ExitCode> {
         parallel: limits.max_inflight,
         ..ctx.engine_options()
     })?);
-    let gallery = Arc::new(ctx.gallery_for_write()?);
+    let gallery = ctx.gallery_for_write()?;
     let keys = if args.insecure_no_auth {
         for _ in 0..3 {
             tracing::warn!("--insecure-no-auth: ANYONE who can reach this port can enroll, verify and delete people. Use it for local demos only.");
         }
         None
     } else {
-        let store = KeyStore::open(&ctx.gallery_path())?;
+        let store = KeyStore::open(&ctx.gallery_location())?;
         if store.list()?.iter().all(|k| k.revoked.is_some()) {
             tracing::warn!(
                 "no API keys exist yet, so every API request will be refused; create one with `facegate keys create --role admin`"
@@ -58,7 +58,7 @@ pub fn serve(ctx: &Context, args: &ServeArgs) -> Result<ExitCode> {
     };
     tracing::info!(
         model = engine.pipeline_id(),
-        gallery = %ctx.gallery_path().display(),
+        gallery = %ctx.gallery_location(),
         ?limits,
         "models loaded"
     );
@@ -89,10 +89,9 @@ fn seconds(value: f64, flag: &str) -> Result<Duration> {
 }
 
 pub fn keys(ctx: &Context, action: KeysAction) -> Result<ExitCode> {
-    let path = ctx.gallery_path();
     // Creating the gallery here is fine: keys live in it.
     ctx.gallery_for_write()?;
-    let store = KeyStore::open(&path)?;
+    let store = KeyStore::open(&ctx.gallery_location())?;
     match action {
         KeysAction::Create { role, label } => {
             let role = match role {

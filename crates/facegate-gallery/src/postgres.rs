@@ -34,7 +34,8 @@ const RETRIES: u32 = 4;
 const MIGRATION_LOCK: i64 = 0x6661_6365_6761_7465; // "facegate"
 
 /// Versioned schema migrations, applied in order, each once, in one transaction.
-const MIGRATIONS: &[(i32, &str)] = &[(
+const MIGRATIONS: &[(i32, &str)] = &[
+    (
     1,
     "
 CREATE TABLE facegate_meta (
@@ -62,7 +63,22 @@ CREATE TABLE facegate_templates (
 );
 CREATE INDEX facegate_templates_id ON facegate_templates (id);
 ",
-)];
+    ),
+    (
+        2,
+        "
+-- API keys of `facegate serve` (argon2 hashes), shared by every server on this database.
+CREATE TABLE facegate_api_keys (
+    id      text PRIMARY KEY,
+    role    text NOT NULL,
+    label   text NOT NULL,
+    hash    text NOT NULL,
+    created timestamptz NOT NULL DEFAULT now(),
+    revoked timestamptz
+);
+",
+    ),
+];
 
 /// How identify searches.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -212,6 +228,15 @@ impl PostgresGallery {
 
     pub fn options(&self) -> &PostgresOptions {
         &self.options
+    }
+
+    /// Runs `work` on a pooled connection (retried on transient errors), for other parts of
+    /// facegate that keep their tables in the same database (API keys).
+    pub fn run<T>(
+        &self,
+        mut work: impl FnMut(&mut Client) -> Result<T, postgres::Error>,
+    ) -> Result<T, GalleryError> {
+        self.with(|c| work(c).map_err(self.error()))
     }
 
     fn error(&self) -> impl Fn(postgres::Error) -> GalleryError + '_ {

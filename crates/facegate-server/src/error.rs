@@ -73,8 +73,18 @@ impl From<facegate::Error> for ApiError {
             }
             "unknown_person" | "unknown_template" => StatusCode::NOT_FOUND,
             "person_exists" | "model_mismatch" | "empty_gallery" => StatusCode::CONFLICT,
+            "gallery_unavailable" => StatusCode::SERVICE_UNAVAILABLE,
             _ => StatusCode::INTERNAL_SERVER_ERROR,
         };
+        if code == "gallery_unavailable" {
+            tracing::error!(code, "{err}");
+            return ApiError::new(
+                status,
+                code,
+                "the gallery database cannot be reached right now; try again shortly",
+            )
+            .retry_after(2);
+        }
         if status.is_server_error() {
             // The details (file paths, database errors) are for the operator, not the client.
             tracing::error!(code, "{err}");

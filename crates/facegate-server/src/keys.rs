@@ -1,4 +1,5 @@
-//! API keys: stored as argon2 hashes in the gallery database, shown in full only once.
+//! API keys: stored as argon2 hashes in the gallery database (the SQLite file, or the
+//! PostgreSQL database every server shares), shown in full only once.
 //!
 //! A key reads `fgk_<id>_<secret>`. The id finds the row without trying every hash; the secret
 //! is checked with argon2. Verified keys are remembered in memory (by the SHA-256 of the whole
@@ -6,13 +7,14 @@
 //! revoked from the CLI stops working at once, even on a running server.
 
 use std::collections::HashMap;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Mutex;
 use std::time::Duration;
 
 use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
 use argon2::Argon2;
 use base64::Engine as _;
+use facegate::gallery::{GalleryError, GalleryLocation, PostgresGallery};
 use rusqlite::{params, Connection, OptionalExtension};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
@@ -73,6 +75,8 @@ pub enum KeyError {
         #[source]
         source: rusqlite::Error,
     },
+    #[error(transparent)]
+    Gallery(#[from] GalleryError),
     #[error("no API key with id {id:?}; `facegate keys list` shows the ids")]
     UnknownKey { id: String },
     #[error("could not hash the key: {0}")]
@@ -113,47 +117,35 @@ pub struct Caller {
 }
 
 pub struct KeyStore {
-    path: PathBuf,
-    connection: Mutex<Connection>,
+    rows: Rows,
     /// SHA-256 of verified keys -> key id.
     verified: Mutex<HashMap<[u8; 32], String>>,
 }
 
+/// Where the key rows live: next to the gallery's people.
+enum Rows {
+    Sqlite {
+        path: String,
+        connection: Mutex<Connection>,
+    },
+    Postgres(PostgresGallery),
+}
+
+/// A stored key: what is listed, and the argon2 hash.
+type Row = (KeyInfo, String);
+
 impl KeyStore {
-    /// Opens the key table in the gallery database at `path` (creating both if needed).
-    pub fn open(path: &Path) -> Result<KeyStore, KeyError> {
-        if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
-            // The gallery creates its own directory too; an error here shows up on open.
-            let _ = std::fs::create_dir_all(parent);
-        }
-        let db_error = |source| KeyError::Database {
-            path: path.display().to_string(),
-            source,
+    /// Opens the key table in the gallery's database (creating both if needed).
+    pub fn open(location: &GalleryLocation) -> Result<KeyStore, KeyError> {
+        let rows = match location {
+            GalleryLocation::Sqlite(path) => Rows::open_sqlite(path)?,
+            // The gallery's migrations create the key table.
+            GalleryLocation::Postgres(url) => Rows::Postgres(PostgresGallery::open(url)?),
         };
-        let connection = Connection::open(path).map_err(db_error)?;
-        connection
-            .busy_timeout(Duration::from_secs(10))
-            .map_err(db_error)?;
-        connection
-            .pragma_update(None, "journal_mode", "WAL")
-            .map_err(db_error)?;
-        connection.execute_batch(SCHEMA).map_err(db_error)?;
         Ok(KeyStore {
-            path: path.to_path_buf(),
-            connection: Mutex::new(connection),
+            rows,
             verified: Mutex::new(HashMap::new()),
         })
-    }
-
-    fn db_error(&self) -> impl Fn(rusqlite::Error) -> KeyError + '_ {
-        move |source| KeyError::Database {
-            path: self.path.display().to_string(),
-            source,
-        }
-    }
-
-    fn connection(&self) -> std::sync::MutexGuard<'_, Connection> {
-        self.connection.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     pub fn create(&self, role: Role, label: &str) -> Result<CreatedKey, KeyError> {
@@ -166,16 +158,10 @@ impl KeyStore {
             .hash_password(secret.as_bytes(), &salt)
             .map_err(|e| KeyError::Hash(e.to_string()))?
             .to_string();
-        let connection = self.connection();
-        connection
-            .execute(
-                "INSERT INTO api_keys (id, role, label, hash, created)
-                 VALUES (?1, ?2, ?3, ?4, strftime('%Y-%m-%dT%H:%M:%SZ', 'now'))",
-                params![id, role.name(), label, hash],
-            )
-            .map_err(self.db_error())?;
-        let info = Self::find(&connection, &id)
-            .map_err(self.db_error())?
+        self.rows.insert(&id, role, label, &hash)?;
+        let info = self
+            .rows
+            .find(&id)?
             .map(|(info, _)| info)
             .ok_or_else(|| KeyError::UnknownKey { id: id.clone() })?;
         Ok(CreatedKey {
@@ -185,30 +171,15 @@ impl KeyStore {
     }
 
     pub fn list(&self) -> Result<Vec<KeyInfo>, KeyError> {
-        let connection = self.connection();
-        let mut statement = connection
-            .prepare("SELECT id, role, label, created, revoked FROM api_keys ORDER BY created, id")
-            .map_err(self.db_error())?;
-        let rows = statement
-            .query_map([], info_from_row)
-            .map_err(self.db_error())?;
-        rows.collect::<Result<Vec<_>, _>>().map_err(self.db_error())
+        self.rows.list()
     }
 
     /// Revokes a key; it is refused from the next request on.
     pub fn revoke(&self, id: &str) -> Result<KeyInfo, KeyError> {
-        let connection = self.connection();
-        let changed = connection
-            .execute(
-                "UPDATE api_keys SET revoked = strftime('%Y-%m-%dT%H:%M:%SZ', 'now')
-                 WHERE id = ?1 AND revoked IS NULL",
-                [id],
-            )
-            .map_err(self.db_error())?;
-        let found = Self::find(&connection, id).map_err(self.db_error())?;
-        match found {
+        let changed = self.rows.revoke(id)?;
+        match self.rows.find(id)? {
             Some((info, _)) => {
-                if changed == 0 {
+                if !changed {
                     tracing::info!("key {id} was already revoked");
                 }
                 Ok(info)
@@ -225,8 +196,7 @@ impl KeyStore {
         else {
             return Ok(Err(Refusal::Malformed));
         };
-        let found = Self::find(&self.connection(), id).map_err(self.db_error())?;
-        let Some((info, hash)) = found else {
+        let Some((info, hash)) = self.rows.find(id)? else {
             return Ok(Err(Refusal::Unknown));
         };
         if info.revoked.is_some() {
@@ -258,27 +228,162 @@ impl KeyStore {
         }))
     }
 
-    fn find(connection: &Connection, id: &str) -> rusqlite::Result<Option<(KeyInfo, String)>> {
+}
+
+const TIMESTAMP: &str = "to_char(created AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"')";
+
+impl Rows {
+    fn open_sqlite(path: &Path) -> Result<Rows, KeyError> {
+        if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+            // The gallery creates its own directory too; an error here shows up on open.
+            let _ = std::fs::create_dir_all(parent);
+        }
+        let db_error = |source| KeyError::Database {
+            path: path.display().to_string(),
+            source,
+        };
+        let connection = Connection::open(path).map_err(db_error)?;
         connection
-            .query_row(
-                "SELECT id, role, label, created, revoked, hash FROM api_keys WHERE id = ?1",
-                [id],
-                |r| Ok((info_from_row(r)?, r.get(5)?)),
-            )
-            .optional()
+            .busy_timeout(Duration::from_secs(10))
+            .map_err(db_error)?;
+        connection
+            .pragma_update(None, "journal_mode", "WAL")
+            .map_err(db_error)?;
+        connection.execute_batch(SCHEMA).map_err(db_error)?;
+        Ok(Rows::Sqlite {
+            path: path.display().to_string(),
+            connection: Mutex::new(connection),
+        })
+    }
+
+    /// Runs `work` on the SQLite connection.
+    fn sqlite<T>(
+        path: &str,
+        connection: &Mutex<Connection>,
+        work: impl FnOnce(&Connection) -> rusqlite::Result<T>,
+    ) -> Result<T, KeyError> {
+        let connection = connection.lock().unwrap_or_else(|p| p.into_inner());
+        work(&connection).map_err(|source| KeyError::Database {
+            path: path.to_string(),
+            source,
+        })
+    }
+
+    fn insert(&self, id: &str, role: Role, label: &str, hash: &str) -> Result<(), KeyError> {
+        match self {
+            Rows::Sqlite { path, connection } => Self::sqlite(path, connection, |c| {
+                c.execute(
+                    "INSERT INTO api_keys (id, role, label, hash, created)
+                     VALUES (?1, ?2, ?3, ?4, strftime('%Y-%m-%dT%H:%M:%SZ', 'now'))",
+                    params![id, role.name(), label, hash],
+                )
+                .map(drop)
+            }),
+            Rows::Postgres(db) => Ok(db.run(|c| {
+                c.execute(
+                    "INSERT INTO facegate_api_keys (id, role, label, hash) VALUES ($1, $2, $3, $4)",
+                    &[&id, &role.name(), &label, &hash],
+                )
+                .map(drop)
+            })?),
+        }
+    }
+
+    fn list(&self) -> Result<Vec<KeyInfo>, KeyError> {
+        match self {
+            Rows::Sqlite { path, connection } => Self::sqlite(path, connection, |c| {
+                let mut statement = c.prepare(
+                    "SELECT id, role, label, created, revoked FROM api_keys ORDER BY created, id",
+                )?;
+                let rows = statement.query_map([], |r| {
+                    Ok(info(r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
+                })?;
+                rows.collect()
+            }),
+            Rows::Postgres(db) => Ok(db.run(|c| {
+                let rows = c.query(
+                    &format!(
+                        "SELECT id, role, label, {TIMESTAMP}, {} FROM facegate_api_keys
+                         ORDER BY created, id",
+                        TIMESTAMP.replace("created", "revoked")
+                    ),
+                    &[],
+                )?;
+                Ok(rows
+                    .iter()
+                    .map(|r| info(r.get(0), r.get(1), r.get(2), r.get(3), r.get(4)))
+                    .collect())
+            })?),
+        }
+    }
+
+    /// Whether the key went from active to revoked.
+    fn revoke(&self, id: &str) -> Result<bool, KeyError> {
+        match self {
+            Rows::Sqlite { path, connection } => Self::sqlite(path, connection, |c| {
+                c.execute(
+                    "UPDATE api_keys SET revoked = strftime('%Y-%m-%dT%H:%M:%SZ', 'now')
+                     WHERE id = ?1 AND revoked IS NULL",
+                    [id],
+                )
+                .map(|n| n > 0)
+            }),
+            Rows::Postgres(db) => Ok(db.run(|c| {
+                c.execute(
+                    "UPDATE facegate_api_keys SET revoked = now() WHERE id = $1 AND revoked IS NULL",
+                    &[&id],
+                )
+                .map(|n| n > 0)
+            })?),
+        }
+    }
+
+    fn find(&self, id: &str) -> Result<Option<Row>, KeyError> {
+        match self {
+            Rows::Sqlite { path, connection } => Self::sqlite(path, connection, |c| {
+                c.query_row(
+                    "SELECT id, role, label, created, revoked, hash FROM api_keys WHERE id = ?1",
+                    [id],
+                    |r| {
+                        let found = info(r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?);
+                        Ok((found, r.get(5)?))
+                    },
+                )
+                .optional()
+            }),
+            Rows::Postgres(db) => Ok(db.run(|c| {
+                let row = c.query_opt(
+                    &format!(
+                        "SELECT id, role, label, {TIMESTAMP}, {}, hash FROM facegate_api_keys
+                         WHERE id = $1",
+                        TIMESTAMP.replace("created", "revoked")
+                    ),
+                    &[&id],
+                )?;
+                Ok(row.map(|r| {
+                    let found = info(r.get(0), r.get(1), r.get(2), r.get(3), r.get(4));
+                    (found, r.get(5))
+                }))
+            })?),
+        }
     }
 }
 
-fn info_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<KeyInfo> {
-    let role: String = r.get(1)?;
-    Ok(KeyInfo {
-        id: r.get(0)?,
+fn info(
+    id: String,
+    role: String,
+    label: String,
+    created: String,
+    revoked: Option<String>,
+) -> KeyInfo {
+    KeyInfo {
+        id,
         // An unknown role (a newer facegate's) gets the least power.
         role: Role::parse(&role).unwrap_or(Role::Verify),
-        label: r.get(2)?,
-        created: r.get(3)?,
-        revoked: r.get(4)?,
-    })
+        label,
+        created,
+        revoked,
+    }
 }
 
 fn hex(bytes: &[u8]) -> String {
@@ -293,7 +398,7 @@ mod tests {
     fn keys_are_hashed_checked_and_revoked() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("gallery.db");
-        let store = KeyStore::open(&path).unwrap();
+        let store = KeyStore::open(&GalleryLocation::Sqlite(path.clone())).unwrap();
         let created = store.create(Role::Enroll, "kiosk").unwrap();
         assert!(created.key.starts_with("fgk_"));
         let caller = store.authenticate(&created.key).unwrap().unwrap();
@@ -316,7 +421,7 @@ mod tests {
         assert!(!raw.windows(secret.len()).any(|w| w == secret.as_bytes()));
 
         // A revocation from another handle (the CLI) takes effect on this one.
-        let other = KeyStore::open(&path).unwrap();
+        let other = KeyStore::open(&GalleryLocation::Sqlite(path.clone())).unwrap();
         other.revoke(&created.info.id).unwrap();
         assert_eq!(
             store.authenticate(&created.key).unwrap(),

@@ -819,6 +819,14 @@ impl Gallery for UnreachableGallery {
     fn forget(&self, _: &str) -> Result<usize, facegate::gallery::GalleryError> {
         Err(gone())
     }
+    fn import_person(
+        &self,
+        _: &facegate::gallery::Person,
+        _: &str,
+        _: &[facegate::gallery::Template],
+    ) -> Result<usize, facegate::gallery::GalleryError> {
+        Err(gone())
+    }
 }
 
 #[test]

@@ -69,6 +69,8 @@ impl Error {
             Error::Gallery(G::InvalidName { .. }) => "invalid_name",
             Error::Gallery(G::PersonExists { .. }) => "person_exists",
             Error::Gallery(G::UnknownTemplate { .. }) => "unknown_template",
+            Error::Gallery(G::InvalidEmbedding { .. }) => "invalid_embedding",
+            Error::Gallery(g) if g.is_transient() => "gallery_unavailable",
             Error::Gallery(_) => "gallery_error",
             Error::NoFace { .. } => "no_face",
             Error::SeveralFaces { .. } => "several_faces",

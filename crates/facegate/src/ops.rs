@@ -160,8 +160,9 @@ pub struct IdentifyOutcome {
     pub note: Option<String>,
 }
 
-/// 1:N — who in the gallery is this? Reads the gallery into a search index first; a
-/// long-running caller keeps one with [`IndexCache`] and calls [`identify_in`].
+/// 1:N — who in the gallery is this? A gallery that searches itself (PostgreSQL) is asked
+/// directly; otherwise the gallery is read into a search index first. A long-running caller
+/// keeps the index with [`IndexCache`] and calls [`identify_cached`].
 pub fn identify(
     engine: &Engine,
     gallery: &dyn Gallery,
@@ -169,8 +170,26 @@ pub fn identify(
     top: usize,
     all_faces: bool,
 ) -> Result<IdentifyOutcome, Error> {
+    if gallery.searches_in_place() {
+        return identify_with(engine, Searcher::Gallery(gallery), image, top, all_faces);
+    }
     let index = TemplateIndex::load(gallery, engine.model_id())?;
     identify_in(engine, &index, image, top, all_faces)
+}
+
+/// [`identify`] with the index kept in `cache` between calls.
+pub fn identify_cached(
+    engine: &Engine,
+    gallery: &dyn Gallery,
+    cache: &IndexCache,
+    image: &LoadedImage,
+    top: usize,
+    all_faces: bool,
+) -> Result<IdentifyOutcome, Error> {
+    match cache.get(gallery, engine.model_id())? {
+        Some(index) => identify_in(engine, &index, image, top, all_faces),
+        None => identify_with(engine, Searcher::Gallery(gallery), image, top, all_faces),
+    }
 }
 
 /// 1:N against a loaded index: ranks people by their closest template (exact search).
@@ -181,7 +200,73 @@ pub fn identify_in(
     top: usize,
     all_faces: bool,
 ) -> Result<IdentifyOutcome, Error> {
-    if index.is_empty() {
+    identify_with(engine, Searcher::Index(index), image, top, all_faces)
+}
+
+/// Where 1:N candidates come from.
+#[derive(Clone, Copy)]
+pub enum Searcher<'a> {
+    /// Templates loaded into this process.
+    Index(&'a TemplateIndex),
+    /// The gallery's own database search ([`Gallery::nearest`]).
+    Gallery(&'a dyn Gallery),
+}
+
+/// People closest to one embedding: `(person, template id, template)`, plus how many people
+/// and templates were searched.
+type Ranked = (Vec<(String, i64, Vec<f32>)>, usize, usize);
+
+impl Searcher<'_> {
+    fn is_empty(&self) -> Result<bool, Error> {
+        Ok(match self {
+            Searcher::Index(index) => index.is_empty(),
+            Searcher::Gallery(gallery) => gallery.counts()?.templates == 0,
+        })
+    }
+
+    fn rank(&self, model_id: &str, probe: &[f32], top: usize) -> Result<Ranked, Error> {
+        match self {
+            Searcher::Index(index) => Ok((
+                index
+                    .search(probe, top)
+                    .into_iter()
+                    .map(|hit| {
+                        let template = index.vector(hit.row).to_vec();
+                        (hit.person, hit.template_id, template)
+                    })
+                    .collect(),
+                index.people(),
+                index.len(),
+            )),
+            Searcher::Gallery(gallery) => {
+                let Some(found) = gallery.nearest(model_id, probe, top)? else {
+                    // Not a self-searching gallery after all: read it into an index.
+                    let index = TemplateIndex::load(*gallery, model_id)?;
+                    return Searcher::Index(&index).rank(model_id, probe, top);
+                };
+                Ok((
+                    found
+                        .hits
+                        .into_iter()
+                        .map(|h| (h.person, h.template_id, h.embedding))
+                        .collect(),
+                    found.people_searched,
+                    found.templates_searched,
+                ))
+            }
+        }
+    }
+}
+
+/// 1:N: ranks people by their closest template.
+pub fn identify_with(
+    engine: &Engine,
+    searcher: Searcher<'_>,
+    image: &LoadedImage,
+    top: usize,
+    all_faces: bool,
+) -> Result<IdentifyOutcome, Error> {
+    if searcher.is_empty()? {
         return Err(GalleryError::Empty.into());
     }
     let policy = if all_faces {
@@ -191,48 +276,49 @@ pub fn identify_in(
     };
     let (faces, faces_found) = engine.embed_faces(image, policy)?;
     let threshold = engine.threshold();
-    let identified: Vec<IdentifiedFace> = faces
-        .into_iter()
-        .map(|f| {
-            let mut candidates: Vec<Candidate> = index
-                .search(&f.embedding, top.max(1))
-                .into_iter()
-                .map(|hit| {
-                    let distances = Distances::between(&f.embedding, index.vector(hit.row));
-                    Candidate {
-                        person: hit.person,
-                        distance: distances.get(threshold.metric),
-                        distances,
-                        is_match: threshold.is_match(&distances),
-                        best_template_id: hit.template_id,
-                        estimated_far: engine.estimated_far(distances.euclidean),
-                    }
-                })
-                .collect();
-            candidates.sort_by(|a, b| {
-                a.distance
-                    .total_cmp(&b.distance)
-                    .then_with(|| a.person.cmp(&b.person))
-            });
-            let identity = candidates
-                .first()
-                .filter(|c| c.is_match)
-                .map(|c| c.person.clone());
-            IdentifiedFace {
-                face: f.face,
-                identity,
-                candidates,
-            }
-        })
-        .collect();
+    let (mut people_searched, mut templates_searched) = (0, 0);
+    let mut identified = Vec::with_capacity(faces.len());
+    for f in faces {
+        let (ranked, people, templates) =
+            searcher.rank(engine.model_id(), &f.embedding, top.max(1))?;
+        (people_searched, templates_searched) = (people, templates);
+        let mut candidates: Vec<Candidate> = ranked
+            .into_iter()
+            .map(|(person, template_id, template)| {
+                let distances = Distances::between(&f.embedding, &template);
+                Candidate {
+                    person,
+                    distance: distances.get(threshold.metric),
+                    distances,
+                    is_match: threshold.is_match(&distances),
+                    best_template_id: template_id,
+                    estimated_far: engine.estimated_far(distances.euclidean),
+                }
+            })
+            .collect();
+        candidates.sort_by(|a, b| {
+            a.distance
+                .total_cmp(&b.distance)
+                .then_with(|| a.person.cmp(&b.person))
+        });
+        let identity = candidates
+            .first()
+            .filter(|c| c.is_match)
+            .map(|c| c.person.clone());
+        identified.push(IdentifiedFace {
+            face: f.face,
+            identity,
+            candidates,
+        });
+    }
     Ok(IdentifyOutcome {
         identity: identified.first().and_then(|f| f.identity.clone()),
         faces: identified,
         faces_found,
         threshold,
         model: engine.model_id().to_string(),
-        people_searched: index.people(),
-        templates_searched: index.len(),
+        people_searched,
+        templates_searched,
         note: several_faces_note(faces_found, all_faces),
     })
 }
@@ -251,18 +337,22 @@ struct CachedIndex {
 }
 
 impl IndexCache {
+    /// The index for `gallery`, or `None` when the gallery searches itself (nothing to cache).
     pub fn get(
         &self,
         gallery: &dyn Gallery,
         model_id: &str,
-    ) -> Result<std::sync::Arc<TemplateIndex>, Error> {
+    ) -> Result<Option<std::sync::Arc<TemplateIndex>>, Error> {
+        if gallery.searches_in_place() {
+            return Ok(None);
+        }
         let revision = gallery.revision()?;
         let mut cached = self.cached.lock().unwrap_or_else(|p| p.into_inner());
         if let Some(c) = cached
             .as_ref()
             .filter(|c| c.revision == revision && c.model_id == model_id)
         {
-            return Ok(c.index.clone());
+            return Ok(Some(c.index.clone()));
         }
         // Read the revision before the templates: a write in between only makes the next
         // call rebuild again, never serve stale results.
@@ -275,7 +365,7 @@ impl IndexCache {
             model_id: model_id.to_string(),
             index: index.clone(),
         });
-        Ok(index)
+        Ok(Some(index))
     }
 }
 
@@ -366,21 +456,21 @@ mod tests {
         gallery
             .enroll("ann", "m", &[template([1.0, 0.0], "a")])
             .unwrap();
-        let first = cache.get(&gallery, "m").unwrap();
+        let first = cache.get(&gallery, "m").unwrap().unwrap();
         assert_eq!(first.len(), 1);
         assert!(std::sync::Arc::ptr_eq(
             &first,
-            &cache.get(&gallery, "m").unwrap()
+            &cache.get(&gallery, "m").unwrap().unwrap()
         ));
         // A write by another connection (another process, say) is seen too.
         let other = SqliteGallery::open(&path).unwrap();
         other
             .enroll("bob", "m", &[template([0.0, 1.0], "b")])
             .unwrap();
-        let second = cache.get(&gallery, "m").unwrap();
+        let second = cache.get(&gallery, "m").unwrap().unwrap();
         assert_eq!(second.len(), 2);
         assert_eq!(second.search(&[0.0, 1.0], 1)[0].person, "bob");
         other.forget("bob").unwrap();
-        assert_eq!(cache.get(&gallery, "m").unwrap().len(), 1);
+        assert_eq!(cache.get(&gallery, "m").unwrap().unwrap().len(), 1);
     }
 }

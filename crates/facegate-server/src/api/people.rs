@@ -38,6 +38,7 @@ pub struct PageQuery {
         (status = 403, body = ErrorBody, description = "forbidden: the key's role does not allow this route"),
         (status = 429, body = ErrorBody, description = "rate_limited (see Retry-After)"),
         (status = 500, body = ErrorBody, description = "internal, model_error, gallery_error"),
+        (status = 503, body = ErrorBody, description = "timeout, gallery_unavailable (see Retry-After)"),
     ),
     security(("api_key" = []), ("api_key_header" = []))
 )]
@@ -83,6 +84,7 @@ pub async fn list_people(
         (status = 404, body = ErrorBody, description = "unknown_person, unknown_template"),
         (status = 429, body = ErrorBody, description = "rate_limited (see Retry-After)"),
         (status = 500, body = ErrorBody, description = "internal, model_error, gallery_error"),
+        (status = 503, body = ErrorBody, description = "timeout, gallery_unavailable (see Retry-After)"),
     ),
     security(("api_key" = []), ("api_key_header" = []))
 )]
@@ -113,7 +115,7 @@ pub async fn get_person(
         (status = 422, body = ErrorBody, description = "no_face, several_faces, face_too_small, corrupt_image, invalid_name"),
         (status = 429, body = ErrorBody, description = "rate_limited (see Retry-After)"),
         (status = 500, body = ErrorBody, description = "internal, model_error, gallery_error"),
-        (status = 503, body = ErrorBody, description = "overloaded or timeout (see Retry-After)"),
+        (status = 503, body = ErrorBody, description = "overloaded, timeout, gallery_unavailable (see Retry-After)"),
     ),
     security(("api_key" = []), ("api_key_header" = []))
 )]
@@ -152,7 +154,7 @@ pub async fn create_person(
         (status = 422, body = ErrorBody, description = "no_face, several_faces, face_too_small, corrupt_image, invalid_name"),
         (status = 429, body = ErrorBody, description = "rate_limited (see Retry-After)"),
         (status = 500, body = ErrorBody, description = "internal, model_error, gallery_error"),
-        (status = 503, body = ErrorBody, description = "overloaded or timeout (see Retry-After)"),
+        (status = 503, body = ErrorBody, description = "overloaded, timeout, gallery_unavailable (see Retry-After)"),
     ),
     security(("api_key" = []), ("api_key_header" = []))
 )]
@@ -186,6 +188,7 @@ pub async fn add_faces(
         (status = 404, body = ErrorBody, description = "unknown_person, unknown_template"),
         (status = 429, body = ErrorBody, description = "rate_limited (see Retry-After)"),
         (status = 500, body = ErrorBody, description = "internal, model_error, gallery_error"),
+        (status = 503, body = ErrorBody, description = "timeout, gallery_unavailable (see Retry-After)"),
     ),
     security(("api_key" = []), ("api_key_header" = []))
 )]
@@ -216,6 +219,7 @@ pub async fn delete_person(
         (status = 404, body = ErrorBody, description = "unknown_person, unknown_template"),
         (status = 429, body = ErrorBody, description = "rate_limited (see Retry-After)"),
         (status = 500, body = ErrorBody, description = "internal, model_error, gallery_error"),
+        (status = 503, body = ErrorBody, description = "timeout, gallery_unavailable (see Retry-After)"),
     ),
     security(("api_key" = []), ("api_key_header" = []))
 )]

@@ -39,7 +39,7 @@ fn required_image(form: &mut Form) -> Result<Upload, ApiError> {
         (status = 422, body = ErrorBody, description = "no_face, several_faces, face_too_small, corrupt_image, invalid_name"),
         (status = 429, body = ErrorBody, description = "rate_limited (see Retry-After)"),
         (status = 500, body = ErrorBody, description = "internal, model_error, gallery_error"),
-        (status = 503, body = ErrorBody, description = "overloaded or timeout (see Retry-After)"),
+        (status = 503, body = ErrorBody, description = "overloaded, timeout, gallery_unavailable (see Retry-After)"),
     ),
     security(("api_key" = []), ("api_key_header" = []))
 )]
@@ -126,7 +126,7 @@ pub async fn verify(
         (status = 422, body = ErrorBody, description = "no_face, several_faces, face_too_small, corrupt_image, invalid_name"),
         (status = 429, body = ErrorBody, description = "rate_limited (see Retry-After)"),
         (status = 500, body = ErrorBody, description = "internal, model_error, gallery_error"),
-        (status = 503, body = ErrorBody, description = "overloaded or timeout (see Retry-After)"),
+        (status = 503, body = ErrorBody, description = "overloaded, timeout, gallery_unavailable (see Retry-After)"),
     ),
     security(("api_key" = []), ("api_key_header" = []))
 )]
@@ -142,8 +142,8 @@ pub async fn identify(
     let result = state
         .infer(move |engine, gallery| {
             let image = image.decode(max_pixels)?;
-            let index = shared.index.get(gallery, engine.model_id())?;
-            let mut outcome = ops::identify_in(engine, &index, &image, top_k, false)?;
+            let mut outcome =
+                ops::identify_cached(engine, gallery, &shared.index, &image, top_k, false)?;
             shared.metrics.faces_embedded.inc();
             let face = outcome.faces.remove(0);
             Ok(IdentifyResult {
@@ -187,7 +187,7 @@ pub async fn identify(
         (status = 422, body = ErrorBody, description = "no_face, several_faces, face_too_small, corrupt_image, invalid_name"),
         (status = 429, body = ErrorBody, description = "rate_limited (see Retry-After)"),
         (status = 500, body = ErrorBody, description = "internal, model_error, gallery_error"),
-        (status = 503, body = ErrorBody, description = "overloaded or timeout (see Retry-After)"),
+        (status = 503, body = ErrorBody, description = "overloaded, timeout, gallery_unavailable (see Retry-After)"),
     ),
     security(("api_key" = []), ("api_key_header" = []))
 )]
