@@ -23,8 +23,10 @@ pub struct Global {
     /// Directory for models and the default gallery [default: the platform's cache and data dirs]
     #[arg(long, global = true, env = "FACEGATE_HOME", value_name = "DIR")]
     pub home: Option<PathBuf>,
-    /// Gallery database file [default: <home>/gallery.db]
-    #[arg(long, global = true, env = "FACEGATE_GALLERY", value_name = "PATH")]
+    /// Gallery: a SQLite file, or a PostgreSQL URL `postgres://USER[:PASSWORD]@HOST:PORT/DB`
+    /// (options: `?search=auto|exact|index&ef_search=N&pool=N&timeout=SECONDS`)
+    /// [default: <home>/gallery.db]
+    #[arg(long, global = true, env = "FACEGATE_GALLERY", value_name = "PATH|URL")]
     pub gallery: Option<PathBuf>,
     /// Print one JSON document on stdout instead of text
     #[arg(long, global = true)]
@@ -153,6 +155,11 @@ pub enum Command {
     },
     /// Serve the HTTP API and the camera web page (models loaded once)
     Serve(ServeArgs),
+    /// Inspect a gallery, or copy one to another backend (SQLite <-> PostgreSQL)
+    Gallery {
+        #[command(subcommand)]
+        action: GalleryAction,
+    },
     /// Manage the API keys `facegate serve` accepts (stored hashed in the gallery database)
     Keys {
         #[command(subcommand)]
@@ -289,6 +296,22 @@ pub enum RoleArg {
     Enroll,
     /// Also delete people and templates
     Admin,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum GalleryAction {
+    /// The gallery's backend, model, size and (PostgreSQL) schema version
+    Info,
+    /// Copy every person and template into another gallery, then check the counts (exit 2 if
+    /// anything is missing). Safe to rerun: what is already there is skipped
+    Migrate {
+        /// Source: `sqlite:PATH`, a path, or a `postgres://` URL [default: --gallery]
+        #[arg(long, value_name = "GALLERY")]
+        from: Option<String>,
+        /// Target: `sqlite:PATH`, a path, or a `postgres://` URL
+        #[arg(long, value_name = "GALLERY")]
+        to: String,
+    },
 }
 
 #[derive(Debug, Subcommand)]

@@ -14,7 +14,7 @@ use facegate::{ops, Engine, EngineOptions, Error, FacePolicy, Home, ModelChoice}
 use serde::Serialize;
 use serde_json::json;
 
-use crate::cli::{AlignArg, Cli, Command, Global, ModelArg, ModelsAction};
+use crate::cli::{AlignArg, Cli, Command, GalleryAction, Global, ModelArg, ModelsAction};
 use crate::progress::{self, Spinner};
 
 pub const IMAGE_EXTENSIONS: [&str; 5] = ["jpg", "jpeg", "png", "webp", "bmp"];
@@ -147,6 +147,7 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
         }
         Command::Serve(args) => crate::serve::serve(&ctx, &args),
         Command::Keys { action } => crate::serve::keys(&ctx, action),
+        Command::Gallery { action } => gallery(&ctx, action),
         Command::Demo => crate::demo::run(&ctx),
         Command::Bench { dir, limit } => crate::bench::run(&ctx, dir.as_deref(), limit),
         Command::BenchSearch {
@@ -678,7 +679,8 @@ fn list(ctx: &Context) -> Result<ExitCode> {
         ),
         None => (Vec::new(), None),
     };
-    let doc = json!({ "gallery": ctx.gallery_location().to_string(), "model": model, "people": people });
+    let doc =
+        json!({ "gallery": ctx.gallery_location().to_string(), "model": model, "people": people });
     ctx.emit(&doc, || {
         if people.is_empty() {
             println!("nobody is enrolled yet ({})", ctx.gallery_location());
@@ -788,4 +790,106 @@ fn print_models(ctx: &Context, store: &ModelStore) -> Result<ExitCode> {
         }
     })?;
     Ok(ExitCode::SUCCESS)
+}
+
+/// `sqlite:PATH`, a plain path, or a PostgreSQL URL.
+fn parse_location(text: &str) -> GalleryLocation {
+    match text.strip_prefix("sqlite:") {
+        Some(path) => GalleryLocation::Sqlite(PathBuf::from(path)),
+        None => GalleryLocation::parse(text),
+    }
+}
+
+fn gallery(ctx: &Context, action: GalleryAction) -> Result<ExitCode> {
+    match action {
+        GalleryAction::Info => {
+            let location = ctx.gallery_location();
+            let (backend, schema) = match &location {
+                GalleryLocation::Sqlite(_) => ("sqlite", None),
+                GalleryLocation::Postgres(url) => {
+                    let db = facegate::gallery::PostgresGallery::open(url).map_err(Error::from)?;
+                    ("postgres", Some(db.schema_version().map_err(Error::from)?))
+                }
+            };
+            let (model, counts) = match ctx.gallery_for_read()? {
+                Some(g) => (
+                    g.model_id().map_err(Error::from)?,
+                    g.counts().map_err(Error::from)?,
+                ),
+                None => (None, Default::default()),
+            };
+            let doc = json!({
+                "gallery": location.to_string(),
+                "backend": backend,
+                "schema_version": schema,
+                "model": model,
+                "people": counts.people,
+                "templates": counts.templates,
+            });
+            ctx.emit(&doc, || {
+                println!("gallery   {location} ({backend})");
+                if let Some(v) = schema {
+                    println!("schema    version {v}");
+                }
+                println!("model     {}", model.as_deref().unwrap_or("none yet"));
+                println!("people    {}", counts.people);
+                println!("templates {}", counts.templates);
+            })?;
+            Ok(ExitCode::SUCCESS)
+        }
+        GalleryAction::Migrate { from, to } => {
+            let from = from.map_or_else(|| ctx.gallery_location(), |f| parse_location(&f));
+            let to = parse_location(&to);
+            if from == to {
+                bail!("--from and --to are the same gallery ({from})");
+            }
+            if !from.exists() {
+                bail!("the source gallery {from} does not exist");
+            }
+            let source = from.open().map_err(Error::from)?;
+            let target = to.open().map_err(Error::from)?;
+            let people = source.counts().map_err(Error::from)?.people;
+            let bar = progress::bar(people as u64, ctx.interactive(), "copying people");
+            let report =
+                facegate::gallery::migrate::copy(source.as_ref(), target.as_ref(), &mut |n| {
+                    bar.set_position(n as u64)
+                })
+                .map_err(Error::from)?;
+            bar.finish_and_clear();
+            let complete = report.is_complete();
+            let doc = json!({
+                "from": from.to_string(),
+                "to": to.to_string(),
+                "complete": complete,
+                "report": report,
+            });
+            ctx.emit(&doc, || {
+                println!(
+                    "copied {} people and {} templates from {from} to {to} ({} templates were already there)",
+                    report.people_copied, report.templates_copied, report.templates_already_there
+                );
+                println!(
+                    "source: {} people, {} templates; target now: {} people, {} templates",
+                    report.source.people,
+                    report.source.templates,
+                    report.target_after.people,
+                    report.target_after.templates
+                );
+                if complete {
+                    println!("count check passed: every person and template is in the target");
+                } else {
+                    println!(
+                        "COUNT CHECK FAILED: {} people are missing or short in the target: {}",
+                        report.missing_people.len(),
+                        report.missing_people.iter().take(10).cloned().collect::<Vec<_>>().join(", ")
+                    );
+                }
+            })?;
+            Ok(if complete {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::from(2)
+            })
+        }
+    }
 }

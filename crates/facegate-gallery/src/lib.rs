@@ -8,6 +8,7 @@
 
 pub mod index;
 mod location;
+pub mod migrate;
 pub mod postgres;
 mod sqlite;
 

@@ -903,11 +903,13 @@ impl Gallery for PostgresGallery {
         self.with(|c| {
             let e = self.error();
             let mut tx = c.transaction().map_err(&e)?;
-            self.lock_and_bind(
-                &mut tx,
-                model_id,
-                templates.first().map(|t| t.embedding.len()),
-            )?;
+            if !templates.is_empty() {
+                self.lock_and_bind(
+                    &mut tx,
+                    model_id,
+                    templates.first().map(|t| t.embedding.len()),
+                )?;
+            }
             tx.execute(
                 "INSERT INTO facegate_people (name, created) VALUES ($1, $2::text::timestamptz)
                  ON CONFLICT (name) DO NOTHING",

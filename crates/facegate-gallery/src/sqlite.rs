@@ -452,7 +452,9 @@ impl Gallery for SqliteGallery {
             let tx = c
                 .transaction_with_behavior(TransactionBehavior::Immediate)
                 .map_err(self.db_error())?;
-            self.check_model(&tx, model_id)?;
+            if !templates.is_empty() {
+                self.check_model(&tx, model_id)?;
+            }
             let person_id: i64 = tx
                 .query_row(
                     "INSERT INTO people (name, created) VALUES (?1, ?2)

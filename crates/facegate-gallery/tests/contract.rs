@@ -31,6 +31,7 @@ contract!(
     hostile_names_are_stored_exactly,
     search_ranks_people_like_the_exact_index,
     templates_are_copied_with_their_dates,
+    migration_round_trip_keeps_everything,
 );
 
 fn template(seed: f32, sha: &str) -> NewTemplate {
@@ -372,6 +373,68 @@ fn templates_are_copied_with_their_dates(b: Backend) {
     assert_eq!(copied[1].embedding, templates[1].embedding);
     assert!(matches!(
         to.import_person(&person, "m2", &dated),
+        Err(GalleryError::ModelMismatch { .. })
+    ));
+}
+
+/// `facegate gallery migrate`: SQLite -> backend -> SQLite keeps every person and template,
+/// and running it again copies nothing twice.
+fn migration_round_trip_keeps_everything(b: Backend) {
+    let source = support::sqlite();
+    let from = source.open();
+    for person in 0..7 {
+        let templates: Vec<NewTemplate> = (0..=person % 3)
+            .map(|k| template(0.1 * k as f32, &format!("{person}-{k}")))
+            .collect();
+        from.enroll(&format!("person {person}"), "m1", &templates)
+            .unwrap();
+    }
+    from.create_person("no photos yet").unwrap();
+    let to = b.open();
+    let mut seen = 0;
+    let report =
+        facegate_gallery::migrate::copy(from.as_ref(), to.as_ref(), &mut |n| seen = n).unwrap();
+    assert!(report.is_complete(), "{report:?}");
+    assert_eq!((report.people_copied, seen), (8, 8));
+    assert_eq!(report.templates_copied, 13);
+    assert_eq!(to.counts().unwrap(), from.counts().unwrap());
+    let again = facegate_gallery::migrate::copy(from.as_ref(), to.as_ref(), &mut |_| {}).unwrap();
+    assert!(again.is_complete());
+    assert_eq!(
+        (again.templates_copied, again.templates_already_there),
+        (0, 13)
+    );
+    // And back, into an empty SQLite gallery.
+    let back_dir = support::sqlite();
+    let back = back_dir.open();
+    let report = facegate_gallery::migrate::copy(to.as_ref(), back.as_ref(), &mut |_| {}).unwrap();
+    assert!(report.is_complete(), "{report:?}");
+    let names = |g: &dyn facegate_gallery::Gallery| {
+        g.people()
+            .unwrap()
+            .into_iter()
+            .map(|p| (p.name, p.templates))
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(names(back.as_ref()), names(from.as_ref()));
+    let original = from.templates_of("person 5", "m1").unwrap();
+    let returned = back.templates_of("person 5", "m1").unwrap();
+    assert_eq!(
+        original
+            .iter()
+            .map(|t| (&t.embedding, &t.image_sha256, &t.created))
+            .collect::<Vec<_>>(),
+        returned
+            .iter()
+            .map(|t| (&t.embedding, &t.image_sha256, &t.created))
+            .collect::<Vec<_>>()
+    );
+    // A target holding another model's templates is refused before anything is copied.
+    let other_dir = support::sqlite();
+    let other = other_dir.open();
+    other.enroll("x", "m2", &[template(0.5, "x")]).unwrap();
+    assert!(matches!(
+        facegate_gallery::migrate::copy(from.as_ref(), other.as_ref(), &mut |_| {}),
         Err(GalleryError::ModelMismatch { .. })
     ));
 }

@@ -227,7 +227,6 @@ impl KeyStore {
             role: info.role,
         }))
     }
-
 }
 
 const TIMESTAMP: &str = "to_char(created AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"')";

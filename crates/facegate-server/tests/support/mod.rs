@@ -135,7 +135,12 @@ impl Server {
         let gallery_path = dir.path().join("gallery.db");
         let gallery =
             gallery.unwrap_or_else(|| Arc::new(SqliteGallery::open(&gallery_path).unwrap()));
-        let keys = Arc::new(KeyStore::open(&facegate::gallery::GalleryLocation::Sqlite(gallery_path.clone())).unwrap());
+        let keys = Arc::new(
+            KeyStore::open(&facegate::gallery::GalleryLocation::Sqlite(
+                gallery_path.clone(),
+            ))
+            .unwrap(),
+        );
         let state = AppState::new(engine(), gallery, auth.then(|| keys.clone()), limits);
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
