@@ -26,6 +26,9 @@ type Pool = r2d2::Pool<PostgresConnectionManager<NoTls>>;
 /// Below this many templates, `search=auto` scans exactly instead of using the HNSW index.
 const AUTO_EXACT_BELOW: usize = 20_000;
 
+/// How long a request waits for a pooled connection (the server may be down or saturated).
+const CONNECTION_WAIT: Duration = Duration::from_secs(3);
+
 /// Retries of an operation that failed for a transient reason (a dropped connection, a
 /// restarting server, a serialization failure).
 const RETRIES: u32 = 4;
@@ -211,7 +214,7 @@ impl PostgresGallery {
         let pool = r2d2::Pool::builder()
             .max_size(options.pool_size)
             .min_idle(Some(1))
-            .connection_timeout(Duration::from_secs(10))
+            .connection_timeout(CONNECTION_WAIT)
             .build(manager)
             .map_err(|e| GalleryError::Unreachable {
                 target: options.display.clone(),
@@ -254,13 +257,12 @@ impl PostgresGallery {
     ) -> Result<T, GalleryError> {
         let mut attempt = 0;
         loop {
-            let result = match self.pool.get() {
-                Ok(mut client) => work(&mut client),
-                Err(e) => Err(GalleryError::Unreachable {
-                    target: self.options.display.clone(),
-                    reason: e.to_string(),
-                }),
-            };
+            // The pool already waited for a connection: no second wait on top of it.
+            let mut client = self.pool.get().map_err(|e| GalleryError::Unreachable {
+                target: self.options.display.clone(),
+                reason: e.to_string(),
+            })?;
+            let result = work(&mut client);
             match result {
                 Err(err) if err.is_transient() && attempt < RETRIES => {
                     attempt += 1;
