@@ -51,6 +51,7 @@ impl Samples {
             "median_ms": pick(0.5),
             "mean_ms": ms.iter().sum::<f64>() / ms.len() as f64,
             "p90_ms": pick(0.9),
+            "p99_ms": pick(0.99),
         })
     }
 }
@@ -242,6 +243,7 @@ pub fn search(
     queries: usize,
     dimension: usize,
     sqlite: bool,
+    postgres: Option<&str>,
 ) -> Result<ExitCode> {
     let queries = queries.max(1);
     let start = Instant::now();
@@ -334,7 +336,12 @@ pub fn search(
         found += usize::from(hits.first().map(|h| h.row) == Some(*target));
         agree += usize::from(hits.first().map(|h| h.row) == approx.first().map(|h| h.row));
     }
+    let postgres = match postgres {
+        Some(url) => Some(search_postgres(ctx, url, &index, &probes, dimension)?),
+        None => None,
+    };
     let doc = json!({
+        "postgres": postgres,
         "templates": index.len(),
         "dimension": dimension,
         "queries": queries,
@@ -379,8 +386,117 @@ pub fn search(
             doc["exact_same_as_full_scan"].as_f64().unwrap_or(0.0),
             doc["int8_recall_at_1"].as_f64().unwrap_or(0.0)
         );
+        if let Some(pg) = doc["postgres"].as_object() {
+            let ms = |key: &str, q: &str| pg[key][q].as_f64().unwrap_or(f64::NAN);
+            println!(
+                "PostgreSQL: load {:.1} s ({:.0} templates/s), HNSW build {:.1} s",
+                pg["load_s"].as_f64().unwrap_or(f64::NAN),
+                pg["load_templates_per_s"].as_f64().unwrap_or(f64::NAN),
+                pg["index_build_s"].as_f64().unwrap_or(f64::NAN)
+            );
+            println!(
+                "PostgreSQL HNSW        p50 {:>7.2} ms   p99 {:>7.2} ms   recall@1 vs exact {:.3}",
+                ms("index", "median_ms"),
+                ms("index", "p99_ms"),
+                pg["index_recall_at_1"].as_f64().unwrap_or(f64::NAN)
+            );
+            println!(
+                "PostgreSQL exact scan  p50 {:>7.2} ms   p99 {:>7.2} ms   same top-1 as in-process exact {:.3}",
+                ms("exact", "median_ms"),
+                ms("exact", "p99_ms"),
+                pg["exact_same_top1"].as_f64().unwrap_or(f64::NAN)
+            );
+        }
     })?;
     Ok(ExitCode::SUCCESS)
+}
+
+/// 1:N inside PostgreSQL on the same synthetic templates and probes: bulk load (once), HNSW
+/// build, index and exact search latency, recall@1 against the in-process exact search.
+fn search_postgres(
+    ctx: &Context,
+    url: &str,
+    index: &TemplateIndex,
+    probes: &[(usize, Vec<f32>)],
+    dimension: usize,
+) -> Result<serde_json::Value> {
+    use facegate::gallery::{Gallery, PostgresGallery};
+    let with = |setting: &str| {
+        let joiner = if url.contains('?') { '&' } else { '?' };
+        format!("{url}{joiner}{setting}")
+    };
+    let indexed = PostgresGallery::open(&with("search=index"))?;
+    let exact = PostgresGallery::open(&with("search=exact"))?;
+    let templates = index.len();
+    let counts = indexed.counts()?;
+    let (mut load_s, mut build_s) = (None, None);
+    if counts.templates == 0 {
+        let bar = progress::bar(templates as u64, ctx.interactive(), "loading PostgreSQL");
+        let t = Instant::now();
+        for chunk_start in (0..templates).step_by(50_000) {
+            let batch: Vec<(String, Vec<NewTemplate>)> = (chunk_start
+                ..(chunk_start + 50_000).min(templates))
+                .map(|i| {
+                    (
+                        format!("person-{i:07}"),
+                        vec![NewTemplate {
+                            embedding: index.vector(i).to_vec(),
+                            image_sha256: format!("{i:064x}"),
+                            bbox: [0.0; 4],
+                            detector_score: 1.0,
+                            source: "synthetic".into(),
+                        }],
+                    )
+                })
+                .collect();
+            indexed.enroll_batch("synthetic", &batch, true)?;
+            bar.inc(batch.len() as u64);
+        }
+        bar.finish_and_clear();
+        load_s = Some(t.elapsed().as_secs_f64());
+    } else if counts.templates != templates || indexed.model_id()?.as_deref() != Some("synthetic") {
+        anyhow::bail!(
+            "{} holds {} templates, not this synthetic gallery of {templates}; use an empty database",
+            indexed.options().display,
+            counts.templates
+        );
+    }
+    let t = Instant::now();
+    if indexed.build_vector_index()? {
+        build_s = Some(t.elapsed().as_secs_f64());
+    }
+    let plan = indexed.explain_search(dimension)?;
+    let (mut index_times, mut exact_times) = (Samples::default(), Samples::default());
+    let (mut index_agree, mut exact_agree, mut exact_n) = (0usize, 0usize, 0usize);
+    let _ = indexed.nearest("synthetic", &probes[0].1, 5)?;
+    for (q, (_, probe)) in probes.iter().enumerate() {
+        let truth = index.search(probe, 1).first().map(|h| h.person.clone());
+        let t = Instant::now();
+        let found = indexed.nearest("synthetic", probe, 5)?;
+        index_times.0.push(t.elapsed());
+        let top = found.and_then(|f| f.hits.first().map(|h| h.person.clone()));
+        index_agree += usize::from(top == truth);
+        // A full scan per query is slow at a million rows: time a few.
+        if q < 10 {
+            let t = Instant::now();
+            let found = exact.nearest("synthetic", probe, 5)?;
+            exact_times.0.push(t.elapsed());
+            let top = found.and_then(|f| f.hits.first().map(|h| h.person.clone()));
+            exact_agree += usize::from(top == truth);
+            exact_n += 1;
+        }
+    }
+    Ok(json!({
+        "load_s": load_s,
+        "load_templates_per_s": load_s.map(|s| templates as f64 / s),
+        "index_build_s": build_s,
+        "uses_hnsw_index": plan.contains("facegate_templates_embedding"),
+        "index": index_times.summary(),
+        "index_recall_at_1": index_agree as f64 / probes.len() as f64,
+        "exact": exact_times.summary(),
+        "exact_same_top1": exact_agree as f64 / exact_n.max(1) as f64,
+        "ef_search": indexed.options().ef_search,
+    }))
 }
 
 fn tempfile_dir() -> Result<std::path::PathBuf> {

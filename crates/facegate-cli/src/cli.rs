@@ -188,6 +188,10 @@ pub enum Command {
         /// Write the templates to a SQLite gallery and time opening it and loading the index
         #[arg(long)]
         sqlite: bool,
+        /// Also time 1:N inside PostgreSQL (HNSW index and exact scan) at this URL; the database
+        /// must be empty or hold this same synthetic gallery (kept between runs)
+        #[arg(long, value_name = "URL")]
+        postgres: Option<String>,
     },
     /// Print the mean landmark positions in box+margin crops (how the alignment template was derived)
     #[command(hide = true)]

@@ -155,7 +155,15 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
             queries,
             dimension,
             sqlite,
-        } => crate::bench::search(&ctx, templates, queries, dimension, sqlite),
+            postgres,
+        } => crate::bench::search(
+            &ctx,
+            templates,
+            queries,
+            dimension,
+            sqlite,
+            postgres.as_deref(),
+        ),
         Command::DeriveTemplate { dir, margin_px } => {
             crate::bench::derive_template(&ctx, dir.as_deref(), margin_px)
         }

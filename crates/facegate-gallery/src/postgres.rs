@@ -190,7 +190,8 @@ pub(crate) fn redact(url: &str) -> String {
 
 pub struct PostgresGallery {
     options: PostgresOptions,
-    pool: Pool,
+    /// Dropped on a thread of its own (see `Drop`).
+    pool: std::mem::ManuallyDrop<Pool>,
     /// Template and people counts at a revision: `search=auto` and reports need them, and
     /// counting a million rows per query would cost more than the search.
     counted: Mutex<Option<(u64, GalleryCounts)>>,
@@ -222,7 +223,7 @@ impl PostgresGallery {
             })?;
         let gallery = PostgresGallery {
             options,
-            pool,
+            pool: std::mem::ManuallyDrop::new(pool),
             counted: Mutex::new(None),
         };
         gallery.with(|client| gallery.migrate(client))?;
@@ -594,6 +595,145 @@ impl PostgresGallery {
         Ok((rows.len() < wanted).then_some(found))
     }
 
+    /// Enrolls many people in one transaction (bulk imports, benchmarks): all or nothing, the
+    /// rows streamed with `COPY`. Photos a person already has are skipped. Returns templates
+    /// added. With `defer_index`, the vector index is dropped (searches scan exactly until
+    /// [`PostgresGallery::build_vector_index`] builds it once, which is much faster than
+    /// growing it row by row during a big import).
+    pub fn enroll_batch(
+        &self,
+        model_id: &str,
+        batch: &[(String, Vec<NewTemplate>)],
+        defer_index: bool,
+    ) -> Result<usize, GalleryError> {
+        use std::io::Write as _;
+        let mut dimension = None;
+        for (name, templates) in batch {
+            validate_name(name)?;
+            for t in templates {
+                check_finite(&t.embedding)?;
+                let expected = *dimension.get_or_insert(t.embedding.len());
+                if t.embedding.len() != expected {
+                    return Err(GalleryError::DimensionMismatch {
+                        dimension: t.embedding.len(),
+                        expected,
+                    });
+                }
+            }
+        }
+        let Some(dimension) = dimension else {
+            return Ok(0);
+        };
+        self.with(|c| {
+            let e = self.error();
+            let mut tx = c.transaction().map_err(&e)?;
+            // A bulk load (and an index build) may take longer than one request should.
+            tx.batch_execute("SET LOCAL statement_timeout = 0")
+                .map_err(&e)?;
+            self.lock_and_bind(&mut tx, model_id, Some(dimension))?;
+            if defer_index {
+                tx.batch_execute("DROP INDEX IF EXISTS facegate_templates_embedding")
+                    .map_err(&e)?;
+            }
+            tx.batch_execute(
+                "CREATE TEMP TABLE facegate_load (
+                     person text, embedding vector, image_sha256 text,
+                     box_x1 real, box_y1 real, box_x2 real, box_y2 real,
+                     detector_score real, source text) ON COMMIT DROP",
+            )
+            .map_err(&e)?;
+            let mut writer = tx.copy_in("COPY facegate_load FROM STDIN").map_err(&e)?;
+            let io = |err: std::io::Error| GalleryError::PostgresSetup {
+                target: self.options.display.clone(),
+                message: format!("streaming rows to the server failed: {err}"),
+            };
+            let mut line = String::new();
+            for (name, templates) in batch {
+                for t in templates {
+                    line.clear();
+                    let values: Vec<String> = t.embedding.iter().map(f32::to_string).collect();
+                    line.push_str(&format!(
+                        "{}\t[{}]\t{}\t{}\t{}\t{}\t{}\t{}\t{}\n",
+                        copy_text(name),
+                        values.join(","),
+                        copy_text(&t.image_sha256),
+                        t.bbox[0],
+                        t.bbox[1],
+                        t.bbox[2],
+                        t.bbox[3],
+                        t.detector_score,
+                        copy_text(&t.source)
+                    ));
+                    writer.write_all(line.as_bytes()).map_err(io)?;
+                }
+            }
+            writer.finish().map_err(&e)?;
+            tx.execute(
+                "INSERT INTO facegate_people (name) SELECT DISTINCT person FROM facegate_load
+                 ON CONFLICT (name) DO NOTHING",
+                &[],
+            )
+            .map_err(&e)?;
+            let added = tx
+                .execute(
+                    "INSERT INTO facegate_templates (person, model_id, embedding, image_sha256,
+                         box_x1, box_y1, box_x2, box_y2, detector_score, source)
+                     SELECT person, $1, embedding, image_sha256, box_x1, box_y1, box_x2, box_y2,
+                            detector_score, source FROM facegate_load
+                     ON CONFLICT (person, image_sha256) DO NOTHING",
+                    &[&model_id],
+                )
+                .map_err(&e)?;
+            self.bump_revision(&mut tx)?;
+            tx.commit().map_err(&e)?;
+            Ok(added as usize)
+        })
+    }
+
+    /// Builds the HNSW index if it is missing (after [`PostgresGallery::enroll_batch`] with
+    /// `defer_index`). Returns whether it had to be built.
+    pub fn build_vector_index(&self) -> Result<bool, GalleryError> {
+        self.with(|c| {
+            let e = self.error();
+            let mut tx = c.transaction().map_err(&e)?;
+            tx.execute(
+                "SELECT value FROM facegate_meta WHERE key = 'model_id' FOR UPDATE",
+                &[],
+            )
+            .map_err(&e)?;
+            let bound = self.bound_model(&mut tx)?;
+            let exists: bool = tx
+                .query_one(
+                    "SELECT to_regclass('facegate_templates_embedding') IS NOT NULL",
+                    &[],
+                )
+                .map_err(&e)?
+                .get(0);
+            if exists || bound.model.is_none() {
+                return Ok(false);
+            }
+            // The build is fast only while the whole graph fits in maintenance_work_mem (about
+            // 4 bytes per value plus ~700 bytes per row measured at 128-d; past that pgvector
+            // inserts on disk, ~50x slower). It is a cap, not an allocation.
+            let rows: i64 = tx
+                .query_one("SELECT count(*) FROM facegate_templates", &[])
+                .map_err(&e)?
+                .get(0);
+            let bytes = rows as f64 * (4.0 * bound.dimension as f64 + 1024.0) * 1.25;
+            let megabytes = (bytes / 1_048_576.0).clamp(64.0, 16_384.0) as u64;
+            tx.batch_execute(&format!(
+                "SET LOCAL statement_timeout = 0;
+                 SET LOCAL maintenance_work_mem = '{megabytes}MB';
+                 CREATE INDEX facegate_templates_embedding ON facegate_templates
+                     USING hnsw ((embedding::vector({})) vector_cosine_ops);",
+                bound.dimension
+            ))
+            .map_err(&e)?;
+            tx.commit().map_err(&e)?;
+            Ok(true)
+        })
+    }
+
     /// The query plan of an index search, for tests and `EXPLAIN`-minded operators.
     pub fn explain_search(&self, dimension: usize) -> Result<String, GalleryError> {
         self.with(|c| {
@@ -614,6 +754,32 @@ impl PostgresGallery {
                 .collect::<Vec<_>>()
                 .join("\n"))
         })
+    }
+}
+
+/// A value in `COPY ... FROM STDIN` text format.
+fn copy_text(value: &str) -> String {
+    let mut out = String::with_capacity(value.len());
+    for ch in value.chars() {
+        match ch {
+            '\\' => out.push_str("\\\\"),
+            '\t' => out.push_str("\\t"),
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            other => out.push(other),
+        }
+    }
+    out
+}
+
+impl Drop for PostgresGallery {
+    fn drop(&mut self) {
+        // SAFETY: the pool is taken exactly once, here, and `self` is not used afterwards.
+        let pool = unsafe { std::mem::ManuallyDrop::take(&mut self.pool) };
+        // Closing a `postgres` connection blocks on its own small runtime, which panics on a
+        // thread that drives an async runtime (a server's worker dropping its state).
+        let closing = std::thread::spawn(move || drop(pool));
+        let _ = closing.join();
     }
 }
 

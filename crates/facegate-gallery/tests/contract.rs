@@ -438,3 +438,49 @@ fn migration_round_trip_keeps_everything(b: Backend) {
         Err(GalleryError::ModelMismatch { .. })
     ));
 }
+
+/// PostgreSQL's bulk path (COPY, index rebuilt once) stores what `enroll` would.
+#[test]
+fn postgres_bulk_load_matches_enroll() {
+    let Some(b) = support::postgres() else {
+        return;
+    };
+    let db = facegate_gallery::PostgresGallery::open(match &b.location {
+        facegate_gallery::GalleryLocation::Postgres(url) => url,
+        _ => unreachable!(),
+    })
+    .unwrap();
+    use facegate_gallery::Gallery as _;
+    db.enroll("existing", "m1", &[template(0.1, "e")]).unwrap();
+    let tricky = r"back\slash \t not a tab";
+    let batch = vec![
+        (
+            "existing".to_string(),
+            vec![template(0.1, "e"), template(0.2, "f")],
+        ),
+        (
+            tricky.to_string(),
+            vec![NewTemplate {
+                source: "a\ttab\nand newline.jpg".into(),
+                ..template(0.3, "g")
+            }],
+        ),
+    ];
+    assert_eq!(db.enroll_batch("m1", &batch, true).unwrap(), 2);
+    assert!(db.build_vector_index().unwrap());
+    assert!(!db.build_vector_index().unwrap(), "built once");
+    assert_eq!(db.person("existing").unwrap().templates, 2);
+    let t = db.templates_of(tricky, "m1").unwrap();
+    assert_eq!(t[0].embedding, template(0.3, "g").embedding);
+    assert_eq!(t[0].source, "a\ttab\nand newline.jpg");
+    assert!(
+        db.explain_search(3)
+            .unwrap()
+            .contains("facegate_templates_embedding")
+            || db.counts().unwrap().templates < 1000
+    );
+    assert!(matches!(
+        db.enroll_batch("m2", &batch, false),
+        Err(GalleryError::ModelMismatch { .. })
+    ));
+}

@@ -66,7 +66,7 @@ pub async fn authorize(
             let outcome = tokio::task::spawn_blocking(move || keys.authenticate(&presented))
                 .await
                 .map_err(|err| ApiError::internal(format!("key check failed: {err}")))?
-                .map_err(|err| ApiError::internal(err.to_string()))?;
+                .map_err(key_store_error)?;
             match outcome {
                 Ok(caller) => caller,
                 Err(Refusal::Revoked) => {
@@ -104,4 +104,18 @@ pub async fn authorize(
 
 fn unauthorized(message: &str) -> ApiError {
     ApiError::new(StatusCode::UNAUTHORIZED, "unauthorized", message)
+}
+
+/// The key store failed: a gallery database that is down is the client's to retry (503);
+/// anything else is for the operator's log, not the client.
+fn key_store_error(err: crate::keys::KeyError) -> ApiError {
+    match err {
+        crate::keys::KeyError::Gallery(gallery) => facegate::Error::from(gallery).into(),
+        other => {
+            tracing::error!("API key check failed: {other}");
+            ApiError::internal(
+                "the server could not check the API key; the details are in the server's log",
+            )
+        }
+    }
 }

@@ -130,6 +130,13 @@ impl Server {
         Server::start_inner(limits, false, Some(gallery))
     }
 
+    /// With auth, gallery and keys at `location` (a PostgreSQL database, say).
+    pub fn start_at(limits: Limits, location: &facegate::gallery::GalleryLocation) -> Server {
+        let gallery = location.open().unwrap();
+        let keys = Arc::new(KeyStore::open(location).unwrap());
+        Server::start_parts(limits, true, gallery, keys, tempfile::tempdir().unwrap())
+    }
+
     fn start_inner(limits: Limits, auth: bool, gallery: Option<Arc<dyn Gallery>>) -> Server {
         let dir = tempfile::tempdir().unwrap();
         let gallery_path = dir.path().join("gallery.db");
@@ -141,6 +148,17 @@ impl Server {
             ))
             .unwrap(),
         );
+        Server::start_parts(limits, auth, gallery, keys, dir)
+    }
+
+    fn start_parts(
+        limits: Limits,
+        auth: bool,
+        gallery: Arc<dyn Gallery>,
+        keys: Arc<KeyStore>,
+        dir: tempfile::TempDir,
+    ) -> Server {
+        let gallery_path = dir.path().join("gallery.db");
         let state = AppState::new(engine(), gallery, auth.then(|| keys.clone()), limits);
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
