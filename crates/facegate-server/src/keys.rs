@@ -128,7 +128,7 @@ enum Rows {
         path: String,
         connection: Mutex<Connection>,
     },
-    Postgres(PostgresGallery),
+    Postgres(Box<PostgresGallery>),
 }
 
 /// A stored key: what is listed, and the argon2 hash.
@@ -140,7 +140,7 @@ impl KeyStore {
         let rows = match location {
             GalleryLocation::Sqlite(path) => Rows::open_sqlite(path)?,
             // The gallery's migrations create the key table.
-            GalleryLocation::Postgres(url) => Rows::Postgres(PostgresGallery::open(url)?),
+            GalleryLocation::Postgres(url) => Rows::Postgres(Box::new(PostgresGallery::open(url)?)),
         };
         Ok(KeyStore {
             rows,
