@@ -85,11 +85,16 @@ pub enum Command {
         /// Name to enroll under (stored exactly as given)
         name: String,
         /// Photos and/or folders (searched recursively for .jpg .jpeg .png .webp .bmp)
-        #[arg(required = true)]
+        #[arg(required_unless_present_any = ["camera", "video"])]
         inputs: Vec<PathBuf>,
         /// Use the largest face when a photo shows several (otherwise such photos are refused)
         #[arg(long)]
         largest: bool,
+        #[command(flatten)]
+        live: VideoArgs,
+        /// Templates to take from a video or camera (its best, distinct frames)
+        #[arg(long, default_value_t = 3)]
+        frames: usize,
     },
     /// Enroll many people at once: every subfolder of DIR is a person named after it
     EnrollAll {
@@ -101,14 +106,26 @@ pub enum Command {
     /// 1:1 — is the person in IMAGE the enrolled NAME? (exit 0 = match, 1 = no match)
     Verify {
         name: String,
-        image: PathBuf,
+        #[arg(required_unless_present_any = ["camera", "video"])]
+        image: Option<PathBuf>,
         /// Compare every face in the image, not only the largest
         #[arg(long)]
         all_faces: bool,
+        #[command(flatten)]
+        live: VideoArgs,
+        /// Video: a match needs K matching frames ...
+        #[arg(long, default_value_t = 3)]
+        k: usize,
+        /// ... among one face's last N frames
+        #[arg(long, default_value_t = 5)]
+        n: usize,
     },
     /// 1:N — who in the gallery is this? (exit 0 = identified, 1 = unknown)
     Identify {
-        image: PathBuf,
+        #[arg(required_unless_present_any = ["camera", "video"])]
+        image: Option<PathBuf>,
+        #[command(flatten)]
+        live: VideoArgs,
         /// How many ranked candidates to show
         #[arg(long, default_value_t = 5)]
         top: usize,
@@ -201,6 +218,50 @@ pub enum Command {
         #[arg(long, default_value_t = 32.0)]
         margin_px: f32,
     },
+}
+
+/// Video and camera input for enroll, verify and identify.
+#[derive(Clone, Debug, Args)]
+pub struct VideoArgs {
+    /// Use a camera: the default one, or a device (`/dev/video2`, or `2`)
+    #[arg(long, num_args = 0..=1, default_missing_value = "", value_name = "DEVICE", conflicts_with = "video")]
+    pub camera: Option<String>,
+    /// Use a video file or a stream URL (rtsp://, http://, ...); needs the `ffmpeg` program
+    #[arg(long, value_name = "FILE|URL")]
+    pub video: Option<String>,
+    /// Frames per second to analyse (frames in between are skipped; live sources drop frames
+    /// rather than fall behind)
+    #[arg(long, default_value_t = 5.0)]
+    pub fps: f64,
+    /// Stop after this much time (`10s`, `2m`, `500ms`): verify then answers "no match"
+    /// [default: 10s for a camera, the whole video for a file]
+    #[arg(long, value_parser = parse_duration, value_name = "DURATION")]
+    pub timeout: Option<std::time::Duration>,
+}
+
+impl VideoArgs {
+    pub fn given(&self) -> bool {
+        self.camera.is_some() || self.video.is_some()
+    }
+}
+
+fn parse_duration(text: &str) -> Result<std::time::Duration, String> {
+    let text = text.trim();
+    let (number, unit) = text
+        .find(|c: char| c.is_ascii_alphabetic())
+        .map_or((text, "s"), |i| (&text[..i], &text[i..]));
+    let value: f64 = number
+        .trim()
+        .parse()
+        .map_err(|_| format!("{text:?} is not a duration like 10s, 2m or 500ms"))?;
+    let seconds = match unit {
+        "ms" => value / 1000.0,
+        "s" => value,
+        "m" | "min" => value * 60.0,
+        "h" => value * 3600.0,
+        other => return Err(format!("unknown unit {other:?}: use ms, s, m or h")),
+    };
+    std::time::Duration::try_from_secs_f64(seconds).map_err(|e| format!("{text:?}: {e}"))
 }
 
 #[derive(Debug, Args)]

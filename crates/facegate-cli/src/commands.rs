@@ -123,17 +123,35 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
             name,
             inputs,
             largest,
-        } => enroll(&ctx, &name, &inputs, largest),
+            live,
+            frames,
+        } => {
+            if live.given() {
+                crate::live::enroll(&ctx, &name, &live, frames)
+            } else {
+                enroll(&ctx, &name, &inputs, largest)
+            }
+        }
         Command::Verify {
             name,
             image,
             all_faces,
-        } => verify(&ctx, &name, &image, all_faces),
+            live,
+            k,
+            n,
+        } => match image {
+            Some(image) if !live.given() => verify(&ctx, &name, &image, all_faces),
+            _ => crate::live::verify(&ctx, &name, &live, k, n),
+        },
         Command::Identify {
             image,
+            live,
             top,
             all_faces,
-        } => identify(&ctx, &image, top, all_faces),
+        } => match image {
+            Some(image) if !live.given() => identify(&ctx, &image, top, all_faces),
+            _ => crate::live::identify(&ctx, &live),
+        },
         Command::EnrollAll { dir, largest } => enroll_all(&ctx, &dir, largest),
         Command::Compare { a, b } => compare(&ctx, &a, &b),
         Command::Detect { image, draw } => detect(&ctx, &image, draw.as_deref()),
@@ -170,7 +188,7 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
     }
 }
 
-fn exit(success: bool) -> ExitCode {
+pub fn exit(success: bool) -> ExitCode {
     if success {
         ExitCode::SUCCESS
     } else {

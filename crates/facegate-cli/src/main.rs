@@ -5,6 +5,7 @@ mod cli;
 mod commands;
 mod demo;
 mod eval;
+mod live;
 mod progress;
 mod report;
 mod serve;

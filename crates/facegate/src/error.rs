@@ -14,6 +14,9 @@ pub enum Error {
     #[error(transparent)]
     Gallery(#[from] facegate_gallery::GalleryError),
 
+    #[error(transparent)]
+    Video(#[from] facegate_video::VideoError),
+
     #[error("no face found in {source_name} (faces down to {min_face_size} px were searched for); use a photo where the face is clearly visible and at least {min_face_size} px wide")]
     NoFace {
         source_name: String,
@@ -72,6 +75,10 @@ impl Error {
             Error::Gallery(G::InvalidEmbedding { .. }) => "invalid_embedding",
             Error::Gallery(g) if g.is_transient() => "gallery_unavailable",
             Error::Gallery(_) => "gallery_error",
+            Error::Video(facegate_video::VideoError::NoSuchCamera { .. }) => "no_such_camera",
+            Error::Video(facegate_video::VideoError::CameraBusy { .. }) => "camera_busy",
+            Error::Video(facegate_video::VideoError::FfmpegMissing(_)) => "ffmpeg_missing",
+            Error::Video(_) => "video_error",
             Error::NoFace { .. } => "no_face",
             Error::SeveralFaces { .. } => "several_faces",
             Error::FaceTooSmall { .. } => "face_too_small",

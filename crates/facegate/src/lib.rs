@@ -20,6 +20,7 @@ mod error;
 pub mod eval;
 mod home;
 pub mod ops;
+pub mod video;
 
 pub use engine::{EmbeddedFace, Engine, EngineOptions, FacePolicy, FarEstimate, ModelChoice};
 pub use error::Error;
@@ -33,6 +34,7 @@ pub use facegate_gallery as gallery;
 pub use facegate_image as image;
 pub use facegate_models as models;
 pub use facegate_nn as nn;
+pub use facegate_video as video_input;
 
 pub use facegate_detect::{Detector, Face};
 pub use facegate_embed::Embedder;

@@ -258,6 +258,38 @@ impl Searcher<'_> {
     }
 }
 
+/// The `top` people closest to one embedding, closest first, with the decision for each;
+/// also how many people and templates were searched.
+pub fn rank_people(
+    engine: &Engine,
+    searcher: Searcher<'_>,
+    embedding: &[f32],
+    top: usize,
+) -> Result<(Vec<Candidate>, usize, usize), Error> {
+    let threshold = engine.threshold();
+    let (ranked, people, templates) = searcher.rank(engine.model_id(), embedding, top.max(1))?;
+    let mut candidates: Vec<Candidate> = ranked
+        .into_iter()
+        .map(|(person, template_id, template)| {
+            let distances = Distances::between(embedding, &template);
+            Candidate {
+                person,
+                distance: distances.get(threshold.metric),
+                distances,
+                is_match: threshold.is_match(&distances),
+                best_template_id: template_id,
+                estimated_far: engine.estimated_far(distances.euclidean),
+            }
+        })
+        .collect();
+    candidates.sort_by(|a, b| {
+        a.distance
+            .total_cmp(&b.distance)
+            .then_with(|| a.person.cmp(&b.person))
+    });
+    Ok((candidates, people, templates))
+}
+
 /// 1:N: ranks people by their closest template.
 pub fn identify_with(
     engine: &Engine,
@@ -279,28 +311,8 @@ pub fn identify_with(
     let (mut people_searched, mut templates_searched) = (0, 0);
     let mut identified = Vec::with_capacity(faces.len());
     for f in faces {
-        let (ranked, people, templates) =
-            searcher.rank(engine.model_id(), &f.embedding, top.max(1))?;
+        let (candidates, people, templates) = rank_people(engine, searcher, &f.embedding, top)?;
         (people_searched, templates_searched) = (people, templates);
-        let mut candidates: Vec<Candidate> = ranked
-            .into_iter()
-            .map(|(person, template_id, template)| {
-                let distances = Distances::between(&f.embedding, &template);
-                Candidate {
-                    person,
-                    distance: distances.get(threshold.metric),
-                    distances,
-                    is_match: threshold.is_match(&distances),
-                    best_template_id: template_id,
-                    estimated_far: engine.estimated_far(distances.euclidean),
-                }
-            })
-            .collect();
-        candidates.sort_by(|a, b| {
-            a.distance
-                .total_cmp(&b.distance)
-                .then_with(|| a.person.cmp(&b.person))
-        });
         let identity = candidates
             .first()
             .filter(|c| c.is_match)
@@ -412,7 +424,8 @@ pub fn compare(engine: &Engine, a: &LoadedImage, b: &LoadedImage) -> Result<Comp
     })
 }
 
-fn closest<'t>(
+/// The template closest to `embedding` and the distances to it.
+pub fn closest<'t>(
     embedding: &[f32],
     templates: &'t [Template],
     threshold: &Threshold,

@@ -1,0 +1,242 @@
+//! `enroll`, `verify` and `identify` from a video file, a stream or a camera.
+
+use std::process::ExitCode;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Result;
+use facegate::gallery::GalleryError;
+use facegate::video::{
+    self, EnrollFromVideo, IdentifyFromVideo, PresenceEvent, StopFlag, VerifyFromVideo,
+};
+use facegate::video_input::ffmpeg::{FfmpegInput, FfmpegSource};
+use facegate::video_input::FrameSource;
+use facegate::Error;
+use serde_json::json;
+
+use crate::cli::VideoArgs;
+use crate::commands::{exit, Context};
+
+/// Opens what the flags name.
+fn open(args: &VideoArgs) -> Result<Box<dyn FrameSource>> {
+    let fps = if args.fps > 0.0 { args.fps } else { 5.0 };
+    if let Some(video) = &args.video {
+        let input = FfmpegInput {
+            fps,
+            ..FfmpegInput::file(video, fps)
+        };
+        return Ok(Box::new(FfmpegSource::open(&input).map_err(Error::from)?));
+    }
+    #[cfg(feature = "camera")]
+    if let Some(device) = &args.camera {
+        let device = (!device.is_empty()).then_some(device.as_str());
+        return Ok(Box::new(
+            facegate::video_input::camera::open(device, fps).map_err(Error::from)?,
+        ));
+    }
+    anyhow::bail!("give --video FILE|URL or --camera [DEVICE]")
+}
+
+/// Ctrl-C sets the flag; the loops stop between frames and report what they have.
+fn stop_on_ctrl_c() -> StopFlag {
+    let stop = Arc::new(AtomicBool::new(false));
+    let flag = stop.clone();
+    if let Err(err) = ctrlc::set_handler(move || flag.store(true, Ordering::Relaxed)) {
+        tracing::debug!("Ctrl-C handler not installed: {err}");
+    }
+    stop
+}
+
+pub fn enroll(ctx: &Context, name: &str, args: &VideoArgs, frames: usize) -> Result<ExitCode> {
+    let mut source = open(args)?;
+    let engine = ctx.engine()?;
+    let settings = EnrollFromVideo {
+        count: frames.max(1),
+        max_frames: args
+            .timeout
+            .map_or(EnrollFromVideo::default().max_frames, |t| {
+                (t.as_secs_f64() * args.fps).ceil().max(1.0) as u64
+            }),
+        ..EnrollFromVideo::default()
+    };
+    let stop = stop_on_ctrl_c();
+    let selection = video::select_enrollment_frames(&engine, source.as_mut(), &settings, &stop)?;
+    if selection.chosen.is_empty() {
+        let mut reasons: Vec<(String, usize)> = Vec::new();
+        for f in &selection.frames {
+            match reasons.iter_mut().find(|(r, _)| *r == f.reason) {
+                Some((_, n)) => *n += 1,
+                None => reasons.push((f.reason.clone(), 1)),
+            }
+        }
+        let summary: Vec<String> = reasons.iter().map(|(r, n)| format!("{n} x {r}")).collect();
+        anyhow::bail!(
+            "nothing was enrolled for {name:?}: none of the {} frames read from {} was usable ({})",
+            selection.frames.len(),
+            source.describe(),
+            summary.join("; ")
+        );
+    }
+    let templates: Vec<_> = selection
+        .chosen
+        .iter()
+        .map(|c| c.template.clone())
+        .collect();
+    let gallery = ctx.gallery_for_write()?;
+    let report = gallery
+        .enroll(name, engine.model_id(), &templates)
+        .map_err(Error::from)?;
+    let doc = json!({
+        "person": name,
+        "created_person": report.created_person,
+        "source": source.describe(),
+        "templates_added": report.added,
+        "frames_used": selection.chosen.iter().map(|c| json!({
+            "frame": c.frame, "time_s": c.time_s, "bbox": c.face.bbox, "quality": c.quality,
+        })).collect::<Vec<_>>(),
+        "frames": selection.frames,
+        "frames_dropped": selection.dropped,
+        "model": engine.model_id(),
+    });
+    ctx.emit(&doc, || {
+        println!(
+            "enrolled {name:?} from {}: {} template(s) from {} frames read",
+            source.describe(),
+            report.added.len(),
+            selection.frames.len()
+        );
+        for c in &selection.chosen {
+            println!(
+                "  + frame {} at {:.2}s: face {:.0} px, sharpness {:.0}, frontal {:.2}",
+                c.frame, c.time_s, c.quality.size_px, c.quality.sharpness, c.quality.frontal
+            );
+        }
+        let rejected: Vec<_> = selection.frames.iter().filter(|f| !f.used).collect();
+        for f in rejected.iter().take(12) {
+            println!("  - frame {} at {:.2}s: {}", f.frame, f.time_s, f.reason);
+        }
+        if rejected.len() > 12 {
+            println!(
+                "  ... and {} more frames not used (--json lists all)",
+                rejected.len() - 12
+            );
+        }
+    })?;
+    Ok(ExitCode::SUCCESS)
+}
+
+pub fn verify(ctx: &Context, name: &str, args: &VideoArgs, k: usize, n: usize) -> Result<ExitCode> {
+    // The source first: a missing camera or file is the error to report.
+    let mut source = open(args)?;
+    let engine = ctx.engine()?;
+    let gallery = ctx.gallery_for_read()?.ok_or_else(|| {
+        Error::from(GalleryError::UnknownPerson {
+            name: name.to_string(),
+        })
+    })?;
+    let settings = VerifyFromVideo {
+        k,
+        n,
+        timeout: args.timeout.unwrap_or(if args.camera.is_some() {
+            Duration::from_secs(10)
+        } else {
+            Duration::MAX
+        }),
+    };
+    let stop = stop_on_ctrl_c();
+    let outcome = video::verify_video(
+        &engine,
+        gallery.as_ref(),
+        name,
+        source.as_mut(),
+        &settings,
+        &stop,
+    )?;
+    ctx.emit(&outcome, || {
+        let verdict = if outcome.is_match { "MATCH" } else { "NO MATCH" };
+        println!(
+            "{verdict}: {} vs {name:?}: {} of the last {} frames of one face matched (needed {}); {}",
+            source.describe(),
+            outcome.matching_frames,
+            outcome.n,
+            outcome.k,
+            outcome.ended_by
+        );
+        println!(
+            "  {} frames read, {} with faces, {} dropped",
+            outcome.frames_read, outcome.frames_with_faces, outcome.dropped
+        );
+    })?;
+    Ok(exit(outcome.is_match))
+}
+
+pub fn identify(ctx: &Context, args: &VideoArgs) -> Result<ExitCode> {
+    let mut source = open(args)?;
+    let engine = ctx.engine()?;
+    let gallery = ctx
+        .gallery_for_read()?
+        .ok_or_else(|| Error::from(GalleryError::Empty))?;
+    let settings = IdentifyFromVideo {
+        duration: args.timeout,
+        ..IdentifyFromVideo::default()
+    };
+    let stop = stop_on_ctrl_c();
+    let mut anyone = false;
+    let json = ctx.global.json;
+    video::identify_video(
+        &engine,
+        gallery.as_ref(),
+        source.as_mut(),
+        &settings,
+        &stop,
+        &mut |event| {
+            if let PresenceEvent::Enter {
+                person: Some(_), ..
+            } = &event
+            {
+                anyone = true;
+            }
+            if json {
+                // One line per event, flushed, for piping into other programs.
+                if let Ok(line) = serde_json::to_string(&event) {
+                    println!("{line}");
+                }
+            } else {
+                match &event {
+                    PresenceEvent::Enter {
+                        track,
+                        person,
+                        distance,
+                        time_s,
+                        ..
+                    } => println!(
+                        "{time_s:>8.2}s  enter  face {track}: {}",
+                        match (person, distance) {
+                            (Some(p), Some(d)) => format!("{p} (distance {d:.3})"),
+                            _ => "unknown".to_string(),
+                        }
+                    ),
+                    PresenceEvent::Leave {
+                        track,
+                        person,
+                        frames,
+                        last_s,
+                        ..
+                    } => println!(
+                        "{last_s:>8.2}s  leave  face {track}: {} ({frames} frames)",
+                        person.as_deref().unwrap_or("unknown")
+                    ),
+                    PresenceEvent::End {
+                        frames,
+                        dropped,
+                        reason,
+                    } => {
+                        println!("end ({reason}): {frames} frames analysed, {dropped} dropped")
+                    }
+                }
+            }
+        },
+    )?;
+    Ok(exit(anyone))
+}

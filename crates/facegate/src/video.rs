@@ -1,0 +1,510 @@
+//! Enroll, verify and identify from video: files, network streams and cameras (any
+//! [`FrameSource`]).
+//!
+//! * Enrollment keeps the best few frames: exactly one face, large, sharp, frontal, well
+//!   exposed, and from different moments (not consecutive near-duplicates).
+//! * Verification decides on several frames: a match when K of a face's last N frames match.
+//!   Faces are tracked across frames, so two people's frames are never pooled.
+//! * Identification emits one event when a person appears and one when they leave.
+
+use std::collections::{BTreeMap, VecDeque};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use facegate_gallery::{Gallery, NewTemplate};
+use facegate_video::quality::{FaceQuality, QualityRules};
+use facegate_video::track::{Track, Tracker};
+use facegate_video::{Frame, FrameSource};
+use serde::Serialize;
+use sha2::{Digest, Sha256};
+
+use crate::ops::{self, Searcher};
+use crate::{Engine, Error, Face};
+
+/// Why a frame was or was not used for enrollment.
+#[derive(Clone, Debug, Serialize)]
+pub struct FrameChoice {
+    pub frame: u64,
+    pub time_s: f64,
+    pub used: bool,
+    pub reason: String,
+    pub quality: Option<FaceQuality>,
+}
+
+/// A template taken from a video frame.
+#[derive(Clone, Debug)]
+pub struct FrameTemplate {
+    pub frame: u64,
+    pub time_s: f64,
+    pub face: Face,
+    pub quality: FaceQuality,
+    pub template: NewTemplate,
+}
+
+#[derive(Clone, Debug)]
+pub struct EnrollSelection {
+    pub chosen: Vec<FrameTemplate>,
+    /// Every frame looked at, in order, with its verdict.
+    pub frames: Vec<FrameChoice>,
+    pub dropped: u64,
+}
+
+/// How enrollment frames are picked.
+#[derive(Clone, Debug)]
+pub struct EnrollFromVideo {
+    /// Templates to keep.
+    pub count: usize,
+    /// Chosen frames are at least this far apart in time.
+    pub min_gap: Duration,
+    /// ... and their embeddings at least this far apart (Euclidean, unit vectors).
+    pub min_distance: f32,
+    /// Stop after this many frames (a camera never ends by itself).
+    pub max_frames: u64,
+    pub rules: QualityRules,
+}
+
+impl Default for EnrollFromVideo {
+    fn default() -> Self {
+        EnrollFromVideo {
+            count: 3,
+            min_gap: Duration::from_millis(500),
+            min_distance: 0.15,
+            max_frames: 300,
+            rules: QualityRules::default(),
+        }
+    }
+}
+
+/// A stop flag shared with a Ctrl-C handler: every loop here checks it between frames.
+pub type StopFlag = std::sync::Arc<AtomicBool>;
+
+fn stopped(stop: &StopFlag) -> bool {
+    stop.load(Ordering::Relaxed)
+}
+
+/// The frame's own identity for duplicate detection: SHA-256 of its pixels.
+fn frame_sha256(frame: &Frame) -> String {
+    let digest = Sha256::digest(frame.image.as_raw());
+    digest.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Reads frames and picks the best `count` for enrollment. Nothing is stored.
+pub fn select_enrollment_frames(
+    engine: &Engine,
+    source: &mut dyn FrameSource,
+    settings: &EnrollFromVideo,
+    stop: &StopFlag,
+) -> Result<EnrollSelection, Error> {
+    let mut frames = Vec::new();
+    let mut candidates: Vec<FrameTemplate> = Vec::new();
+    let name = source.describe();
+    while let Some(frame) = source.next_frame()? {
+        let time_s = frame.timestamp.as_secs_f64();
+        let verdict = |used, reason: String, quality| FrameChoice {
+            frame: frame.index,
+            time_s,
+            used,
+            reason,
+            quality,
+        };
+        let faces = engine.detect(&frame.image)?;
+        match faces.len() {
+            0 => frames.push(verdict(false, "no face".into(), None)),
+            1 => {
+                let face = &faces[0];
+                let quality = FaceQuality::measure(&frame.image, face);
+                match quality.rejection(&settings.rules) {
+                    Some(reason) => frames.push(verdict(false, reason, Some(quality))),
+                    None => {
+                        let embedding = engine
+                            .embed_at(&frame.image, std::slice::from_ref(face))?
+                            .remove(0);
+                        candidates.push(FrameTemplate {
+                            frame: frame.index,
+                            time_s,
+                            face: face.clone(),
+                            quality,
+                            template: NewTemplate {
+                                embedding,
+                                image_sha256: frame_sha256(&frame),
+                                bbox: face.bbox,
+                                detector_score: face.score,
+                                source: format!("{name}@{time_s:.2}s"),
+                            },
+                        });
+                        frames.push(verdict(false, "candidate".into(), Some(quality)));
+                    }
+                }
+            }
+            n => frames.push(verdict(
+                false,
+                format!("{n} faces (enrollment needs exactly one)"),
+                None,
+            )),
+        }
+        if frame.index + 1 >= settings.max_frames || stopped(stop) {
+            break;
+        }
+    }
+    // Best first; then keep those far enough (in time and in appearance) from the kept ones.
+    candidates.sort_by(|a, b| b.quality.score().total_cmp(&a.quality.score()));
+    let mut chosen: Vec<FrameTemplate> = Vec::new();
+    let mut why_not: BTreeMap<u64, String> = BTreeMap::new();
+    for c in candidates {
+        if chosen.len() == settings.count {
+            why_not.insert(
+                c.frame,
+                format!("{} better frames were kept", settings.count),
+            );
+            continue;
+        }
+        let near = chosen.iter().find(|k| {
+            (k.time_s - c.time_s).abs() < settings.min_gap.as_secs_f64()
+                || euclidean(&k.template.embedding, &c.template.embedding) < settings.min_distance
+        });
+        match near {
+            Some(k) => {
+                why_not.insert(
+                    c.frame,
+                    format!("too close to the better frame {} (same moment)", k.frame),
+                );
+            }
+            None => chosen.push(c),
+        }
+    }
+    for f in &mut frames {
+        if chosen.iter().any(|c| c.frame == f.frame) {
+            f.used = true;
+            f.reason = "used".into();
+        } else if let Some(reason) = why_not.remove(&f.frame) {
+            f.reason = reason;
+        }
+    }
+    chosen.sort_by_key(|c| c.frame);
+    Ok(EnrollSelection {
+        chosen,
+        frames,
+        dropped: source.dropped(),
+    })
+}
+
+fn euclidean(a: &[f32], b: &[f32]) -> f32 {
+    a.iter()
+        .zip(b)
+        .map(|(x, y)| (x - y) * (x - y))
+        .sum::<f32>()
+        .sqrt()
+}
+
+/// K-of-N verification settings.
+#[derive(Clone, Copy, Debug)]
+pub struct VerifyFromVideo {
+    /// Matching frames needed ...
+    pub k: usize,
+    /// ... among a face's last N frames.
+    pub n: usize,
+    /// Give up (no match) after this much video time.
+    pub timeout: Duration,
+}
+
+impl Default for VerifyFromVideo {
+    fn default() -> Self {
+        VerifyFromVideo {
+            k: 3,
+            n: 5,
+            timeout: Duration::from_secs(10),
+        }
+    }
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct FrameDecision {
+    pub frame: u64,
+    pub time_s: f64,
+    pub track: u64,
+    pub distance: f32,
+    pub is_match: bool,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct VideoVerifyOutcome {
+    pub person: String,
+    pub is_match: bool,
+    /// The track (one person's face over time) that decided, when one did.
+    pub track: Option<u64>,
+    /// Its matching frames among its last N when the decision was taken.
+    pub matching_frames: usize,
+    pub k: usize,
+    pub n: usize,
+    pub frames_read: u64,
+    pub frames_with_faces: u64,
+    pub dropped: u64,
+    /// Why it ended: "matched", "timeout", "end of video", "stopped".
+    pub ended_by: String,
+    pub decisions: Vec<FrameDecision>,
+}
+
+/// Is `person` in the video? Every face is compared with the person's templates; each tracked
+/// face keeps its last N results, and the first to reach K matches decides "match".
+pub fn verify_video(
+    engine: &Engine,
+    gallery: &dyn Gallery,
+    person: &str,
+    source: &mut dyn FrameSource,
+    settings: &VerifyFromVideo,
+    stop: &StopFlag,
+) -> Result<VideoVerifyOutcome, Error> {
+    let templates = gallery.templates_of(person, engine.model_id())?;
+    let threshold = engine.threshold();
+    let (k, n) = (settings.k.max(1), settings.n.max(settings.k).max(1));
+    let mut tracker = Tracker::new(0.3, 2);
+    let mut windows: BTreeMap<u64, VecDeque<bool>> = BTreeMap::new();
+    let mut outcome = VideoVerifyOutcome {
+        person: person.to_string(),
+        is_match: false,
+        track: None,
+        matching_frames: 0,
+        k,
+        n,
+        frames_read: 0,
+        frames_with_faces: 0,
+        dropped: 0,
+        ended_by: "end of video".into(),
+        decisions: Vec::new(),
+    };
+    loop {
+        if stopped(stop) {
+            outcome.ended_by = "stopped".into();
+            break;
+        }
+        let Some(frame) = source.next_frame()? else {
+            break;
+        };
+        outcome.frames_read += 1;
+        if frame.timestamp > settings.timeout {
+            outcome.ended_by = "timeout".into();
+            break;
+        }
+        let faces = engine.detect(&frame.image)?;
+        let update = tracker.update(frame.index, &faces);
+        for ended in update.ended {
+            windows.remove(&ended.id);
+        }
+        if faces.is_empty() {
+            continue;
+        }
+        outcome.frames_with_faces += 1;
+        let embeddings = engine.embed_at(&frame.image, &faces)?;
+        for (embedding, track) in embeddings.iter().zip(&update.assigned) {
+            let Some((_, distances)) = ops::closest(embedding, &templates, &threshold) else {
+                continue;
+            };
+            let is_match = threshold.is_match(&distances);
+            outcome.decisions.push(FrameDecision {
+                frame: frame.index,
+                time_s: frame.timestamp.as_secs_f64(),
+                track: *track,
+                distance: distances.get(threshold.metric),
+                is_match,
+            });
+            let window = windows.entry(*track).or_default();
+            window.push_back(is_match);
+            if window.len() > n {
+                window.pop_front();
+            }
+            let matching = window.iter().filter(|m| **m).count();
+            if matching >= k {
+                outcome.is_match = true;
+                outcome.track = Some(*track);
+                outcome.matching_frames = matching;
+                outcome.ended_by = "matched".into();
+            }
+        }
+        if outcome.is_match {
+            break;
+        }
+    }
+    if !outcome.is_match {
+        // Report the closest any face came.
+        if let Some((track, matching)) = windows
+            .iter()
+            .map(|(t, w)| (*t, w.iter().filter(|m| **m).count()))
+            .max_by_key(|(_, m)| *m)
+        {
+            outcome.track = Some(track);
+            outcome.matching_frames = matching;
+        }
+    }
+    outcome.dropped = source.dropped();
+    Ok(outcome)
+}
+
+/// One line of `identify --video` output.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+#[serde(tag = "event", rename_all = "lowercase")]
+pub enum PresenceEvent {
+    /// A face became stable (seen in `confirm` frames): who it is, or `null` for unknown.
+    Enter {
+        track: u64,
+        person: Option<String>,
+        distance: Option<f32>,
+        frame: u64,
+        time_s: f64,
+    },
+    /// The face has not been seen for a while (or the video ended).
+    Leave {
+        track: u64,
+        person: Option<String>,
+        frames: u64,
+        first_s: f64,
+        last_s: f64,
+    },
+    /// The end of the input.
+    End {
+        frames: u64,
+        dropped: u64,
+        reason: String,
+    },
+}
+
+/// Identification on a stream settings.
+#[derive(Clone, Copy, Debug)]
+pub struct IdentifyFromVideo {
+    /// Frames a face must be seen in before its `enter` event.
+    pub confirm: u64,
+    /// Frames a face may be missing before its `leave` event.
+    pub max_missed: u64,
+    /// Stop after this much video time (`None`: until the input ends).
+    pub duration: Option<Duration>,
+}
+
+impl Default for IdentifyFromVideo {
+    fn default() -> Self {
+        IdentifyFromVideo {
+            confirm: 2,
+            max_missed: 3,
+            duration: None,
+        }
+    }
+}
+
+struct Presence {
+    votes: BTreeMap<Option<String>, (u64, f32)>,
+    announced: Option<Option<String>>,
+    first_s: f64,
+    last_s: f64,
+}
+
+impl Presence {
+    /// The identity most frames agree on (ties: the closer one).
+    fn identity(&self) -> (Option<String>, Option<f32>) {
+        self.votes
+            .iter()
+            .max_by(|a, b| a.1 .0.cmp(&b.1 .0).then(b.1 .1.total_cmp(&a.1 .1)))
+            .map(|(p, (_, d))| (p.clone(), p.as_ref().map(|_| *d)))
+            .unwrap_or((None, None))
+    }
+}
+
+/// Who appears in the video, as enter/leave events passed to `emit` as they happen.
+pub fn identify_video(
+    engine: &Engine,
+    gallery: &dyn Gallery,
+    source: &mut dyn FrameSource,
+    settings: &IdentifyFromVideo,
+    stop: &StopFlag,
+    emit: &mut dyn FnMut(PresenceEvent),
+) -> Result<(), Error> {
+    let index = if gallery.searches_in_place() {
+        None
+    } else {
+        Some(facegate_gallery::TemplateIndex::load(
+            gallery,
+            engine.model_id(),
+        )?)
+    };
+    let searcher = match &index {
+        Some(index) => Searcher::Index(index),
+        None => Searcher::Gallery(gallery),
+    };
+    let mut tracker = Tracker::new(0.3, settings.max_missed);
+    let mut present: BTreeMap<u64, Presence> = BTreeMap::new();
+    let mut frames = 0u64;
+    let leave = |track: Track,
+                 present: &mut BTreeMap<u64, Presence>,
+                 emit: &mut dyn FnMut(PresenceEvent)| {
+        if let Some(p) = present.remove(&track.id) {
+            if p.announced.is_some() {
+                emit(PresenceEvent::Leave {
+                    track: track.id,
+                    person: p.identity().0,
+                    frames: track.hits,
+                    first_s: p.first_s,
+                    last_s: p.last_s,
+                });
+            }
+        }
+    };
+    let reason = loop {
+        if stopped(stop) {
+            break "stopped";
+        }
+        let Some(frame) = source.next_frame()? else {
+            break "end of video";
+        };
+        frames += 1;
+        let time_s = frame.timestamp.as_secs_f64();
+        if settings.duration.is_some_and(|d| frame.timestamp > d) {
+            break "duration reached";
+        }
+        let faces = engine.detect(&frame.image)?;
+        let update = tracker.update(frame.index, &faces);
+        for ended in update.ended {
+            leave(ended, &mut present, emit);
+        }
+        if faces.is_empty() {
+            continue;
+        }
+        let embeddings = engine.embed_at(&frame.image, &faces)?;
+        for (embedding, track) in embeddings.iter().zip(&update.assigned) {
+            let (candidates, _, _) = ops::rank_people(engine, searcher, embedding, 1)?;
+            let best = candidates.into_iter().next();
+            let (who, distance) = match best {
+                Some(c) if c.is_match => (Some(c.person), c.distance),
+                Some(c) => (None, c.distance),
+                None => (None, f32::INFINITY),
+            };
+            let p = present.entry(*track).or_insert(Presence {
+                votes: BTreeMap::new(),
+                announced: None,
+                first_s: time_s,
+                last_s: time_s,
+            });
+            p.last_s = time_s;
+            let vote = p.votes.entry(who).or_insert((0, f32::INFINITY));
+            vote.0 += 1;
+            vote.1 = vote.1.min(distance);
+            let seen: u64 = p.votes.values().map(|v| v.0).sum();
+            if p.announced.is_none() && seen >= settings.confirm {
+                let (person, distance) = p.identity();
+                p.announced = Some(person.clone());
+                emit(PresenceEvent::Enter {
+                    track: *track,
+                    person,
+                    distance,
+                    frame: frame.index,
+                    time_s: p.first_s,
+                });
+            }
+        }
+    };
+    for track in tracker.finish() {
+        leave(track, &mut present, emit);
+    }
+    emit(PresenceEvent::End {
+        frames,
+        dropped: source.dropped(),
+        reason: reason.to_string(),
+    });
+    Ok(())
+}
