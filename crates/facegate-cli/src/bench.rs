@@ -244,13 +244,30 @@ pub fn search(
     dimension: usize,
     sqlite: bool,
     postgres: Option<&str>,
+    real: Option<&Path>,
 ) -> Result<ExitCode> {
     let queries = queries.max(1);
     let start = Instant::now();
     let mut index = TemplateIndex::new(dimension);
     let mut gallery_open_ms = None;
     let mut index_load_ms = None;
-    if sqlite {
+    let mut real_probes: Option<Vec<Vec<f32>>> = None;
+    if let Some(path) = real {
+        // Real face embeddings: the first `queries` are the probes, the rest the gallery.
+        let mut all = real_embeddings(path)?;
+        anyhow::ensure!(
+            all.len() > queries,
+            "{} holds {} FaceNet embeddings; need more than {queries}",
+            path.display(),
+            all.len()
+        );
+        let gallery = all.split_off(queries);
+        index = TemplateIndex::new(gallery[0].len());
+        for (i, v) in gallery.iter().enumerate() {
+            index.push(&format!("person-{i:07}"), i as i64, v)?;
+        }
+        real_probes = Some(all);
+    } else if sqlite {
         // Through the real gallery: write it once, then time a cold open and index load.
         let dir = tempfile_dir()?;
         let path = dir.join("gallery.db");
@@ -296,21 +313,29 @@ pub fn search(
         }
     }
     let build = start.elapsed();
+    let templates = index.len();
+    let dimension = index.dimension();
     // Queries: a stored template plus noise, so each has a true nearest neighbour.
-    let probes: Vec<(usize, Vec<f32>)> = (0..queries)
-        .map(|q| {
-            let target = (q * 7919 + 13) % templates.max(1);
-            let noise = synthetic(10_000_000_000 + q as u64, dimension);
-            let mixed: Vec<f32> = index
-                .vector(target)
-                .iter()
-                .zip(&noise)
-                .map(|(a, b)| a + 0.6 * b)
-                .collect();
-            let norm = mixed.iter().map(|x| x * x).sum::<f32>().sqrt();
-            (target, mixed.into_iter().map(|x| x / norm).collect())
-        })
-        .collect();
+    let probes: Vec<(usize, Vec<f32>)> = match real_probes {
+        Some(probes) => probes
+            .into_iter()
+            .map(|p| (index.search(&p, 1).first().map_or(0, |h| h.row), p))
+            .collect(),
+        None => (0..queries)
+            .map(|q| {
+                let target = (q * 7919 + 13) % templates.max(1);
+                let noise = synthetic(10_000_000_000 + q as u64, dimension);
+                let mixed: Vec<f32> = index
+                    .vector(target)
+                    .iter()
+                    .zip(&noise)
+                    .map(|(a, b)| a + 0.6 * b)
+                    .collect();
+                let norm = mixed.iter().map(|x| x * x).sum::<f32>().sqrt();
+                (target, mixed.into_iter().map(|x| x / norm).collect())
+            })
+            .collect(),
+    };
     let (mut full_scan, mut exact, mut approximate) =
         (Samples::default(), Samples::default(), Samples::default());
     let quantized = index.quantize();
@@ -497,6 +522,28 @@ fn search_postgres(
         "exact_same_top1": exact_agree as f64 / exact_n.max(1) as f64,
         "ef_search": indexed.options().ef_search,
     }))
+}
+
+/// The FaceNet embeddings `facegate eval` cached (one per photo), sorted by photo hash.
+fn real_embeddings(path: &Path) -> Result<Vec<Vec<f32>>> {
+    let db =
+        rusqlite::Connection::open_with_flags(path, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)?;
+    let mut statement = db.prepare(
+        "SELECT embedding FROM embeddings
+         WHERE pipeline = 'facenet-keras-1.1+mtcnn-facenet-pytorch-2.6.0+similarity+central-face-v2'
+         ORDER BY image_sha256",
+    )?;
+    let rows = statement.query_map([], |r| r.get::<_, Vec<u8>>(0))?;
+    let mut out = Vec::new();
+    for blob in rows {
+        let blob = blob?;
+        out.push(
+            blob.chunks_exact(4)
+                .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+                .collect(),
+        );
+    }
+    Ok(out)
 }
 
 fn tempfile_dir() -> Result<std::path::PathBuf> {

@@ -209,6 +209,11 @@ pub enum Command {
         /// must be empty or hold this same synthetic gallery (kept between runs)
         #[arg(long, value_name = "URL")]
         postgres: Option<String>,
+        /// Use real FaceNet embeddings instead of synthetic ones: the `eval-embeddings.db`
+        /// that `facegate eval` leaves in <home>/cache (e.g. after the LFW run); the first
+        /// --queries embeddings are the probes, the others the gallery
+        #[arg(long, value_name = "FILE")]
+        real_embeddings: Option<PathBuf>,
     },
     /// Print the mean landmark positions in box+margin crops (how the alignment template was derived)
     #[command(hide = true)]

@@ -174,6 +174,7 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
             dimension,
             sqlite,
             postgres,
+            real_embeddings,
         } => crate::bench::search(
             &ctx,
             templates,
@@ -181,6 +182,7 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
             dimension,
             sqlite,
             postgres.as_deref(),
+            real_embeddings.as_deref(),
         ),
         Command::DeriveTemplate { dir, margin_px } => {
             crate::bench::derive_template(&ctx, dir.as_deref(), margin_px)
