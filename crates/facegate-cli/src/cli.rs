@@ -242,6 +242,10 @@ pub struct VideoArgs {
     /// [default: 10s for a camera, the whole video for a file]
     #[arg(long, value_parser = parse_duration, value_name = "DURATION")]
     pub timeout: Option<std::time::Duration>,
+    /// Play a video file at its own speed, as a live source (frames are dropped when
+    /// analysis falls behind): for demos and tests of live behaviour
+    #[arg(long, requires = "video")]
+    pub realtime: bool,
 }
 
 impl VideoArgs {

@@ -22,9 +22,11 @@ use crate::commands::{exit, Context};
 fn open(args: &VideoArgs) -> Result<Box<dyn FrameSource>> {
     let fps = if args.fps > 0.0 { args.fps } else { 5.0 };
     if let Some(video) = &args.video {
+        let file = FfmpegInput::file(video, fps);
         let input = FfmpegInput {
-            fps,
-            ..FfmpegInput::file(video, fps)
+            live: file.live || args.realtime,
+            realtime: args.realtime,
+            ..file
         };
         return Ok(Box::new(FfmpegSource::open(&input).map_err(Error::from)?));
     }

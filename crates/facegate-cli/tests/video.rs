@@ -318,3 +318,84 @@ fn missing_cameras_and_unreadable_videos_are_clear_errors() {
     assert_eq!(code, 2);
     assert!(err.contains("could not open"), "{err}");
 }
+
+#[test]
+fn live_sources_drop_frames_instead_of_falling_behind_and_ctrl_c_stops_cleanly() {
+    if !have_ffmpeg() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let gallery = dir.path().join("gallery.db");
+    let photo = photo_path("val", "ben_afflek", 0);
+    let (code, _, err) = facegate(
+        &gallery,
+        &[
+            "enroll",
+            "ben",
+            photo_path("train", "ben_afflek", 0).to_str().unwrap(),
+        ],
+    );
+    assert_eq!(code, 0, "{err}");
+    let clip = video(dir.path(), "long.mp4", &[Shot::Photo(photo.clone(), 4.0)]);
+    // 50 frames a second asked for, far more than detection and embedding keep up with here.
+    let (code, out, err) = facegate(
+        &gallery,
+        &[
+            "--json",
+            "identify",
+            "--video",
+            clip.to_str().unwrap(),
+            "--realtime",
+            "--fps",
+            "50",
+        ],
+    );
+    assert_eq!(code, 0, "{err}{out}");
+    let events = json_lines(&out);
+    let end = events.last().unwrap();
+    assert_eq!(end["event"], "end", "{out}");
+    assert!(end["dropped"].as_u64().unwrap() > 0, "{out}");
+    assert!(end["frames"].as_u64().unwrap() < 200, "{out}");
+
+    // Ctrl-C (SIGINT) in the middle of a live run: a clean stop with a final report.
+    let long = video(dir.path(), "longer.mp4", &[Shot::Photo(photo, 30.0)]);
+    let child = Command::new(env!("CARGO_BIN_EXE_facegate"))
+        .arg("--home")
+        .arg(support::home())
+        .arg("--gallery")
+        .arg(&gallery)
+        .args([
+            "--json",
+            "identify",
+            "--video",
+            long.to_str().unwrap(),
+            "--realtime",
+        ])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(std::time::Duration::from_secs(4));
+    let status = Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let output = child.wait_with_output().unwrap();
+    let out = String::from_utf8_lossy(&output.stdout);
+    assert_eq!(
+        output.status.code(),
+        Some(0),
+        "{out}{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let events = json_lines(&out);
+    let end = events.last().unwrap();
+    assert_eq!(end["reason"], "stopped", "{out}");
+    assert!(
+        events
+            .iter()
+            .any(|e| e["event"] == "leave" && e["person"] == "ben"),
+        "{out}"
+    );
+}

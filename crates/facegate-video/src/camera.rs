@@ -91,6 +91,7 @@ pub fn open(requested: Option<&str>, fps: f64) -> Result<FfmpegSource, VideoErro
         fps,
         max_side: 1280,
         live: true,
+        realtime: false,
     };
     FfmpegSource::open(&input).map_err(|err| match err {
         VideoError::Open { message, .. } if message.contains("busy") => {

@@ -24,6 +24,8 @@ pub struct FfmpegInput {
     /// A live source: keep only the newest frame when processing falls behind (and count
     /// what was dropped) instead of queueing.
     pub live: bool,
+    /// Read a file at its own speed (ffmpeg `-re`), as a camera would deliver it.
+    pub realtime: bool,
 }
 
 impl FfmpegInput {
@@ -37,6 +39,7 @@ impl FfmpegInput {
             fps,
             max_side: 1280,
             live,
+            realtime: false,
         }
     }
 }
@@ -137,6 +140,9 @@ impl FfmpegSource {
         if input.input.starts_with("rtsp://") {
             command.args(["-rtsp_transport", "tcp"]);
         }
+        if input.realtime {
+            command.arg("-re");
+        }
         if let Some(format) = &input.format {
             command.args(["-f", format]);
         }
@@ -156,6 +162,10 @@ impl FfmpegSource {
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
+        // Its own process group: Ctrl-C at the terminal goes to facegate, which stops between
+        // frames and then ends ffmpeg, instead of ffmpeg dying first mid-frame.
+        #[cfg(unix)]
+        std::os::unix::process::CommandExt::process_group(&mut command, 0);
         let mut child = command
             .spawn()
             .map_err(|err| VideoError::FfmpegMissing(format!("ffmpeg: {err}")))?;
