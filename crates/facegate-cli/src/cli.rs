@@ -24,7 +24,7 @@ pub struct Global {
     #[arg(long, global = true, env = "FACEGATE_HOME", value_name = "DIR")]
     pub home: Option<PathBuf>,
     /// Gallery: a SQLite file, or a PostgreSQL URL `postgres://USER[:PASSWORD]@HOST:PORT/DB`
-    /// (options: `?search=auto|exact|index&ef_search=N&pool=N&timeout=SECONDS`)
+    /// (options: `?search=auto|exact|index&ef_search=N&pool=N&timeout=SECONDS&sslmode=require&sslrootcert=FILE`)
     /// [default: <home>/gallery.db]
     #[arg(long, global = true, env = "FACEGATE_GALLERY", value_name = "PATH|URL")]
     pub gallery: Option<PathBuf>,

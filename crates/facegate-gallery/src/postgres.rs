@@ -13,15 +13,16 @@ use std::time::Duration;
 
 use pgvector::Vector;
 use postgres::error::SqlState;
-use postgres::{Client, NoTls, Transaction};
+use postgres::{Client, Transaction};
 use r2d2_postgres::PostgresConnectionManager;
+use tokio_postgres_rustls::MakeRustlsConnect;
 
 use crate::{
     check_finite, validate_name, EnrollReport, Gallery, GalleryCounts, GalleryError, Nearest,
     NearestPeople, NewTemplate, Person, Template,
 };
 
-type Pool = r2d2::Pool<PostgresConnectionManager<NoTls>>;
+type Pool = r2d2::Pool<PostgresConnectionManager<MakeRustlsConnect>>;
 
 /// Below this many templates, `search=auto` scans exactly instead of using the HNSW index.
 const AUTO_EXACT_BELOW: usize = 20_000;
@@ -97,7 +98,8 @@ pub enum SearchMode {
 /// Where and how to connect, parsed from a `postgres://` URL. facegate's own settings ride in
 /// the query string and are removed before the URL reaches PostgreSQL:
 /// `search=auto|exact|index`, `ef_search=N` (HNSW candidate list, default 100),
-/// `pool=N` (connections, default 8), `timeout=SECONDS` (per statement, default 30).
+/// `pool=N` (connections, default 8), `timeout=SECONDS` (per statement, default 30),
+/// `sslrootcert=FILE` (PEM certificates to trust besides the system's, for TLS).
 #[derive(Clone, Debug)]
 pub struct PostgresOptions {
     /// The URL with any password replaced by `***`, for messages and logs.
@@ -107,6 +109,7 @@ pub struct PostgresOptions {
     pub ef_search: u32,
     pub pool_size: u32,
     pub statement_timeout: Duration,
+    pub root_certificates: Option<std::path::PathBuf>,
 }
 
 impl PostgresOptions {
@@ -118,6 +121,7 @@ impl PostgresOptions {
         };
         let (base, query) = url.split_once('?').unwrap_or((url, ""));
         let mut passed = Vec::new();
+        let mut root_certificates = None;
         let (mut search, mut ef_search, mut pool_size, mut timeout) =
             (SearchMode::Auto, 100u32, 8u32, 30u64);
         for pair in query.split('&').filter(|p| !p.is_empty()) {
@@ -145,6 +149,7 @@ impl PostgresOptions {
                 "ef_search" => ef_search = number("ef_search")?.min(1000),
                 "pool" => pool_size = number("pool")?,
                 "timeout" => timeout = u64::from(number("timeout")?),
+                "sslrootcert" => root_certificates = Some(std::path::PathBuf::from(value)),
                 _ => passed.push(pair),
             }
         }
@@ -168,8 +173,54 @@ impl PostgresOptions {
             ef_search,
             pool_size,
             statement_timeout: Duration::from_secs(timeout),
+            root_certificates,
         })
     }
+}
+
+/// TLS for `sslmode=prefer` (the default: used when the server offers it) and `require`. The
+/// server's certificate is always verified, against the system's roots plus `sslrootcert`,
+/// and must name the host (as libpq's `verify-full`).
+fn tls_connector(options: &PostgresOptions) -> Result<MakeRustlsConnect, GalleryError> {
+    let setup = |message: String| GalleryError::PostgresSetup {
+        target: options.display.clone(),
+        message,
+    };
+    let mut roots = rustls::RootCertStore::empty();
+    for certificate in rustls_native_certs::load_native_certs().certs {
+        // A malformed system certificate is skipped, as browsers do.
+        let _ = roots.add(certificate);
+    }
+    if let Some(path) = &options.root_certificates {
+        let pem = std::fs::read(path).map_err(|err| {
+            setup(format!(
+                "could not read sslrootcert {}: {err}",
+                path.display()
+            ))
+        })?;
+        let mut added = 0;
+        for certificate in rustls::pki_types::pem::PemObject::pem_slice_iter(&pem) {
+            let certificate: rustls::pki_types::CertificateDer<'static> = certificate
+                .map_err(|err| setup(format!("sslrootcert {}: {err}", path.display())))?;
+            roots
+                .add(certificate)
+                .map_err(|err| setup(format!("sslrootcert {}: {err}", path.display())))?;
+            added += 1;
+        }
+        if added == 0 {
+            return Err(setup(format!(
+                "sslrootcert {} holds no PEM certificate",
+                path.display()
+            )));
+        }
+    }
+    let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
+    let config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|err| setup(format!("TLS setup failed: {err}")))?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    Ok(MakeRustlsConnect::new(config))
 }
 
 /// `postgres://user:secret@host/db` -> `postgres://user:***@host/db`.
@@ -211,7 +262,7 @@ impl PostgresGallery {
         settings.push_str(&format!(" -c statement_timeout={timeout_ms}"));
         settings.push_str(&format!(" -c hnsw.ef_search={}", options.ef_search));
         config.options(settings.trim());
-        let manager = PostgresConnectionManager::new(config, NoTls);
+        let manager = PostgresConnectionManager::new(config, tls_connector(&options)?);
         let pool = r2d2::Pool::builder()
             .max_size(options.pool_size)
             .min_idle(Some(1))
