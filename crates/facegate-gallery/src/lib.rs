@@ -105,6 +105,19 @@ pub struct Template {
     pub created: String,
 }
 
+impl Template {
+    /// The same template, to store in another gallery.
+    pub fn to_new(&self) -> NewTemplate {
+        NewTemplate {
+            embedding: self.embedding.clone(),
+            image_sha256: self.image_sha256.clone(),
+            bbox: self.bbox,
+            detector_score: self.detector_score,
+            source: self.source.clone(),
+        }
+    }
+}
+
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Person {
     pub name: String,

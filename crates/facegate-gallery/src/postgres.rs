@@ -1137,13 +1137,7 @@ impl Gallery for PostgresGallery {
             .map_err(&e)?;
             let mut added = 0;
             for t in templates {
-                let new = NewTemplate {
-                    embedding: t.embedding.clone(),
-                    image_sha256: t.image_sha256.clone(),
-                    bbox: t.bbox,
-                    detector_score: t.detector_score,
-                    source: t.source.clone(),
-                };
+                let new = t.to_new();
                 if self
                     .insert_template(&mut tx, &person.name, model_id, &new, Some(&t.created))?
                     .is_some()

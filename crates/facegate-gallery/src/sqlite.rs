@@ -229,11 +229,7 @@ impl SqliteGallery {
                 }
             }
             if added > 0 {
-                tx.execute(
-                    "INSERT INTO meta (key, value) VALUES ('model_id', ?1) ON CONFLICT(key) DO NOTHING",
-                    [model_id],
-                )
-                .map_err(self.db_error())?;
+                remember_model(&tx, model_id).map_err(self.db_error())?;
                 bump_revision(&tx).map_err(self.db_error())?;
             }
             tx.commit().map_err(self.db_error())?;
@@ -284,14 +280,19 @@ impl Gallery for SqliteGallery {
             }
             let mut report = EnrollReport::default();
             let existing: Option<i64> = tx
-                .query_row("SELECT id FROM people WHERE name = ?1", [name], |r| r.get(0))
+                .query_row("SELECT id FROM people WHERE name = ?1", [name], |r| {
+                    r.get(0)
+                })
                 .optional()
                 .map_err(self.db_error())?;
             let person_id = match existing {
                 Some(id) => id,
                 None => {
-                    tx.execute(&format!("INSERT INTO people (name, created) VALUES (?1, {NOW})"), [name])
-                        .map_err(self.db_error())?;
+                    tx.execute(
+                        &format!("INSERT INTO people (name, created) VALUES (?1, {NOW})"),
+                        [name],
+                    )
+                    .map_err(self.db_error())?;
                     report.created_person = true;
                     tx.last_insert_rowid()
                 }
@@ -305,11 +306,7 @@ impl Gallery for SqliteGallery {
                 }
             }
             if !report.added.is_empty() {
-                tx.execute(
-                    "INSERT INTO meta (key, value) VALUES ('model_id', ?1) ON CONFLICT(key) DO NOTHING",
-                    [model_id],
-                )
-                .map_err(self.db_error())?;
+                remember_model(&tx, model_id).map_err(self.db_error())?;
             }
             if !report.added.is_empty() {
                 bump_revision(&tx).map_err(self.db_error())?;
@@ -465,21 +462,11 @@ impl Gallery for SqliteGallery {
                 .map_err(self.db_error())?;
             let mut added = 0;
             for t in templates {
-                let new = NewTemplate {
-                    embedding: t.embedding.clone(),
-                    image_sha256: t.image_sha256.clone(),
-                    bbox: t.bbox,
-                    detector_score: t.detector_score,
-                    source: t.source.clone(),
-                };
+                let new = t.to_new();
                 added += insert_template(self, &tx, person_id, model_id, &new, Some(&t.created))?;
             }
             if added > 0 {
-                tx.execute(
-                    "INSERT INTO meta (key, value) VALUES ('model_id', ?1) ON CONFLICT(key) DO NOTHING",
-                    [model_id],
-                )
-                .map_err(self.db_error())?;
+                remember_model(&tx, model_id).map_err(self.db_error())?;
             }
             bump_revision(&tx).map_err(self.db_error())?;
             tx.commit().map_err(self.db_error())?;
@@ -623,6 +610,14 @@ fn insert_template(
             ])
         })
         .map_err(gallery.db_error())
+}
+
+/// Records the gallery's model when its first templates arrive.
+fn remember_model(connection: &Connection, model_id: &str) -> rusqlite::Result<usize> {
+    connection.execute(
+        "INSERT INTO meta (key, value) VALUES ('model_id', ?1) ON CONFLICT(key) DO NOTHING",
+        [model_id],
+    )
 }
 
 fn bump_revision(connection: &Connection) -> rusqlite::Result<usize> {
