@@ -69,24 +69,10 @@ fn a_sqlite_gallery_migrates_to_another_file() {
 
 #[test]
 fn the_cli_runs_on_postgres_and_migrates_both_ways() {
-    let admin = match std::env::var("FACEGATE_TEST_POSTGRES") {
-        Ok(url) if !url.is_empty() => url,
-        _ => {
-            assert!(
-                std::env::var("FACEGATE_REQUIRE_POSTGRES").as_deref() != Ok("1"),
-                "FACEGATE_REQUIRE_POSTGRES=1 but FACEGATE_TEST_POSTGRES is not set"
-            );
-            eprintln!("skipped: set FACEGATE_TEST_POSTGRES to run the CLI on PostgreSQL");
-            return;
-        }
+    let Some(db) = facegate::gallery::ScratchDatabase::from_env().expect("a test database") else {
+        return;
     };
-    let name = format!("facegate_cli_{}", std::process::id());
-    let mut c = postgres::Client::connect(&admin, postgres::NoTls).unwrap();
-    c.batch_execute(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
-        .unwrap();
-    c.batch_execute(&format!("CREATE DATABASE {name}")).unwrap();
-    let root = admin.rsplit_once('/').map_or(admin.as_str(), |(r, _)| r);
-    let url = format!("{root}/{name}");
+    let url = db.url().to_string();
 
     let dir = tempfile::tempdir().unwrap();
     let sqlite = dir.path().join("a.db");
@@ -116,7 +102,4 @@ fn the_cli_runs_on_postgres_and_migrates_both_ways() {
         err.contains("could not reach the PostgreSQL gallery"),
         "{err}"
     );
-    drop(c);
-    let mut c = postgres::Client::connect(&admin, postgres::NoTls).unwrap();
-    let _ = c.batch_execute(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"));
 }

@@ -16,7 +16,7 @@ use serde::{Deserialize, Serialize};
 
 pub use index::{Hit, QuantizedIndex, TemplateIndex};
 pub use location::GalleryLocation;
-pub use postgres::{PostgresGallery, PostgresOptions, SearchMode};
+pub use postgres::{PostgresGallery, PostgresOptions, ScratchDatabase, SearchMode};
 pub use sqlite::SqliteGallery;
 
 #[derive(Debug, thiserror::Error)]

@@ -1197,6 +1197,97 @@ impl Gallery for PostgresGallery {
     }
 }
 
+/// A throwaway database on the PostgreSQL server named by `FACEGATE_TEST_POSTGRES` (a URL, as
+/// `scripts/postgres-up.sh` prints it), dropped when this value goes. For tests, here and in
+/// programs built on facegate.
+pub struct ScratchDatabase {
+    admin_url: String,
+    name: String,
+    url: String,
+}
+
+impl ScratchDatabase {
+    /// `Ok(None)` (after saying so on stderr) when `FACEGATE_TEST_POSTGRES` is not set, so
+    /// PostgreSQL tests skip on machines without a server; an error instead when
+    /// `FACEGATE_REQUIRE_POSTGRES=1` (CI), so they cannot skip silently there.
+    pub fn from_env() -> Result<Option<ScratchDatabase>, GalleryError> {
+        let admin_url = match std::env::var("FACEGATE_TEST_POSTGRES") {
+            Ok(url) if !url.is_empty() => url,
+            _ if std::env::var("FACEGATE_REQUIRE_POSTGRES").as_deref() == Ok("1") => {
+                return Err(GalleryError::PostgresSetup {
+                    target: "FACEGATE_TEST_POSTGRES".into(),
+                    message: "FACEGATE_REQUIRE_POSTGRES=1 but FACEGATE_TEST_POSTGRES is not set; start a server with scripts/postgres-up.sh".into(),
+                })
+            }
+            _ => {
+                eprintln!("skipped: set FACEGATE_TEST_POSTGRES (scripts/postgres-up.sh prints the URL) to run the PostgreSQL tests");
+                return Ok(None);
+            }
+        };
+        static COUNTER: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+        let name = format!(
+            "facegate_test_{}_{}_{}",
+            std::process::id(),
+            COUNTER.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.subsec_nanos())
+        );
+        let failed = |source| GalleryError::Postgres {
+            target: redact(&admin_url),
+            source,
+        };
+        let mut admin = Client::connect(&admin_url, postgres::NoTls).map_err(failed)?;
+        admin
+            .batch_execute(&format!("CREATE DATABASE {name}"))
+            .map_err(failed)?;
+        let url = database_url(&admin_url, &name);
+        Ok(Some(ScratchDatabase {
+            admin_url,
+            name,
+            url,
+        }))
+    }
+
+    /// The database's URL.
+    pub fn url(&self) -> &str {
+        &self.url
+    }
+
+    /// The URL of the server's admin database (the one in `FACEGATE_TEST_POSTGRES`).
+    pub fn admin_url(&self) -> &str {
+        &self.admin_url
+    }
+}
+
+impl Drop for ScratchDatabase {
+    fn drop(&mut self) {
+        let (admin_url, name) = (self.admin_url.clone(), self.name.clone());
+        // Its own thread, like the pool's: this may run on an async runtime's thread.
+        let dropping = std::thread::spawn(move || {
+            if let Ok(mut admin) = Client::connect(&admin_url, postgres::NoTls) {
+                let _ =
+                    admin.batch_execute(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"));
+            }
+        });
+        let _ = dropping.join();
+    }
+}
+
+/// `postgres://u@h:p/postgres?x` -> `postgres://u@h:p/NAME?x`.
+fn database_url(url: &str, name: &str) -> String {
+    let (base, query) = match url.split_once('?') {
+        Some((b, q)) => (b, format!("?{q}")),
+        None => (url, String::new()),
+    };
+    let scheme_end = base.find("://").map_or(0, |i| i + 3);
+    let root = match base[scheme_end..].find('/') {
+        Some(slash) => &base[..scheme_end + slash],
+        None => base,
+    };
+    format!("{root}/{name}{query}")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

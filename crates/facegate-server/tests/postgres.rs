@@ -12,42 +12,11 @@ use facegate_server::{KeyStore, Limits, Role};
 use serde_json::json;
 use support::{b64, photo, Server};
 
-struct Database {
-    admin: String,
-    name: String,
-}
-
-impl Drop for Database {
-    fn drop(&mut self) {
-        if let Ok(mut c) = postgres::Client::connect(&self.admin, postgres::NoTls) {
-            let _ = c.batch_execute(&format!(
-                "DROP DATABASE IF EXISTS {} WITH (FORCE)",
-                self.name
-            ));
-        }
-    }
-}
-
-fn database() -> Option<(Database, GalleryLocation)> {
-    let admin = match std::env::var("FACEGATE_TEST_POSTGRES") {
-        Ok(url) if !url.is_empty() => url,
-        _ => {
-            assert!(
-                std::env::var("FACEGATE_REQUIRE_POSTGRES").as_deref() != Ok("1"),
-                "FACEGATE_REQUIRE_POSTGRES=1 but FACEGATE_TEST_POSTGRES is not set"
-            );
-            eprintln!("skipped: set FACEGATE_TEST_POSTGRES (scripts/postgres-up.sh) to test the server on PostgreSQL");
-            return None;
-        }
-    };
-    let name = format!("facegate_server_{}", std::process::id());
-    let mut c = postgres::Client::connect(&admin, postgres::NoTls).unwrap();
-    c.batch_execute(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
-        .unwrap();
-    c.batch_execute(&format!("CREATE DATABASE {name}")).unwrap();
-    let root = admin.rsplit_once('/').map_or(admin.as_str(), |(r, _)| r);
-    let location = GalleryLocation::Postgres(format!("{root}/{name}"));
-    Some((Database { admin, name }, location))
+/// A fresh database on the test server, and the gallery location for it.
+fn database() -> Option<(facegate::gallery::ScratchDatabase, GalleryLocation)> {
+    let db = facegate::gallery::ScratchDatabase::from_env().expect("a test database")?;
+    let location = GalleryLocation::Postgres(db.url().to_string());
+    Some((db, location))
 }
 
 fn script(name: &str) {

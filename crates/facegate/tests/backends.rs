@@ -12,56 +12,9 @@ use facegate::gallery::{Gallery, GalleryLocation};
 use facegate::{ops, Engine, EngineOptions, FacePolicy, Home};
 use facegate_models::SilentObserver;
 
-/// A fresh database on the test server; dropped when the guard goes.
-struct Database {
-    admin: String,
-    name: String,
-    url: String,
-}
-
-impl Database {
-    fn create() -> Option<Database> {
-        let admin = match std::env::var("FACEGATE_TEST_POSTGRES") {
-            Ok(url) if !url.is_empty() => url,
-            _ => {
-                assert!(
-                    std::env::var("FACEGATE_REQUIRE_POSTGRES").as_deref() != Ok("1"),
-                    "FACEGATE_REQUIRE_POSTGRES=1 but FACEGATE_TEST_POSTGRES is not set"
-                );
-                eprintln!("skipped: set FACEGATE_TEST_POSTGRES (scripts/postgres-up.sh) to compare the backends");
-                return None;
-            }
-        };
-        let name = format!("facegate_backends_{}", std::process::id());
-        let mut client = postgres::Client::connect(&admin, postgres::NoTls).expect("connect");
-        for statement in [
-            format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"),
-            format!("CREATE DATABASE {name}"),
-        ] {
-            client.batch_execute(&statement).expect("create a database");
-        }
-        let root = admin
-            .rsplit_once('/')
-            .map_or(admin.as_str(), |(root, _)| root);
-        let url = format!("{root}/{name}");
-        Some(Database { admin, name, url })
-    }
-}
-
-impl Drop for Database {
-    fn drop(&mut self) {
-        if let Ok(mut client) = postgres::Client::connect(&self.admin, postgres::NoTls) {
-            let _ = client.batch_execute(&format!(
-                "DROP DATABASE IF EXISTS {} WITH (FORCE)",
-                self.name
-            ));
-        }
-    }
-}
-
 #[test]
 fn sqlite_and_postgres_give_the_same_answers_on_real_photos() {
-    let Some(db) = Database::create() else {
+    let Some(db) = facegate::gallery::ScratchDatabase::from_env().expect("a test database") else {
         return;
     };
     let engine = Engine::load(
@@ -74,10 +27,10 @@ fn sqlite_and_postgres_give_the_same_answers_on_real_photos() {
     let sqlite = GalleryLocation::Sqlite(dir.path().join("g.db"))
         .open()
         .unwrap();
-    let exact = GalleryLocation::Postgres(format!("{}?search=exact", db.url))
+    let exact = GalleryLocation::Postgres(format!("{}?search=exact", db.url()))
         .open()
         .unwrap();
-    let indexed = GalleryLocation::Postgres(format!("{}?search=index", db.url))
+    let indexed = GalleryLocation::Postgres(format!("{}?search=index", db.url()))
         .open()
         .unwrap();
 

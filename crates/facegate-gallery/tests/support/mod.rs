@@ -5,7 +5,6 @@
 
 #![allow(dead_code)]
 
-use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;
 
 use facegate_gallery::{Gallery, GalleryLocation};
@@ -37,18 +36,7 @@ impl Backend {
 
 enum Cleanup {
     Directory(#[allow(dead_code)] tempfile::TempDir),
-    Database { admin_url: String, name: String },
-}
-
-impl Drop for Cleanup {
-    fn drop(&mut self) {
-        if let Cleanup::Database { admin_url, name } = self {
-            if let Ok(mut admin) = postgres::Client::connect(admin_url, postgres::NoTls) {
-                let _ =
-                    admin.batch_execute(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"));
-            }
-        }
-    }
+    Database(#[allow(dead_code)] facegate_gallery::ScratchDatabase),
 }
 
 pub fn sqlite() -> Backend {
@@ -60,56 +48,13 @@ pub fn sqlite() -> Backend {
     }
 }
 
-/// The server's URL, or `None` (after saying why) when PostgreSQL tests cannot run here.
-pub fn postgres_url() -> Option<String> {
-    match std::env::var("FACEGATE_TEST_POSTGRES") {
-        Ok(url) if !url.is_empty() => Some(url),
-        _ => {
-            assert!(
-                std::env::var("FACEGATE_REQUIRE_POSTGRES").as_deref() != Ok("1"),
-                "FACEGATE_REQUIRE_POSTGRES=1 but FACEGATE_TEST_POSTGRES is not set; start a server with scripts/postgres-up.sh"
-            );
-            eprintln!("skipped: set FACEGATE_TEST_POSTGRES (scripts/postgres-up.sh prints the URL) to run the PostgreSQL gallery tests");
-            None
-        }
-    }
-}
-
-/// A fresh, empty database on the test server, dropped at the end of the test.
+/// A fresh, empty database on the test server (see [`facegate_gallery::ScratchDatabase`]),
+/// dropped at the end of the test.
 pub fn postgres() -> Option<Backend> {
-    static COUNTER: AtomicU32 = AtomicU32::new(0);
-    let admin_url = postgres_url()?;
-    let name = format!(
-        "facegate_test_{}_{}_{}",
-        std::process::id(),
-        COUNTER.fetch_add(1, Ordering::Relaxed),
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.subsec_nanos())
-    );
-    let mut admin = postgres::Client::connect(&admin_url, postgres::NoTls)
-        .expect("connect to the PostgreSQL test server");
-    admin
-        .batch_execute(&format!("CREATE DATABASE {name}"))
-        .expect("create a test database");
-    let url = database_url(&admin_url, &name);
+    let database = facegate_gallery::ScratchDatabase::from_env().expect("a test database")?;
     Some(Backend {
         name: "postgres",
-        location: GalleryLocation::Postgres(url),
-        _cleanup: Cleanup::Database { admin_url, name },
+        location: GalleryLocation::Postgres(database.url().to_string()),
+        _cleanup: Cleanup::Database(database),
     })
-}
-
-/// `postgres://u@h:p/postgres?x` -> `postgres://u@h:p/NAME?x`.
-pub fn database_url(url: &str, name: &str) -> String {
-    let (base, query) = match url.split_once('?') {
-        Some((b, q)) => (b, format!("?{q}")),
-        None => (url, String::new()),
-    };
-    let scheme_end = base.find("://").map_or(0, |i| i + 3);
-    let root = match base[scheme_end..].find('/') {
-        Some(slash) => &base[..scheme_end + slash],
-        None => base,
-    };
-    format!("{root}/{name}{query}")
 }
