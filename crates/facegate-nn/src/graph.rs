@@ -315,7 +315,8 @@ fn float_value_info(name: &str, dims: Option<&[Dim]>) -> ValueInfoProto {
     }
 }
 
-fn int(name: &str, value: i64) -> AttributeProto {
+/// An integer attribute, for [`GraphBuilder::op`].
+pub fn int(name: &str, value: i64) -> AttributeProto {
     AttributeProto {
         name: name.to_string(),
         i: value,
@@ -324,7 +325,8 @@ fn int(name: &str, value: i64) -> AttributeProto {
     }
 }
 
-fn ints(name: &str, values: &[usize]) -> AttributeProto {
+/// A list-of-integers attribute, for [`GraphBuilder::op`].
+pub fn ints(name: &str, values: &[usize]) -> AttributeProto {
     AttributeProto {
         name: name.to_string(),
         ints: values.iter().map(|&v| v as i64).collect(),
@@ -333,7 +335,28 @@ fn ints(name: &str, values: &[usize]) -> AttributeProto {
     }
 }
 
-fn float(name: &str, value: f32) -> AttributeProto {
+/// A list of signed integers (axes may be negative), for [`GraphBuilder::op`].
+pub fn signed_ints(name: &str, values: &[i64]) -> AttributeProto {
+    AttributeProto {
+        name: name.to_string(),
+        ints: values.to_vec(),
+        r#type: attribute_type::INTS,
+        ..Default::default()
+    }
+}
+
+/// A string attribute, for [`GraphBuilder::op`].
+pub fn string(name: &str, value: &str) -> AttributeProto {
+    AttributeProto {
+        name: name.to_string(),
+        s: value.as_bytes().to_vec(),
+        r#type: attribute_type::STRING,
+        ..Default::default()
+    }
+}
+
+/// A float attribute, for [`GraphBuilder::op`].
+pub fn float(name: &str, value: f32) -> AttributeProto {
     AttributeProto {
         name: name.to_string(),
         f: value,
