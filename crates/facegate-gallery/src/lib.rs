@@ -88,6 +88,8 @@ pub struct NewTemplate {
     pub detector_score: f32,
     /// Where the photo came from (a file name), for people reading `facegate list`.
     pub source: String,
+    /// The quality figures measured at enrollment (a JSON object), if any.
+    pub quality: Option<serde_json::Value>,
 }
 
 /// A stored template.
@@ -103,6 +105,9 @@ pub struct Template {
     pub detector_score: f32,
     pub source: String,
     pub created: String,
+    /// The quality figures measured at enrollment; absent for templates enrolled before
+    /// facegate measured quality.
+    pub quality: Option<serde_json::Value>,
 }
 
 impl Template {
@@ -114,6 +119,7 @@ impl Template {
             bbox: self.bbox,
             detector_score: self.detector_score,
             source: self.source.clone(),
+            quality: self.quality.clone(),
         }
     }
 }

@@ -82,6 +82,13 @@ CREATE TABLE facegate_api_keys (
 );
 ",
     ),
+    (
+        3,
+        "
+-- Quality figures measured at enrollment (JSON text; NULL for older templates).
+ALTER TABLE facegate_templates ADD COLUMN quality text;
+",
+    ),
 ];
 
 /// How identify searches.
@@ -505,8 +512,8 @@ impl PostgresGallery {
         let rows = tx
             .query(
                 "INSERT INTO facegate_templates (person, model_id, embedding, image_sha256,
-                     box_x1, box_y1, box_x2, box_y2, detector_score, source, created)
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, coalesce($11::text::timestamptz, now()))
+                     box_x1, box_y1, box_x2, box_y2, detector_score, source, created, quality)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, coalesce($11::text::timestamptz, now()), $12)
                  ON CONFLICT (person, image_sha256) DO NOTHING
                  RETURNING id",
                 &[
@@ -521,6 +528,7 @@ impl PostgresGallery {
                     &t.detector_score,
                     &t.source,
                     &created,
+                    &t.quality.as_ref().map(|q| q.to_string()),
                 ],
             )
             .map_err(self.error())?;
@@ -557,7 +565,7 @@ impl PostgresGallery {
             .query(
                 &format!(
                     "SELECT id, person, model_id, embedding, image_sha256,
-                            box_x1, box_y1, box_x2, box_y2, detector_score, source, {CREATED_T}
+                            box_x1, box_y1, box_x2, box_y2, detector_score, source, {CREATED_T}, quality
                      FROM facegate_templates t
                      WHERE $1::text IS NULL OR person = $1
                      ORDER BY id"
@@ -862,6 +870,9 @@ fn template_from_row(r: &postgres::Row) -> Template {
         detector_score: r.get(9),
         source: r.get(10),
         created: r.get(11),
+        quality: r
+            .get::<_, Option<String>>(12)
+            .and_then(|text| serde_json::from_str(&text).ok()),
     }
 }
 

@@ -32,6 +32,7 @@ CREATE TABLE IF NOT EXISTS templates (
     detector_score REAL NOT NULL,
     source         TEXT NOT NULL,
     created        TEXT NOT NULL,
+    quality        TEXT,
     UNIQUE (person_id, image_sha256)
 );
 CREATE INDEX IF NOT EXISTS templates_person ON templates(person_id);
@@ -76,6 +77,7 @@ impl SqliteGallery {
             .pragma_update(None, "secure_delete", "ON")
             .map_err(db_error)?;
         connection.execute_batch(SCHEMA).map_err(db_error)?;
+        add_quality_column(&connection).map_err(db_error)?;
         Ok(SqliteGallery {
             path: path.to_path_buf(),
             connection: Mutex::new(connection),
@@ -152,7 +154,7 @@ impl SqliteGallery {
         person: Option<&str>,
     ) -> Result<Vec<Template>, GalleryError> {
         let sql = "SELECT t.id, p.name, t.model_id, t.dimension, t.embedding, t.image_sha256,
-                          t.box_x1, t.box_y1, t.box_x2, t.box_y2, t.detector_score, t.source, t.created
+                          t.box_x1, t.box_y1, t.box_x2, t.box_y2, t.detector_score, t.source, t.created, t.quality
                    FROM templates t JOIN people p ON p.id = t.person_id
                    WHERE ?1 IS NULL OR p.name = ?1
                    ORDER BY t.id";
@@ -174,6 +176,9 @@ impl SqliteGallery {
                         detector_score: r.get(10)?,
                         source: r.get(11)?,
                         created: r.get(12)?,
+                        quality: r
+                            .get::<_, Option<String>>(13)?
+                            .and_then(|text| serde_json::from_str(&text).ok()),
                     },
                 ))
             })
@@ -589,9 +594,9 @@ fn insert_template(
     connection
         .prepare_cached(
             "INSERT OR IGNORE INTO templates (person_id, model_id, dimension, embedding, image_sha256,
-                 box_x1, box_y1, box_x2, box_y2, detector_score, source, created)
+                 box_x1, box_y1, box_x2, box_y2, detector_score, source, created, quality)
              VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11,
-                     coalesce(?12, strftime('%Y-%m-%dT%H:%M:%SZ', 'now')))",
+                     coalesce(?12, strftime('%Y-%m-%dT%H:%M:%SZ', 'now')), ?13)",
         )
         .and_then(|mut statement| {
             statement.execute(params![
@@ -607,9 +612,23 @@ fn insert_template(
                 t.detector_score,
                 t.source,
                 created,
+                t.quality.as_ref().map(|q| q.to_string()),
             ])
         })
         .map_err(gallery.db_error())
+}
+
+/// Galleries made before quality was measured lack the column; add it (once).
+fn add_quality_column(connection: &Connection) -> rusqlite::Result<()> {
+    let has_column: bool = connection.query_row(
+        "SELECT count(*) FROM pragma_table_info('templates') WHERE name = 'quality'",
+        [],
+        |r| r.get::<_, i64>(0).map(|n| n > 0),
+    )?;
+    if !has_column {
+        connection.execute_batch("ALTER TABLE templates ADD COLUMN quality TEXT")?;
+    }
+    Ok(())
 }
 
 /// Records the gallery's model when its first templates arrive.
@@ -673,6 +692,7 @@ mod tests {
             bbox: [1.0, 2.0, 3.0, 4.0],
             detector_score: 0.99,
             source: format!("{sha}.jpg"),
+            quality: None,
         }
     }
 

@@ -41,6 +41,7 @@ fn template(seed: f32, sha: &str) -> NewTemplate {
         bbox: [1.0, 2.0, 3.0, 4.0],
         detector_score: 0.99,
         source: format!("{sha}.jpg"),
+        quality: None,
     }
 }
 

@@ -29,6 +29,7 @@ fn template(sha: &str) -> NewTemplate {
         bbox: [0.0; 4],
         detector_score: 1.0,
         source: "test".into(),
+        quality: None,
     }
 }
 

@@ -124,6 +124,7 @@ fn connections_are_encrypted_and_the_server_certificate_is_checked() {
                 bbox: [0.0; 4],
                 detector_score: 1.0,
                 source: "test".into(),
+                quality: None,
             }],
         )
         .unwrap();

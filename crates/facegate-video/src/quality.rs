@@ -140,6 +140,27 @@ fn mean_std(values: &[f32]) -> (f32, f32) {
     (mean, var.sqrt())
 }
 
+/// Variance of the 4-neighbour Laplacian of a whole image (in grey levels): the usual focus
+/// measure. Compare images of the same size only.
+pub fn image_sharpness(image: &RgbImage) -> f32 {
+    laplacian_variance(&Grey {
+        width: image.width() as usize,
+        height: image.height() as usize,
+        pixels: grey_levels(image),
+    })
+}
+
+/// Grey levels (ITU-R BT.601 weights) of every pixel, row by row.
+pub fn grey_levels(image: &RgbImage) -> Vec<f32> {
+    image
+        .pixels()
+        .map(|p| {
+            let [r, g, b] = p.0;
+            0.299 * f32::from(r) + 0.587 * f32::from(g) + 0.114 * f32::from(b)
+        })
+        .collect()
+}
+
 /// Variance of the 4-neighbour Laplacian: the usual focus measure.
 fn laplacian_variance(grey: &Grey) -> f32 {
     let (w, h) = (grey.width, grey.height);

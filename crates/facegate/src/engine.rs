@@ -3,13 +3,15 @@ use std::path::Path;
 use facegate_align::AlignMode;
 use facegate_decide::{ImpostorCdf, Threshold, ThresholdSource};
 use facegate_detect::{Detector, Face, Mtcnn, MtcnnConfig};
-use facegate_embed::{DlibResnet, Embedder, FaceNet};
+use facegate_embed::{DlibResnet, Embedder, FaceNet, MobileFaceNet};
 use facegate_image::{LoadedImage, RgbImage};
 use facegate_models::{pins, FetchObserver, ModelStore};
 use facegate_nn::{Runtime, Threads};
 use serde::Serialize;
 
 use crate::config::{CalibratedThreshold, Config};
+use crate::quality::{QualityLevel, QualityReport};
+use facegate_liveness::{LivenessModels, LivenessScore};
 use crate::{Error, Home};
 
 /// How a photo's faces are chosen.
@@ -26,17 +28,83 @@ pub enum FacePolicy {
     All,
 }
 
-/// Which embedding model(s) to run.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub enum ModelChoice {
-    /// FaceNet (Keras, 128-d).
-    #[default]
+/// One embedding network.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ModelKind {
+    /// FaceNet (Keras, Inception-ResNet-v1, 128-d).
     Facenet,
     /// dlib's ResNet (128-d).
     Dlib,
-    /// Both: each face gets both embeddings, concatenated with equal weight (see
-    /// [`Engine::model_id`]).
-    Fusion,
+    /// MobileFaceNet (192-d, from a TF.js graph, repaired).
+    Mobilefacenet,
+}
+
+impl ModelKind {
+    pub const ALL: [ModelKind; 3] = [ModelKind::Facenet, ModelKind::Dlib, ModelKind::Mobilefacenet];
+
+    pub fn name(&self) -> &'static str {
+        match self {
+            ModelKind::Facenet => "facenet",
+            ModelKind::Dlib => "dlib",
+            ModelKind::Mobilefacenet => "mobilefacenet",
+        }
+    }
+}
+
+/// Which embedding model(s) to run: one, or several fused (see [`Engine::model_id`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ModelChoice(Vec<ModelKind>);
+
+impl Default for ModelChoice {
+    fn default() -> Self {
+        ModelChoice::single(ModelKind::Facenet)
+    }
+}
+
+impl ModelChoice {
+    pub fn single(kind: ModelKind) -> ModelChoice {
+        ModelChoice(vec![kind])
+    }
+
+    /// Every model, fused.
+    pub fn all() -> ModelChoice {
+        ModelChoice(ModelKind::ALL.to_vec())
+    }
+
+    pub fn kinds(&self) -> &[ModelKind] {
+        &self.0
+    }
+
+    /// Parses `facenet`, `dlib`, `mobilefacenet`, `fusion` (FaceNet + dlib, the first fusion
+    /// facegate shipped) or several names joined by `+` (e.g. `mobilefacenet+dlib`).
+    pub fn parse(text: &str) -> Result<ModelChoice, String> {
+        if text == "fusion" {
+            return Ok(ModelChoice(vec![ModelKind::Facenet, ModelKind::Dlib]));
+        }
+        let mut kinds = Vec::new();
+        for part in text.split('+') {
+            let kind = ModelKind::ALL
+                .into_iter()
+                .find(|k| k.name() == part.trim())
+                .ok_or_else(|| {
+                    format!(
+                        "unknown model `{part}`: choose facenet, dlib, mobilefacenet, fusion, or names joined by + (e.g. mobilefacenet+dlib)"
+                    )
+                })?;
+            if kinds.contains(&kind) {
+                return Err(format!("model `{part}` is named twice in `{text}`"));
+            }
+            kinds.push(kind);
+        }
+        Ok(ModelChoice(kinds))
+    }
+}
+
+impl std::fmt::Display for ModelChoice {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let names: Vec<&str> = self.0.iter().map(ModelKind::name).collect();
+        f.write_str(&names.join("+"))
+    }
 }
 
 #[derive(Clone, Debug)]
@@ -56,12 +124,19 @@ pub struct EngineOptions {
     pub parallel: usize,
     /// Overrides the model's default threshold (Euclidean on unit embeddings).
     pub threshold: Option<f32>,
+    /// The quality gate for enrollment photos.
+    pub enroll_quality: QualityLevel,
+    /// The quality gate for verification probes (off by default: a poor probe is reported,
+    /// and its distance speaks for itself).
+    pub verify_quality: QualityLevel,
+    /// Load the passive liveness models and score every decided face.
+    pub liveness: bool,
 }
 
 impl Default for EngineOptions {
     fn default() -> Self {
         EngineOptions {
-            model: ModelChoice::Facenet,
+            model: ModelChoice::default(),
             flip: false,
             align: AlignMode::Similarity,
             max_pixels: facegate_image::DEFAULT_MAX_PIXELS,
@@ -69,6 +144,9 @@ impl Default for EngineOptions {
             threads: 0,
             parallel: 0,
             threshold: None,
+            enroll_quality: QualityLevel::Standard,
+            verify_quality: QualityLevel::Off,
+            liveness: false,
         }
     }
 }
@@ -88,6 +166,7 @@ pub struct Engine {
     model_id: String,
     options: EngineOptions,
     calibrated: Option<CalibratedThreshold>,
+    liveness: Option<LivenessModels>,
 }
 
 /// How likely a distance this small is between two different people.
@@ -117,22 +196,31 @@ impl Engine {
         };
         let detector = Mtcnn::load(&store, &runtime, config, observer)?;
         let threads = Threads::shared(options.threads, options.parallel);
-        let facenet = || -> Result<Box<dyn Embedder>, Error> {
-            Ok(Box::new(FaceNet::load(
-                &store, &runtime, threads, observer,
-            )?))
-        };
-        let dlib = || -> Result<Box<dyn Embedder>, Error> {
-            Ok(Box::new(DlibResnet::load(
-                &store, &runtime, threads, observer,
-            )?))
-        };
-        let embedders = match options.model {
-            ModelChoice::Facenet => vec![facenet()?],
-            ModelChoice::Dlib => vec![dlib()?],
-            ModelChoice::Fusion => vec![facenet()?, dlib()?],
+        let embedders = options
+            .model
+            .kinds()
+            .iter()
+            .map(|kind| -> Result<Box<dyn Embedder>, Error> {
+                Ok(match kind {
+                    ModelKind::Facenet => {
+                        Box::new(FaceNet::load(&store, &runtime, threads, observer)?)
+                    }
+                    ModelKind::Dlib => {
+                        Box::new(DlibResnet::load(&store, &runtime, threads, observer)?)
+                    }
+                    ModelKind::Mobilefacenet => {
+                        Box::new(MobileFaceNet::load(&store, &runtime, threads, observer)?)
+                    }
+                })
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        let liveness = if options.liveness {
+            Some(LivenessModels::load(&store, &runtime, observer)?)
+        } else {
+            None
         };
         let mut engine = Engine::from_parts(Box::new(detector), embedders, options);
+        engine.liveness = liveness;
         engine.calibrated = Config::load(home.data_dir())?
             .thresholds
             .remove(engine.model_id());
@@ -161,7 +249,40 @@ impl Engine {
             model_id,
             options,
             calibrated: None,
+            liveness: None,
         }
+    }
+
+    /// Scores a face's liveness, when the engine was loaded with `liveness` on.
+    pub fn liveness(&self, image: &RgbImage, face: &Face) -> Result<Option<LivenessScore>, Error> {
+        match &self.liveness {
+            Some(models) => Ok(Some(models.check(image, face)?)),
+            None => Ok(None),
+        }
+    }
+
+    /// Measures a face and applies `level`'s gate: the report, or [`Error::PoorQuality`]
+    /// listing every limit missed.
+    pub fn check_quality(
+        &self,
+        image: &LoadedImage,
+        face: &Face,
+        faces_in_image: usize,
+        level: QualityLevel,
+    ) -> Result<QualityReport, Error> {
+        let report = QualityReport::measure(&image.rgb, face, faces_in_image);
+        if let Some(rules) = level.rules() {
+            let reasons = report.failures(&rules);
+            if !reasons.is_empty() {
+                return Err(Error::PoorQuality {
+                    source_name: image.source_name.clone(),
+                    level: level.name(),
+                    reasons,
+                    report: Box::new(report),
+                });
+            }
+        }
+        Ok(report)
     }
 
     /// Identifies everything that changes embeddings: model, detector and alignment.

@@ -33,6 +33,24 @@ pub enum Error {
         min_face_size: u32,
     },
 
+    #[error("the face in {source_name} failed the {level} quality gate: {}. Use a better photo, or pass --quality off to store it anyway", reasons.join("; "))]
+    PoorQuality {
+        source_name: String,
+        level: &'static str,
+        reasons: Vec<String>,
+        report: Box<crate::quality::QualityReport>,
+    },
+
+    #[error("the face in {source_name} did not pass the liveness check (score {score:.2}, needs {threshold:.2}): it may be a photo of a photo or of a screen. Use a live capture of the person")]
+    NotLive {
+        source_name: String,
+        score: f32,
+        threshold: f32,
+    },
+
+    #[error(transparent)]
+    Liveness(#[from] facegate_liveness::LivenessError),
+
     #[error(
         "no default home directory is known on this system; pass --home DIR or set FACEGATE_HOME"
     )]
@@ -61,7 +79,11 @@ impl Error {
             Error::Image(I::UnsupportedFormat { .. }) => "unsupported_format",
             Error::Image(I::Empty { .. } | I::Corrupt { .. }) => "corrupt_image",
             Error::Image(I::Read { .. }) => "unreadable_file",
-            Error::Model(_) | Error::Runtime(_) | Error::Detect(_) | Error::Embed(_) => {
+            Error::Model(_)
+            | Error::Runtime(_)
+            | Error::Detect(_)
+            | Error::Embed(_)
+            | Error::Liveness(_) => {
                 "model_error"
             }
             Error::Gallery(G::UnknownPerson { .. }) => "unknown_person",
@@ -82,6 +104,8 @@ impl Error {
             Error::NoFace { .. } => "no_face",
             Error::SeveralFaces { .. } => "several_faces",
             Error::FaceTooSmall { .. } => "face_too_small",
+            Error::PoorQuality { .. } => "poor_quality",
+            Error::NotLive { .. } => "not_live",
             Error::NoHome => "no_home",
             Error::Config { .. } => "config_error",
             Error::EvalInput { .. } => "bad_eval_input",

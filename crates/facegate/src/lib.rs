@@ -7,7 +7,8 @@
 //! | decode, EXIF, limits | `facegate-image` | [`image::load`] |
 //! | find faces | `facegate-detect` (MTCNN) | [`Detector`] |
 //! | cut and align | `facegate-align` | [`align::align`] |
-//! | embed | `facegate-embed` (FaceNet) | [`Embedder`] |
+//! | embed | `facegate-embed` (FaceNet, dlib, MobileFaceNet) | [`Embedder`] |
+//! | liveness (optional) | `facegate-liveness` | [`liveness::LivenessModels`] |
 //! | store | `facegate-gallery` (SQLite) | [`Gallery`] |
 //! | decide | `facegate-decide` | [`decide::Threshold`] |
 //!
@@ -20,9 +21,12 @@ mod error;
 pub mod eval;
 mod home;
 pub mod ops;
+pub mod quality;
 pub mod video;
 
-pub use engine::{EmbeddedFace, Engine, EngineOptions, FacePolicy, FarEstimate, ModelChoice};
+pub use engine::{
+    EmbeddedFace, Engine, EngineOptions, FacePolicy, FarEstimate, ModelChoice, ModelKind,
+};
 pub use error::Error;
 pub use home::Home;
 
@@ -32,6 +36,7 @@ pub use facegate_detect as detect;
 pub use facegate_embed as embed;
 pub use facegate_gallery as gallery;
 pub use facegate_image as image;
+pub use facegate_liveness as liveness;
 pub use facegate_models as models;
 pub use facegate_nn as nn;
 pub use facegate_video as video_input;

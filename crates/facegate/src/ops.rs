@@ -7,7 +7,9 @@ use facegate_gallery::{Gallery, GalleryError, NewTemplate, Template, TemplateInd
 use facegate_image::LoadedImage;
 use serde::Serialize;
 
+use crate::quality::QualityReport;
 use crate::{EmbeddedFace, Engine, Error, FacePolicy, FarEstimate};
+use facegate_liveness::LivenessScore;
 
 /// A face turned into a template, ready to store.
 #[derive(Clone, Debug)]
@@ -15,6 +17,9 @@ pub struct PreparedTemplate {
     pub template: NewTemplate,
     pub face: Face,
     pub faces_found: usize,
+    pub quality: QualityReport,
+    /// Present when the engine checks liveness.
+    pub liveness: Option<LivenessScore>,
 }
 
 /// Detects and embeds the enrollment face of a photo: exactly one face, or the largest when
@@ -31,6 +36,17 @@ pub fn prepare_template(
     };
     let (mut faces, faces_found) = engine.embed_faces(image, policy)?;
     let EmbeddedFace { face, embedding } = faces.remove(0);
+    let quality =
+        engine.check_quality(image, &face, faces_found, engine.options().enroll_quality)?;
+    let liveness = engine.liveness(&image.rgb, &face)?;
+    if let Some(score) = liveness.as_ref().filter(|s| !s.live) {
+        // A template made from a replayed photo would let the attack in again later.
+        return Err(Error::NotLive {
+            source_name: image.source_name.clone(),
+            score: score.score,
+            threshold: score.threshold,
+        });
+    }
     Ok(PreparedTemplate {
         template: NewTemplate {
             embedding,
@@ -38,9 +54,12 @@ pub fn prepare_template(
             bbox: face.bbox,
             detector_score: face.score,
             source: image.source_name.clone(),
+            quality: serde_json::to_value(&quality).ok(),
         },
         face,
         faces_found,
+        quality,
+        liveness,
     })
 }
 
@@ -72,6 +91,12 @@ pub struct VerifyOutcome {
     /// How often two different people come out this close (from calibration data).
     pub estimated_far: Option<FarEstimate>,
     pub note: Option<String>,
+    /// Quality of the decided face.
+    pub quality: QualityReport,
+    /// The liveness verdict on the decided face, when requested; never part of `distance`.
+    pub liveness: Option<LivenessScore>,
+    /// `is_match`, and live when liveness was checked.
+    pub accepted: bool,
 }
 
 /// 1:1 — is the person in `image` the enrolled `person`? Compares with every template of that
@@ -112,7 +137,17 @@ pub fn verify(
             name: person.to_string(),
         })?;
     verdicts.sort_by(|a, b| a.distance.total_cmp(&b.distance));
+    let quality = engine.check_quality(
+        image,
+        &best.face,
+        faces_found,
+        engine.options().verify_quality,
+    )?;
+    let liveness = engine.liveness(&image.rgb, &best.face)?;
     Ok(VerifyOutcome {
+        accepted: best.is_match && liveness.as_ref().is_none_or(|l| l.live),
+        quality,
+        liveness,
         person: person.to_string(),
         is_match: best.is_match,
         distance: best.distance,
@@ -145,6 +180,9 @@ pub struct IdentifiedFace {
     pub identity: Option<String>,
     /// People ranked by their closest template, at most `top`.
     pub candidates: Vec<Candidate>,
+    pub quality: QualityReport,
+    /// The liveness verdict, when requested.
+    pub liveness: Option<LivenessScore>,
 }
 
 #[derive(Clone, Debug, Serialize)]
@@ -317,10 +355,15 @@ pub fn identify_with(
             .first()
             .filter(|c| c.is_match)
             .map(|c| c.person.clone());
+        let quality =
+            engine.check_quality(image, &f.face, faces_found, engine.options().verify_quality)?;
+        let liveness = engine.liveness(&image.rgb, &f.face)?;
         identified.push(IdentifiedFace {
             face: f.face,
             identity,
             candidates,
+            quality,
+            liveness,
         });
     }
     Ok(IdentifyOutcome {
@@ -394,6 +437,8 @@ pub struct CompareOutcome {
     pub faces_found_b: usize,
     pub estimated_far: Option<FarEstimate>,
     pub note: Option<String>,
+    pub quality_a: QualityReport,
+    pub quality_b: QualityReport,
 }
 
 /// Two photos, no gallery: the largest face of each.
@@ -401,6 +446,9 @@ pub fn compare(engine: &Engine, a: &LoadedImage, b: &LoadedImage) -> Result<Comp
     let (mut fa, found_a) = engine.embed_faces(a, FacePolicy::Largest)?;
     let (mut fb, found_b) = engine.embed_faces(b, FacePolicy::Largest)?;
     let (fa, fb) = (fa.remove(0), fb.remove(0));
+    let level = engine.options().verify_quality;
+    let quality_a = engine.check_quality(a, &fa.face, found_a, level)?;
+    let quality_b = engine.check_quality(b, &fb.face, found_b, level)?;
     let threshold = engine.threshold();
     let distances = Distances::between(&fa.embedding, &fb.embedding);
     let note = match (found_a > 1, found_b > 1) {
@@ -421,6 +469,8 @@ pub fn compare(engine: &Engine, a: &LoadedImage, b: &LoadedImage) -> Result<Comp
         faces_found_b: found_b,
         estimated_far: engine.estimated_far(distances.euclidean),
         note,
+        quality_a,
+        quality_b,
     })
 }
 
@@ -457,6 +507,7 @@ mod tests {
             bbox: [0.0; 4],
             detector_score: 1.0,
             source: sha.to_string(),
+            quality: None,
         }
     }
 

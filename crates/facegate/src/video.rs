@@ -19,6 +19,7 @@ use serde::Serialize;
 use sha2::{Digest, Sha256};
 
 use crate::ops::{self, Searcher};
+use crate::quality::QualityReport;
 use crate::{Engine, Error, Face};
 
 /// Why a frame was or was not used for enrollment.
@@ -113,7 +114,17 @@ pub fn select_enrollment_frames(
             1 => {
                 let face = &faces[0];
                 let quality = FaceQuality::measure(&frame.image, face);
-                match quality.rejection(&settings.rules) {
+                let report = QualityReport::measure(&frame.image, face, 1);
+                let gate = engine
+                    .options()
+                    .enroll_quality
+                    .rules()
+                    .map(|rules| report.failures(&rules))
+                    .unwrap_or_default();
+                let rejection = quality
+                    .rejection(&settings.rules)
+                    .or_else(|| (!gate.is_empty()).then(|| gate.join("; ")));
+                match rejection {
                     Some(reason) => frames.push(verdict(false, reason, Some(quality))),
                     None => {
                         let embedding = engine
@@ -130,6 +141,7 @@ pub fn select_enrollment_frames(
                                 bbox: face.bbox,
                                 detector_score: face.score,
                                 source: format!("{name}@{time_s:.2}s"),
+                                quality: serde_json::to_value(&report).ok(),
                             },
                         });
                         frames.push(verdict(false, "candidate".into(), Some(quality)));
