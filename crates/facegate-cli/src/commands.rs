@@ -230,6 +230,9 @@ struct EnrolledPhoto {
     template_id: Option<i64>,
     face: facegate::Face,
     faces_found: usize,
+    quality: facegate::quality::QualityReport,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    liveness: Option<facegate::liveness::LivenessScore>,
 }
 
 #[derive(Serialize)]
@@ -237,6 +240,42 @@ struct SkippedPhoto {
     source: String,
     code: String,
     reason: String,
+    /// The measured quality, when the photo failed the quality gate.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    quality: Option<facegate::quality::QualityReport>,
+}
+
+impl SkippedPhoto {
+    fn from_error(source: String, err: &Error) -> SkippedPhoto {
+        SkippedPhoto {
+            source,
+            code: err.code().to_string(),
+            reason: err.to_string(),
+            quality: match err {
+                Error::PoorQuality { report, .. } => Some((**report).clone()),
+                _ => None,
+            },
+        }
+    }
+}
+
+/// One line about a face's quality, for people.
+fn quality_line(q: &facegate::quality::QualityReport) -> String {
+    format!(
+        "quality: {:.0} px between the eyes, sharpness {:.0}, brightness {:.0}, yaw {:+.0}°, pitch {:+.0}°, roll {:+.0}°, detector {:.3}",
+        q.inter_eye_px, q.sharpness, q.brightness, q.yaw_degrees, q.pitch_degrees, q.roll_degrees, q.detector_score
+    )
+}
+
+fn liveness_line(l: &facegate::liveness::LivenessScore) -> String {
+    format!(
+        "liveness: {} (score {:.2}, threshold {:.2}; antispoof {:.2}, liveness model {:.2}) — a passive check, not a certified presentation-attack detector",
+        if l.live { "LIVE" } else { "NOT LIVE" },
+        l.score,
+        l.threshold,
+        l.antispoof_real,
+        l.liveness_real
+    )
 }
 
 fn enroll(ctx: &Context, name: &str, inputs: &[PathBuf], largest: bool) -> Result<ExitCode> {
@@ -278,6 +317,7 @@ fn enroll(ctx: &Context, name: &str, inputs: &[PathBuf], largest: bool) -> Resul
                         source: path.display().to_string(),
                         code: "duplicate_input".into(),
                         reason: "the same photo was given twice".into(),
+                        quality: None,
                     });
                 } else {
                     prepared.push((p, path.display().to_string()));
@@ -289,11 +329,7 @@ fn enroll(ctx: &Context, name: &str, inputs: &[PathBuf], largest: bool) -> Resul
                     anyhow::Error::new(err).context(format!("nothing was enrolled for {name:?}"))
                 );
             }
-            Err(err) => skipped.push(SkippedPhoto {
-                source: path.display().to_string(),
-                code: err.code().to_string(),
-                reason: err.to_string(),
-            }),
+            Err(err) => skipped.push(SkippedPhoto::from_error(path.display().to_string(), &err)),
         }
     }
     bar.finish_and_clear();
@@ -324,6 +360,8 @@ fn enroll(ctx: &Context, name: &str, inputs: &[PathBuf], largest: bool) -> Resul
                 template_id: added.next().copied(),
                 face: p.face.clone(),
                 faces_found: p.faces_found,
+                quality: p.quality.clone(),
+                liveness: p.liveness.clone(),
             });
         }
     }
@@ -350,6 +388,10 @@ fn enroll(ctx: &Context, name: &str, inputs: &[PathBuf], largest: bool) -> Resul
                 String::new()
             };
             println!("  + {}{note}", e.source);
+            println!("    {}", quality_line(&e.quality));
+            if let Some(l) = &e.liveness {
+                println!("    {}", liveness_line(l));
+            }
         }
         for a in &already {
             println!("  = {a}: already enrolled for {name:?}, skipped");
@@ -445,11 +487,9 @@ fn enroll_all(ctx: &Context, dir: &Path, largest: bool) -> Result<ExitCode> {
                     templates.push(p.template);
                 }
                 Some(Ok(_)) => {}
-                Some(Err(err)) => skipped.push(SkippedPhoto {
-                    source: path.display().to_string(),
-                    code: err.code().to_string(),
-                    reason: err.to_string(),
-                }),
+                Some(Err(err)) => {
+                    skipped.push(SkippedPhoto::from_error(path.display().to_string(), &err))
+                }
                 None => {}
             }
         }
@@ -514,10 +554,10 @@ fn verify(ctx: &Context, name: &str, image: &Path, all_faces: bool) -> Result<Ex
     })?;
     let outcome = ops::verify(&engine, gallery.as_ref(), name, &image, all_faces)?;
     ctx.emit(&outcome, || {
-        let verdict = if outcome.is_match {
-            "MATCH"
-        } else {
-            "NO MATCH"
+        let verdict = match (outcome.is_match, outcome.accepted) {
+            (true, true) => "MATCH",
+            (true, false) => "MATCH, BUT NOT LIVE",
+            (false, _) => "NO MATCH",
         };
         let relation = if outcome.is_match { "<=" } else { ">" };
         println!(
@@ -532,6 +572,10 @@ fn verify(ctx: &Context, name: &str, image: &Path, all_faces: bool) -> Result<Ex
             outcome.model
         );
         println!("  threshold: {}", threshold_text(&outcome.threshold));
+        println!("  {}", quality_line(&outcome.quality));
+        if let Some(l) = &outcome.liveness {
+            println!("  {}", liveness_line(l));
+        }
         if all_faces && outcome.faces.len() > 1 {
             for f in &outcome.faces {
                 println!(
@@ -546,7 +590,8 @@ fn verify(ctx: &Context, name: &str, image: &Path, all_faces: bool) -> Result<Ex
             println!("  note: {note}");
         }
     })?;
-    Ok(exit(outcome.is_match))
+    // Exit 0 only when accepted: a match that fails a requested liveness check is refused.
+    Ok(exit(outcome.accepted))
 }
 
 fn identify(ctx: &Context, image: &Path, top: usize, all_faces: bool) -> Result<ExitCode> {
@@ -567,6 +612,10 @@ fn identify(ctx: &Context, image: &Path, top: usize, all_faces: bool) -> Result<
                     "unknown: nobody in the gallery is within the threshold ({:.3})",
                     outcome.threshold.value
                 ),
+            }
+            println!("  {}", quality_line(&face.quality));
+            if let Some(l) = &face.liveness {
+                println!("  {}", liveness_line(l));
             }
             println!("  rank  distance  person");
             for (rank, c) in face.candidates.iter().enumerate() {

@@ -64,6 +64,59 @@ pub fn pairs_markdown(r: &PairsReport, pairs_file: &Path, seconds: f64) -> Strin
         .collect();
     md.push_str(&folds.join(", "));
     md.push('\n');
+    md.push_str(&quality_markdown(&r.quality));
+    md
+}
+
+/// The error-versus-reject section: FNMR and FMR at the FAR-1e-3 threshold as the worst
+/// pairs on each quality factor are set aside, then the gate levels.
+fn quality_markdown(q: &facegate::eval::QualityEffect) -> String {
+    let mut md = format!(
+        "\n### Quality: error versus reject (threshold {:.3}, FAR 1e-3 on all pairs)\n\n",
+        q.threshold
+    );
+    let Some(first) = q.curves.first() else {
+        return md;
+    };
+    md.push_str("FNMR (FMR) after setting aside the worst pairs on one factor (a pair is as good as its worse image):\n\n| factor |");
+    for p in &first.points {
+        md.push_str(&format!(" {:.0}% set aside |", p.rejected * 100.0));
+    }
+    md.push_str("\n|---|");
+    md.push_str(&"---|".repeat(first.points.len()));
+    md.push('\n');
+    for c in &q.curves {
+        md.push_str(&format!("| {} |", c.factor));
+        for p in &c.points {
+            md.push_str(&format!(" {:.2}% ({:.2}%) |", p.fnmr * 100.0, p.fmr * 100.0));
+        }
+        md.push('\n');
+    }
+    md.push_str("\n| gate | images failing | pairs set aside | FNMR | FMR |\n|---|---|---|---|---|\n");
+    if let Some(all) = first.points.first() {
+        md.push_str(&format!(
+            "| off | 0 | 0.00% | {:.2}% | {:.2}% |\n",
+            all.fnmr * 100.0,
+            all.fmr * 100.0
+        ));
+    }
+    for l in &q.levels {
+        md.push_str(&format!(
+            "| {} | {} | {:.2}% | {:.2}% | {:.2}% |\n",
+            l.level,
+            l.images_failing,
+            l.point.rejected * 100.0,
+            l.point.fnmr * 100.0,
+            l.point.fmr * 100.0
+        ));
+    }
+    md.push_str("\nWorst-side percentiles of each factor over the images (p5 = 5% of images are worse):\n\n| factor | p1 | p5 | p10 | p50 |\n|---|---|---|---|---|\n");
+    for f in &q.percentiles {
+        md.push_str(&format!(
+            "| {} | {:.2} | {:.2} | {:.2} | {:.2} |\n",
+            f.factor, f.p1, f.p5, f.p10, f.p50
+        ));
+    }
     md
 }
 

@@ -81,6 +81,9 @@ impl LivenessModels {
 
     /// Scores the face `face` of `image` (the detector's box, cut out and resized).
     pub fn check(&self, image: &RgbImage, face: &Face) -> Result<LivenessScore, LivenessError> {
+        // The detector's box without margin: both models were trained on tight face boxes
+        // (OpenCV's SSD face detector for `liveness`). Wider crops were measured and separate
+        // no better (docs/ACCURACY.md, "Passive liveness").
         let crop = |size| facegate_align::align(image, face, AlignMode::Box { margin: 0.0 }, size);
         let antispoof_real = self.antispoof_real(&[crop(ANTISPOOF_SIZE)])?[0];
         let liveness_real = self.liveness_real(&[crop(LIVENESS_SIZE)])?[0];

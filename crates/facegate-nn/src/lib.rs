@@ -9,7 +9,7 @@
 //! MTCNN, `facegate-embed` for FaceNet), one file per network.
 
 pub mod graph;
-mod onnx_proto;
+pub mod onnx_proto;
 pub mod runtime;
 
 pub use graph::{GraphBuilder, Value};

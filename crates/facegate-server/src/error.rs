@@ -68,7 +68,8 @@ impl From<facegate::Error> for ApiError {
         let status = match code {
             "image_too_large" => StatusCode::PAYLOAD_TOO_LARGE,
             "unsupported_format" => StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            "corrupt_image" | "no_face" | "several_faces" | "face_too_small" | "invalid_name" => {
+            "corrupt_image" | "no_face" | "several_faces" | "face_too_small" | "invalid_name"
+            | "poor_quality" | "not_live" => {
                 StatusCode::UNPROCESSABLE_ENTITY
             }
             "unknown_person" | "unknown_template" => StatusCode::NOT_FOUND,

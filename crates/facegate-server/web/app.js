@@ -158,6 +158,13 @@ async function enroll(photo) {
   }
 }
 
+// The server reports liveness only when it runs with --liveness; it is a separate verdict,
+// never part of the distance.
+function livenessText(liveness) {
+  if (!liveness) return '';
+  return '; liveness ' + (liveness.live ? 'live' : 'NOT LIVE') + ' (score ' + liveness.score.toFixed(2) + ')';
+}
+
 async function verify(photo) {
   const result = $('verify-result');
   const person = $('verify-person').value;
@@ -170,14 +177,18 @@ async function verify(photo) {
       form.append('person', person);
       const v = await api('POST', '/v1/verify', form);
       const detail = 'distance ' + v.distance.toFixed(3) + (v.is_match ? ' ≤ ' : ' > ') +
-        'threshold ' + v.threshold.value.toFixed(3) + ' (' + v.model + ')';
-      show(result, v.is_match ? 'match' : 'no-match', v.is_match ? 'Match: ' + person : 'No match: not ' + person, detail);
+        'threshold ' + v.threshold.value.toFixed(3) + ' (' + v.model + ')' + livenessText(v.liveness);
+      if (v.is_match && !v.accepted) {
+        show(result, 'no-match', 'Match, but not live: ' + person, detail);
+      } else {
+        show(result, v.is_match ? 'match' : 'no-match', v.is_match ? 'Match: ' + person : 'No match: not ' + person, detail);
+      }
     } else {
       const r = await api('POST', '/v1/identify', form);
       const best = r.candidates[0];
       const detail = best ? 'closest: ' + best.person + ', distance ' + best.distance.toFixed(3) +
         ', threshold ' + r.threshold.value.toFixed(3) : 'nobody is enrolled';
-      show(result, r.identity ? 'identified' : 'unknown', r.identity ? 'This is ' + r.identity : 'Unknown person', detail);
+      show(result, r.identity ? 'identified' : 'unknown', r.identity ? 'This is ' + r.identity : 'Unknown person', detail + livenessText(r.liveness));
     }
   } catch (err) {
     show(result, 'error', 'Could not verify', err.message);

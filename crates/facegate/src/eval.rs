@@ -23,6 +23,7 @@ use rusqlite::OptionalExtension;
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 
+use crate::quality::{QualityLevel, QualityReport};
 use crate::{Engine, Error, FacePolicy};
 
 /// One line of a pairs file.
@@ -155,6 +156,8 @@ pub struct EvalImage {
     pub embedding: Vec<f32>,
     /// False when no face was detected and the centre-crop fallback was used.
     pub detected: bool,
+    /// The face's quality figures (`None` for the centre-crop fallback).
+    pub quality: Option<QualityReport>,
 }
 
 /// Embeddings on disk, keyed by image hash and pipeline.
@@ -190,6 +193,19 @@ impl EmbeddingCache {
                     PRIMARY KEY (image_sha256, pipeline))",
             )
             .map_err(error)?;
+        let has_quality: i64 = connection
+            .query_row(
+                "SELECT count(*) FROM pragma_table_info('embeddings') WHERE name = 'quality'",
+                [],
+                |r| r.get(0),
+            )
+            .map_err(error)?;
+        if has_quality == 0 {
+            // Rows cached before quality was measured are recomputed on their next use.
+            connection
+                .execute_batch("ALTER TABLE embeddings ADD COLUMN quality TEXT")
+                .map_err(error)?;
+        }
         Ok(EmbeddingCache {
             connection: Mutex::new(connection),
             path: path.to_path_buf(),
@@ -200,19 +216,33 @@ impl EmbeddingCache {
         let connection = self.connection.lock().unwrap_or_else(|p| p.into_inner());
         connection
             .query_row(
-                "SELECT embedding, detected FROM embeddings WHERE image_sha256 = ?1 AND pipeline = ?2",
+                "SELECT embedding, detected, quality FROM embeddings WHERE image_sha256 = ?1 AND pipeline = ?2",
                 [sha, pipeline],
-                |r| Ok((r.get::<_, Vec<u8>>(0)?, r.get::<_, bool>(1)?)),
+                |r| {
+                    Ok((
+                        r.get::<_, Vec<u8>>(0)?,
+                        r.get::<_, bool>(1)?,
+                        r.get::<_, Option<String>>(2)?,
+                    ))
+                },
             )
             .optional()
             .ok()
             .flatten()
-            .map(|(blob, detected)| EvalImage {
-                embedding: blob
-                    .chunks_exact(4)
-                    .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
-                    .collect(),
-                detected,
+            .and_then(|(blob, detected, quality)| {
+                let quality: Option<QualityReport> =
+                    quality.and_then(|q| serde_json::from_str(&q).ok());
+                if detected && quality.is_none() {
+                    return None;
+                }
+                Some(EvalImage {
+                    embedding: blob
+                        .chunks_exact(4)
+                        .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+                        .collect(),
+                    detected,
+                    quality,
+                })
             })
     }
 
@@ -225,8 +255,18 @@ impl EmbeddingCache {
             .collect();
         connection
             .execute(
-                "INSERT OR REPLACE INTO embeddings VALUES (?1, ?2, ?3, ?4)",
-                rusqlite::params![sha, pipeline, blob, image.detected],
+                "INSERT OR REPLACE INTO embeddings (image_sha256, pipeline, embedding, detected, quality)
+                 VALUES (?1, ?2, ?3, ?4, ?5)",
+                rusqlite::params![
+                    sha,
+                    pipeline,
+                    blob,
+                    image.detected,
+                    image
+                        .quality
+                        .as_ref()
+                        .and_then(|q| serde_json::to_string(q).ok())
+                ],
             )
             .map_err(|e| Error::EvalInput {
                 path: self.path.clone(),
@@ -280,10 +320,14 @@ fn embed_one(engine: &Engine, bytes: &[u8], path: &Path) -> Result<EvalImage, Er
     let image = engine.decode_image(bytes, &path.display().to_string())?;
     // Benchmark photos are centred on the labelled person.
     match engine.embed_faces(&image, FacePolicy::Central) {
-        Ok((mut faces, _)) => Ok(EvalImage {
-            embedding: faces.remove(0).embedding,
-            detected: true,
-        }),
+        Ok((mut faces, found)) => {
+            let face = faces.remove(0);
+            Ok(EvalImage {
+                quality: Some(QualityReport::measure(&image.rgb, &face.face, found)),
+                embedding: face.embedding,
+                detected: true,
+            })
+        }
         Err(Error::NoFace { .. } | Error::FaceTooSmall { .. }) => {
             // The centre half of the image, with landmarks where an upright face in that box
             // would have them (the FaceNet template, which frames a face plus margin).
@@ -300,6 +344,7 @@ fn embed_one(engine: &Engine, bytes: &[u8], path: &Path) -> Result<EvalImage, Er
             Ok(EvalImage {
                 embedding: embeddings.remove(0),
                 detected: false,
+                quality: None,
             })
         }
         Err(other) => Err(other),
@@ -341,6 +386,8 @@ pub struct PairsReport {
     pub no_face_policy: String,
     /// Downsampled ROC curve (for plotting).
     pub roc: Vec<RocPoint>,
+    /// How errors fall as the worst-quality pairs are set aside.
+    pub quality: QualityEffect,
     /// For `calibrate` and FAR estimates.
     #[serde(skip)]
     pub impostor_distances: Vec<f32>,
@@ -383,7 +430,7 @@ pub fn score_pairs(
         .map(|p| p.distance)
         .collect();
     let impostors = impostor_distances.len();
-    let tar_at_far = [1e-1, 1e-2, 1e-3, 1e-4]
+    let tar_at_far: Vec<TarAtFar> = [1e-1, 1e-2, 1e-3, 1e-4]
         .into_iter()
         .map(|far| {
             let at = eval::tar_at_far(&curve, far);
@@ -398,6 +445,7 @@ pub fn score_pairs(
         })
         .collect();
     let distinct: BTreeSet<&PathBuf> = specs.iter().flat_map(|p| [&p.a, &p.b]).collect();
+    let quality = quality_effect(specs, embeddings, &pairs, &tar_at_far);
     PairsReport {
         model: model.to_string(),
         pipeline: pipeline.to_string(),
@@ -420,8 +468,188 @@ pub fn score_pairs(
             .count(),
         no_face_policy: NO_FACE_POLICY.to_string(),
         roc: downsample(&curve, 400),
+        quality,
         impostor_distances,
         genuine_distances,
+    }
+}
+
+/// Error versus reject: what setting aside low-quality pairs does to the errors at a fixed
+/// threshold (the one for FAR 1e-3 on all pairs), factor by factor, and for each gate level.
+#[derive(Clone, Debug, Serialize)]
+pub struct QualityEffect {
+    pub threshold: f32,
+    /// Per factor: pairs ranked by their worse image on that factor, the worst fraction set
+    /// aside.
+    pub curves: Vec<RejectCurve>,
+    /// The gate levels applied to both images of every pair.
+    pub levels: Vec<LevelEffect>,
+    /// Percentiles (1, 5, 10, 50) of each factor over the evaluated images with a face.
+    pub percentiles: Vec<FactorPercentiles>,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct RejectCurve {
+    pub factor: &'static str,
+    pub points: Vec<RejectPoint>,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct RejectPoint {
+    /// Fraction of pairs set aside.
+    pub rejected: f64,
+    pub pairs: usize,
+    /// False non-match rate among the remaining genuine pairs.
+    pub fnmr: f64,
+    /// False match rate among the remaining impostor pairs.
+    pub fmr: f64,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct LevelEffect {
+    pub level: &'static str,
+    /// Images (with a face) failing the level.
+    pub images_failing: usize,
+    pub point: RejectPoint,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct FactorPercentiles {
+    pub factor: &'static str,
+    pub p1: f32,
+    pub p5: f32,
+    pub p10: f32,
+    pub p50: f32,
+}
+
+/// A quality factor: its name, its value, and whether larger values are better.
+type Factor = (&'static str, fn(&QualityReport) -> f32, bool);
+
+const FACTORS: [Factor; 6] = [
+    ("inter_eye_px", |q| q.inter_eye_px, true),
+    ("sharpness", |q| q.sharpness, true),
+    ("abs_yaw_degrees", |q| q.yaw_degrees.abs(), false),
+    ("abs_pitch_degrees", |q| q.pitch_degrees.abs(), false),
+    ("brightness_off_128", |q| (q.brightness - 128.0).abs(), false),
+    ("detector_score", |q| q.detector_score, true),
+];
+
+/// The factor's value oriented so that larger is better.
+fn goodness(factor: &Factor, q: &QualityReport) -> f32 {
+    let v = (factor.1)(q);
+    if factor.2 {
+        v
+    } else {
+        -v
+    }
+}
+
+fn quality_effect(
+    specs: &[PairSpec],
+    embeddings: &HashMap<PathBuf, EvalImage>,
+    pairs: &[ScoredPair],
+    tar_at_far: &[TarAtFar],
+) -> QualityEffect {
+    let threshold = tar_at_far
+        .iter()
+        .find(|t| t.far == 1e-3)
+        .and_then(|t| t.threshold)
+        .unwrap_or(1.0);
+    let point = |kept: &[usize], total: usize| {
+        let (mut genuine, mut impostor, mut false_non, mut false_match) = (0, 0, 0, 0);
+        for &i in kept {
+            let p = &pairs[i];
+            if p.same {
+                genuine += 1;
+                false_non += usize::from(p.distance > threshold);
+            } else {
+                impostor += 1;
+                false_match += usize::from(p.distance <= threshold);
+            }
+        }
+        RejectPoint {
+            rejected: 1.0 - kept.len() as f64 / total.max(1) as f64,
+            pairs: kept.len(),
+            fnmr: false_non as f64 / genuine.max(1) as f64,
+            fmr: false_match as f64 / impostor.max(1) as f64,
+        }
+    };
+    let quality = |path: &PathBuf| embeddings[path].quality.as_ref();
+    let curves = FACTORS
+        .iter()
+        .map(|factor| {
+            // A pair is as good as its worse image; no face at all is the worst.
+            let score = |spec: &PairSpec| {
+                let v = |p| quality(p).map_or(f32::NEG_INFINITY, |q| goodness(factor, q));
+                v(&spec.a).min(v(&spec.b))
+            };
+            let mut order: Vec<usize> = (0..specs.len()).collect();
+            order.sort_by(|&a, &b| score(&specs[a]).total_cmp(&score(&specs[b])));
+            let points = [0.0, 0.01, 0.02, 0.05, 0.10, 0.20]
+                .into_iter()
+                .map(|fraction| {
+                    let skip = (fraction * specs.len() as f64).round() as usize;
+                    point(&order[skip..], specs.len())
+                })
+                .collect();
+            RejectCurve {
+                factor: factor.0,
+                points,
+            }
+        })
+        .collect();
+    let levels = [QualityLevel::Standard, QualityLevel::Strict]
+        .into_iter()
+        .map(|level| {
+            let rules = level.rules();
+            let fails = |p: &PathBuf| match (quality(p), &rules) {
+                (Some(q), Some(r)) => !q.failures(r).is_empty(),
+                (None, _) => true,
+                (Some(_), None) => false,
+            };
+            let kept: Vec<usize> = (0..specs.len())
+                .filter(|&i| !fails(&specs[i].a) && !fails(&specs[i].b))
+                .collect();
+            let distinct: BTreeSet<&PathBuf> = specs.iter().flat_map(|p| [&p.a, &p.b]).collect();
+            LevelEffect {
+                level: level.name(),
+                images_failing: distinct
+                    .iter()
+                    .filter(|p| quality(p).is_some() && fails(p))
+                    .count(),
+                point: point(&kept, specs.len()),
+            }
+        })
+        .collect();
+    let distinct: BTreeSet<&PathBuf> = specs.iter().flat_map(|p| [&p.a, &p.b]).collect();
+    let percentiles = FACTORS
+        .iter()
+        .map(|factor| {
+            // Worst first: p5 is the value 5% of the images are worse than.
+            let mut v: Vec<(f32, f32)> = distinct
+                .iter()
+                .filter_map(|p| quality(p))
+                .map(|q| (goodness(factor, q), (factor.1)(q)))
+                .collect();
+            v.sort_by(|a, b| a.0.total_cmp(&b.0));
+            let at = |p: f64| {
+                v.get(((v.len() as f64 - 1.0) * p).round() as usize)
+                    .map_or(f32::NAN, |x| x.1)
+            };
+            FactorPercentiles {
+                factor: factor.0,
+                p1: at(0.01),
+                p5: at(0.05),
+                p10: at(0.10),
+                p50: at(0.50),
+            }
+        })
+        .collect();
+    QualityEffect {
+        threshold,
+        curves,
+        levels,
+        percentiles,
     }
 }
 

@@ -9,7 +9,7 @@ use serde::Deserialize;
 
 use super::types::{
     AddFacesRequest, CreatePersonRequest, DeletedPerson, DeletedTemplate, EnrollResult, FaceBox,
-    ImageForm, PeoplePage, PersonDetail, PersonSummary, TemplateInfo,
+    ImageForm, LivenessInfo, PeoplePage, PersonDetail, PersonSummary, QualityInfo, TemplateInfo,
 };
 use crate::error::{ApiError, ErrorBody};
 use crate::input::{Form, Upload};
@@ -112,7 +112,7 @@ pub async fn get_person(
         (status = 409, body = ErrorBody, description = "person_exists, empty_gallery, model_mismatch"),
         (status = 413, body = ErrorBody, description = "payload_too_large (body), image_too_large (pixels)"),
         (status = 415, body = ErrorBody, description = "unsupported_media_type (not JSON or multipart), unsupported_format (image)"),
-        (status = 422, body = ErrorBody, description = "no_face, several_faces, face_too_small, corrupt_image, invalid_name"),
+        (status = 422, body = ErrorBody, description = "no_face, several_faces, face_too_small, poor_quality, not_live, corrupt_image, invalid_name"),
         (status = 429, body = ErrorBody, description = "rate_limited (see Retry-After)"),
         (status = 500, body = ErrorBody, description = "internal, model_error, gallery_error"),
         (status = 503, body = ErrorBody, description = "overloaded, timeout, gallery_unavailable (see Retry-After)"),
@@ -151,7 +151,7 @@ pub async fn create_person(
         (status = 409, body = ErrorBody, description = "person_exists, empty_gallery, model_mismatch"),
         (status = 413, body = ErrorBody, description = "payload_too_large (body), image_too_large (pixels)"),
         (status = 415, body = ErrorBody, description = "unsupported_media_type (not JSON or multipart), unsupported_format (image)"),
-        (status = 422, body = ErrorBody, description = "no_face, several_faces, face_too_small, corrupt_image, invalid_name"),
+        (status = 422, body = ErrorBody, description = "no_face, several_faces, face_too_small, poor_quality, not_live, corrupt_image, invalid_name"),
         (status = 429, body = ErrorBody, description = "rate_limited (see Retry-After)"),
         (status = 500, body = ErrorBody, description = "internal, model_error, gallery_error"),
         (status = 503, body = ErrorBody, description = "overloaded, timeout, gallery_unavailable (see Retry-After)"),
@@ -296,6 +296,11 @@ async fn enroll(
                 added: report.added,
                 duplicates: report.duplicates,
                 faces: prepared.iter().map(|p| FaceBox::from(&p.face)).collect(),
+                quality: prepared.iter().map(|p| QualityInfo::from(&p.quality)).collect(),
+                liveness: prepared
+                    .iter()
+                    .map(|p| p.liveness.as_ref().map(LivenessInfo::from))
+                    .collect(),
             })
         })
         .await;

@@ -6,7 +6,7 @@ use facegate::ops;
 
 use super::types::{
     far, CandidateInfo, DetectRequest, DetectResult, FaceBox, IdentifyRequest, IdentifyResult,
-    ImageForm, ThresholdInfo, VerifyRequest, VerifyResult,
+    ImageForm, LivenessInfo, QualityInfo, ThresholdInfo, VerifyRequest, VerifyResult,
 };
 use crate::error::{ApiError, ErrorBody};
 use crate::input::{Form, Upload};
@@ -36,7 +36,7 @@ fn required_image(form: &mut Form) -> Result<Upload, ApiError> {
         (status = 409, body = ErrorBody, description = "person_exists, empty_gallery, model_mismatch"),
         (status = 413, body = ErrorBody, description = "payload_too_large (body), image_too_large (pixels)"),
         (status = 415, body = ErrorBody, description = "unsupported_media_type (not JSON or multipart), unsupported_format (image)"),
-        (status = 422, body = ErrorBody, description = "no_face, several_faces, face_too_small, corrupt_image, invalid_name"),
+        (status = 422, body = ErrorBody, description = "no_face, several_faces, face_too_small, poor_quality, not_live, corrupt_image, invalid_name"),
         (status = 429, body = ErrorBody, description = "rate_limited (see Retry-After)"),
         (status = 500, body = ErrorBody, description = "internal, model_error, gallery_error"),
         (status = 503, body = ErrorBody, description = "overloaded, timeout, gallery_unavailable (see Retry-After)"),
@@ -72,6 +72,9 @@ pub async fn verify(
                         templates_compared: Some(outcome.templates_compared),
                         estimated_far: far(outcome.estimated_far),
                         note: outcome.note,
+                        quality: QualityInfo::from(&outcome.quality),
+                        liveness: outcome.liveness.as_ref().map(LivenessInfo::from),
+                        accepted: outcome.accepted,
                     })
                 })
                 .await?
@@ -83,7 +86,11 @@ pub async fn verify(
                     let b = reference.decode(max_pixels)?;
                     let outcome = ops::compare(engine, &a, &b)?;
                     shared.metrics.faces_embedded.inc_by(2);
+                    let liveness = engine.liveness(&a.rgb, &outcome.face_a)?;
                     Ok(VerifyResult {
+                        accepted: outcome.is_match && liveness.as_ref().is_none_or(|l| l.live),
+                        quality: QualityInfo::from(&outcome.quality_a),
+                        liveness: liveness.as_ref().map(LivenessInfo::from),
                         is_match: outcome.is_match,
                         person: None,
                         distance: outcome.distance,
@@ -123,7 +130,7 @@ pub async fn verify(
         (status = 409, body = ErrorBody, description = "person_exists, empty_gallery, model_mismatch"),
         (status = 413, body = ErrorBody, description = "payload_too_large (body), image_too_large (pixels)"),
         (status = 415, body = ErrorBody, description = "unsupported_media_type (not JSON or multipart), unsupported_format (image)"),
-        (status = 422, body = ErrorBody, description = "no_face, several_faces, face_too_small, corrupt_image, invalid_name"),
+        (status = 422, body = ErrorBody, description = "no_face, several_faces, face_too_small, poor_quality, not_live, corrupt_image, invalid_name"),
         (status = 429, body = ErrorBody, description = "rate_limited (see Retry-After)"),
         (status = 500, body = ErrorBody, description = "internal, model_error, gallery_error"),
         (status = 503, body = ErrorBody, description = "overloaded, timeout, gallery_unavailable (see Retry-After)"),
@@ -164,6 +171,8 @@ pub async fn identify(
                 model: outcome.model,
                 people_searched: outcome.people_searched,
                 note: outcome.note,
+                quality: QualityInfo::from(&face.quality),
+                liveness: face.liveness.as_ref().map(LivenessInfo::from),
             })
         })
         .await?;
@@ -184,7 +193,7 @@ pub async fn identify(
         (status = 403, body = ErrorBody, description = "forbidden: the key's role does not allow this route"),
         (status = 413, body = ErrorBody, description = "payload_too_large (body), image_too_large (pixels)"),
         (status = 415, body = ErrorBody, description = "unsupported_media_type (not JSON or multipart), unsupported_format (image)"),
-        (status = 422, body = ErrorBody, description = "no_face, several_faces, face_too_small, corrupt_image, invalid_name"),
+        (status = 422, body = ErrorBody, description = "no_face, several_faces, face_too_small, poor_quality, not_live, corrupt_image, invalid_name"),
         (status = 429, body = ErrorBody, description = "rate_limited (see Retry-After)"),
         (status = 500, body = ErrorBody, description = "internal, model_error, gallery_error"),
         (status = 503, body = ErrorBody, description = "overloaded, timeout, gallery_unavailable (see Retry-After)"),

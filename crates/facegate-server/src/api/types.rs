@@ -76,6 +76,65 @@ impl From<Person> for PersonSummary {
     }
 }
 
+/// Quality figures of one face (see docs/ACCURACY.md, "Quality gate").
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct QualityInfo {
+    /// Distance between the eye landmarks, in image pixels.
+    pub inter_eye_px: f32,
+    /// Variance of the Laplacian of the 112x112 aligned face (higher = sharper).
+    pub sharpness: f32,
+    /// Mean grey level of the aligned face, 0-255.
+    pub brightness: f32,
+    pub clipped_dark: f32,
+    pub clipped_bright: f32,
+    pub yaw_degrees: f32,
+    pub pitch_degrees: f32,
+    pub roll_degrees: f32,
+    pub detector_score: f32,
+    pub faces_in_image: usize,
+}
+
+impl From<&facegate::quality::QualityReport> for QualityInfo {
+    fn from(q: &facegate::quality::QualityReport) -> QualityInfo {
+        QualityInfo {
+            inter_eye_px: q.inter_eye_px,
+            sharpness: q.sharpness,
+            brightness: q.brightness,
+            clipped_dark: q.clipped_dark,
+            clipped_bright: q.clipped_bright,
+            yaw_degrees: q.yaw_degrees,
+            pitch_degrees: q.pitch_degrees,
+            roll_degrees: q.roll_degrees,
+            detector_score: q.detector_score,
+            faces_in_image: q.faces_in_image,
+        }
+    }
+}
+
+/// The passive liveness verdict (only when the server runs with `--liveness`). A separate
+/// decision: it never changes `distance` or `is_match`.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct LivenessInfo {
+    /// Mean of the two models' "real" probabilities.
+    pub score: f32,
+    pub threshold: f32,
+    pub live: bool,
+    pub antispoof_real: f32,
+    pub liveness_real: f32,
+}
+
+impl From<&facegate::liveness::LivenessScore> for LivenessInfo {
+    fn from(l: &facegate::liveness::LivenessScore) -> LivenessInfo {
+        LivenessInfo {
+            score: l.score,
+            threshold: l.threshold,
+            live: l.live,
+            antispoof_real: l.antispoof_real,
+            liveness_real: l.liveness_real,
+        }
+    }
+}
+
 /// One stored face template (the embedding itself is never sent).
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct TemplateInfo {
@@ -89,6 +148,8 @@ pub struct TemplateInfo {
     #[schema(value_type = Vec<f32>, min_items = 4, max_items = 4)]
     pub bbox: [f32; 4],
     pub detector_score: f32,
+    /// Quality measured at enrollment (absent for templates enrolled before it was measured).
+    pub quality: Option<QualityInfo>,
 }
 
 impl From<Template> for TemplateInfo {
@@ -101,6 +162,10 @@ impl From<Template> for TemplateInfo {
             image_sha256: t.image_sha256,
             bbox: t.bbox,
             detector_score: t.detector_score,
+            quality: t
+                .quality
+                .and_then(|q| serde_json::from_value::<facegate::quality::QualityReport>(q).ok())
+                .map(|q| QualityInfo::from(&q)),
         }
     }
 }
@@ -129,6 +194,10 @@ pub struct EnrollResult {
     pub duplicates: Vec<String>,
     /// The face used from each image, in upload order.
     pub faces: Vec<FaceBox>,
+    /// The quality of each face, in upload order.
+    pub quality: Vec<QualityInfo>,
+    /// The liveness of each face, in upload order (only with `--liveness`).
+    pub liveness: Option<Vec<LivenessInfo>>,
 }
 
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
@@ -162,6 +231,12 @@ pub struct VerifyResult {
     /// How often two different people come out this close (LFW calibration).
     pub estimated_far: Option<f64>,
     pub note: Option<String>,
+    /// Quality of `face`.
+    pub quality: QualityInfo,
+    /// Liveness of `face` (only when the server runs with `--liveness`).
+    pub liveness: Option<LivenessInfo>,
+    /// `is_match`, and live when liveness is checked: the answer to "let them in?".
+    pub accepted: bool,
 }
 
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
@@ -184,6 +259,10 @@ pub struct IdentifyResult {
     pub model: String,
     pub people_searched: usize,
     pub note: Option<String>,
+    /// Quality of `face`.
+    pub quality: QualityInfo,
+    /// Liveness of `face` (only when the server runs with `--liveness`).
+    pub liveness: Option<LivenessInfo>,
 }
 
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
