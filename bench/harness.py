@@ -133,7 +133,9 @@ def main():
           "face_recognition": os.path.join(work, "venv-face-recognition", "bin", "python")}
     proto = os.path.join(HERE, "peers", "prototype.py")
     frpeer = os.path.join(HERE, "peers", "face_recognition_peer.py")
-    fg = [a.facegate, "--home", a.facegate_home]
+    # FaceNet, the prototype's own network: the comparison is pipeline against pipeline on the
+    # same model, and the warm-verify ratio is defined against the bare FaceNet network.
+    fg = [a.facegate, "--home", a.facegate_home, "--model", "facenet"]
     photos, probe_name, probe = make_subset(a.lfw, n_photos, work)
     gallery = os.path.join(work, "gallery.db")
     out = {t: os.path.join(work, f"enrolled-{t}") for t in TOOLS}

@@ -58,9 +58,9 @@ impl Samples {
 pub fn run(ctx: &Context, dir: Option<&Path>, limit: usize) -> Result<ExitCode> {
     let photos = photos(ctx, dir, limit)?;
     // Models are fetched and built before timing the load, so "load" is a warm-cache start.
-    drop(ctx.engine()?);
+    drop(ctx.standalone_engine()?);
     let start = Instant::now();
-    let engine = ctx.engine()?;
+    let engine = ctx.standalone_engine()?;
     let load = start.elapsed();
 
     let gallery_path =
@@ -71,7 +71,9 @@ pub fn run(ctx: &Context, dir: Option<&Path>, limit: usize) -> Result<ExitCode> 
     gallery.enroll("bench", engine.model_id(), &[enrolled.template])?;
 
     // The FaceNet network alone, on the same crops: the floor a verify cannot go below.
-    let bare = if ctx.global.model == ModelChoice::single(ModelKind::Facenet) {
+    let bare = if ctx.global.model.clone().unwrap_or_default()
+        == ModelChoice::single(ModelKind::Facenet)
+    {
         let store = ctx.store();
         let library = store.file(&pins::ONNXRUNTIME_LIBRARY, &SilentObserver)?;
         let runtime = Runtime::load(&library)?;
@@ -180,7 +182,7 @@ pub fn run(ctx: &Context, dir: Option<&Path>, limit: usize) -> Result<ExitCode> 
 /// `margin_px` at 160x160, facenet-pytorch's margin convention): the alignment template.
 pub fn derive_template(ctx: &Context, dir: Option<&Path>, margin_px: f32) -> Result<ExitCode> {
     let photos = photos(ctx, dir, usize::MAX)?;
-    let engine = ctx.engine()?;
+    let engine = ctx.standalone_engine()?;
     let mut sum = [[0.0f64; 2]; 5];
     let mut n = 0usize;
     for photo in &photos {

@@ -39,9 +39,9 @@ pub struct Global {
     /// Refuse faces narrower than this many pixels, and do not search for them (larger = faster detection)
     #[arg(long, global = true, default_value_t = 20, value_name = "PX")]
     pub min_face_size: u32,
-    /// Embedding model: facenet, dlib, mobilefacenet, fusion (facenet+dlib), or names joined by + (scores fused)
-    #[arg(long, global = true, env = "FACEGATE_MODEL", value_parser = ModelChoice::parse, default_value = "facenet", value_name = "MODEL")]
-    pub model: ModelChoice,
+    /// Embedding model: facenet, dlib, mobilefacenet, fusion (facenet+dlib), or names joined by + (scores fused) [default: the model the gallery was made with; for a new gallery, evaluations and benchmarks: mobilefacenet+dlib]
+    #[arg(long, global = true, env = "FACEGATE_MODEL", value_parser = ModelChoice::parse, value_name = "MODEL")]
+    pub model: Option<ModelChoice>,
     /// Quality gate: off, standard or strict [default: standard when enrolling, off when verifying or identifying]
     #[arg(long, global = true, env = "FACEGATE_QUALITY", value_parser = QualityLevel::parse, value_name = "LEVEL")]
     pub quality: Option<QualityLevel>,
@@ -146,8 +146,8 @@ pub enum Command {
         #[arg(long)]
         all_faces: bool,
     },
-    /// List enrolled people
-    List,
+    /// List enrolled people; with a name, that person's templates and their quality
+    List { name: Option<String> },
     /// Erase a person and all their templates
     Forget { name: String },
     /// Measure accuracy on labelled data (LFW protocol)

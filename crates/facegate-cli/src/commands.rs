@@ -24,6 +24,8 @@ pub const IMAGE_EXTENSIONS: [&str; 5] = ["jpg", "jpeg", "png", "webp", "bmp"];
 pub struct Context {
     pub global: Global,
     pub home: Home,
+    /// The model in force, resolved once (see [`Context::model`]).
+    pub resolved_model: std::sync::OnceLock<ModelChoice>,
 }
 
 impl Context {
@@ -36,9 +38,40 @@ impl Context {
         ModelStore::new(self.home.models_dir())
     }
 
+    /// `--model`; else the model the existing gallery was made with (a gallery keeps working
+    /// when facegate's default changes); else the default.
+    pub fn model(&self) -> ModelChoice {
+        self.resolved_model
+            .get_or_init(|| {
+                if let Some(given) = &self.global.model {
+                    return given.clone();
+                }
+                self.gallery_for_read()
+                    .ok()
+                    .flatten()
+                    .and_then(|g| g.model_id().ok().flatten())
+                    .and_then(|id| ModelChoice::from_model_id(&id))
+                    .unwrap_or_default()
+            })
+            .clone()
+    }
+
+    /// The engine options for commands that do not use the gallery (evaluation, benchmarks,
+    /// the demo): `--model` or the default.
+    pub fn standalone_engine(&self) -> Result<Engine> {
+        self.engine_with(EngineOptions {
+            model: self.global.model.clone().unwrap_or_default(),
+            ..self.options_with(ModelChoice::default())
+        })
+    }
+
     pub fn engine_options(&self) -> EngineOptions {
+        self.options_with(self.model())
+    }
+
+    fn options_with(&self, model: ModelChoice) -> EngineOptions {
         EngineOptions {
-            model: self.global.model.clone(),
+            model,
             enroll_quality: self.global.quality.unwrap_or(QualityLevel::Standard),
             verify_quality: self.global.quality.unwrap_or(QualityLevel::Off),
             liveness: self.global.liveness,
@@ -117,6 +150,7 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
     let ctx = Context {
         global: cli.global,
         home,
+        resolved_model: std::sync::OnceLock::new(),
     };
     match cli.command {
         Command::Enroll {
@@ -156,7 +190,8 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
         Command::Compare { a, b } => compare(&ctx, &a, &b),
         Command::Detect { image, draw } => detect(&ctx, &image, draw.as_deref()),
         Command::Embed { image, all_faces } => embed(&ctx, &image, all_faces),
-        Command::List => list(&ctx),
+        Command::List { name: None } => list(&ctx),
+        Command::List { name: Some(name) } => list_person(&ctx, &name),
         Command::Forget { name } => forget(&ctx, &name),
         Command::Models { action } => models(&ctx, action),
         Command::Eval { kind } => crate::eval::run(&ctx, kind),
@@ -743,6 +778,42 @@ fn embed(ctx: &Context, path: &Path, all_faces: bool) -> Result<ExitCode> {
         for f in &faces {
             let values: Vec<String> = f.embedding.iter().map(|v| format!("{v:.6}")).collect();
             println!("{}", values.join(" "));
+        }
+    })?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// One person's templates (never the embeddings), with the quality measured at enrollment.
+fn list_person(ctx: &Context, name: &str) -> Result<ExitCode> {
+    let unknown = || {
+        Error::from(GalleryError::UnknownPerson {
+            name: name.to_string(),
+        })
+    };
+    let gallery = ctx.gallery_for_read()?.ok_or_else(unknown)?;
+    let model = gallery
+        .model_id()
+        .map_err(Error::from)?
+        .ok_or_else(unknown)?;
+    let templates = gallery.templates_of(name, &model).map_err(Error::from)?;
+    let doc = json!({
+        "gallery": ctx.gallery_location().to_string(),
+        "person": name,
+        "model": model,
+        "templates": templates,
+    });
+    ctx.emit(&doc, || {
+        println!("{name}: {} template(s), model {model}", templates.len());
+        for t in &templates {
+            println!("  #{} {} (enrolled {})", t.id, t.source, t.created);
+            match t
+                .quality
+                .clone()
+                .and_then(|q| serde_json::from_value::<facegate::quality::QualityReport>(q).ok())
+            {
+                Some(q) => println!("    {}", quality_line(&q)),
+                None => println!("    quality: not measured (enrolled by an older facegate)"),
+            }
         }
     })?;
     Ok(ExitCode::SUCCESS)

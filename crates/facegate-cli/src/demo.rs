@@ -28,7 +28,7 @@ pub fn run(ctx: &Context) -> Result<ExitCode> {
     let spinner = Spinner::new(ctx.interactive());
     let dataset = ctx.store().celebrity_dataset(&spinner)?;
     drop(spinner);
-    let engine = ctx.engine()?;
+    let engine = ctx.standalone_engine()?;
     let gallery_path =
         std::env::temp_dir().join(format!("facegate-demo-{}.db", std::process::id()));
     let result = run_in(ctx, &engine, &dataset, &gallery_path);

@@ -55,7 +55,7 @@ fn run_pairs(
 }
 
 pub fn run(ctx: &Context, kind: EvalKind) -> Result<ExitCode> {
-    let engine = ctx.engine()?;
+    let engine = ctx.standalone_engine()?;
     match kind {
         EvalKind::Pairs { pairs, report: dir } => {
             let (_, report, seconds) = run_pairs(ctx, &engine, &pairs)?;
@@ -110,7 +110,7 @@ pub fn calibrate(ctx: &Context, args: &PairsArgs, target_far: f64) -> Result<Exi
     if !(target_far > 0.0 && target_far < 1.0) {
         bail!("--target-far must be between 0 and 1 (e.g. 1e-3), got {target_far}");
     }
-    let engine = ctx.engine()?;
+    let engine = ctx.standalone_engine()?;
     let (_, report, _) = run_pairs(ctx, &engine, args)?;
     let impostors = &report.impostor_distances;
     if (impostors.len() as f64) * target_far < 1.0 {

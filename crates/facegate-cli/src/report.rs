@@ -88,11 +88,15 @@ fn quality_markdown(q: &facegate::eval::QualityEffect) -> String {
     for c in &q.curves {
         md.push_str(&format!("| {} |", c.factor));
         for p in &c.points {
-            md.push_str(&format!(" {:.2}% ({:.2}%) |", p.fnmr * 100.0, p.fmr * 100.0));
+            md.push_str(&format!(
+                " {:.2}% ({:.2}%) |",
+                p.fnmr * 100.0,
+                p.fmr * 100.0
+            ));
         }
         md.push('\n');
     }
-    md.push_str("\n| gate | images failing | pairs set aside | FNMR | FMR |\n|---|---|---|---|---|\n");
+    md.push_str("\n| gate | images failing (by rule) | pairs set aside | FNMR | FMR |\n|---|---|---|---|---|\n");
     if let Some(all) = first.points.first() {
         md.push_str(&format!(
             "| off | 0 | 0.00% | {:.2}% | {:.2}% |\n",
@@ -101,10 +105,16 @@ fn quality_markdown(q: &facegate::eval::QualityEffect) -> String {
         ));
     }
     for l in &q.levels {
+        let by_rule: Vec<String> = l
+            .failures_by_rule
+            .iter()
+            .map(|(rule, n)| format!("{rule} {n}"))
+            .collect();
         md.push_str(&format!(
-            "| {} | {} | {:.2}% | {:.2}% | {:.2}% |\n",
+            "| {} | {} ({}) | {:.2}% | {:.2}% | {:.2}% |\n",
             l.level,
             l.images_failing,
+            by_rule.join(", "),
             l.point.rejected * 100.0,
             l.point.fnmr * 100.0,
             l.point.fmr * 100.0
@@ -113,7 +123,7 @@ fn quality_markdown(q: &facegate::eval::QualityEffect) -> String {
     md.push_str("\nWorst-side percentiles of each factor over the images (p5 = 5% of images are worse):\n\n| factor | p1 | p5 | p10 | p50 |\n|---|---|---|---|---|\n");
     for f in &q.percentiles {
         md.push_str(&format!(
-            "| {} | {:.2} | {:.2} | {:.2} | {:.2} |\n",
+            "| {} | {:.4} | {:.4} | {:.4} | {:.4} |\n",
             f.factor, f.p1, f.p5, f.p10, f.p50
         ));
     }

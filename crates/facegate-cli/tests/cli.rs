@@ -140,12 +140,16 @@ fn enroll_then_verify_identify_compare_list_forget() {
     assert_eq!(r.code, 1);
     let doc = r.json();
     assert_eq!(doc["is_match"], false);
-    assert_eq!(doc["model"], "facenet-keras-1.1");
+    // The default model: MobileFaceNet and dlib fused.
+    assert_eq!(
+        doc["model"],
+        "fusion(mobilefacenet-human-3.0.4+dlib-resnet-v1)"
+    );
     assert_eq!(doc["threshold"]["metric"], "euclidean");
     assert_eq!(doc["threshold"]["source"], "default");
     assert!(doc["distance"].as_f64().unwrap() > doc["threshold"]["value"].as_f64().unwrap());
 
-    let r = t.run(&["identify", "--json", s(&photo("madonna", 2))]);
+    let r = t.run(&["identify", "--json", s(&photo("madonna", 3))]);
     assert_eq!(r.code, 0);
     assert_eq!(r.json()["identity"], "madonna");
     assert_eq!(r.json()["faces"][0]["candidates"][0]["person"], "madonna");
@@ -307,7 +311,8 @@ fn detect_draws_and_embed_prints_a_unit_vector() {
         .iter()
         .map(|x| x.as_f64().unwrap())
         .collect();
-    assert_eq!(v.len(), 128);
+    // The default model's embedding: MobileFaceNet (192) and dlib (128), concatenated.
+    assert_eq!(v.len(), 320);
     let norm: f64 = v.iter().map(|x| x * x).sum::<f64>().sqrt();
     assert!((norm - 1.0).abs() < 1e-4);
 }
@@ -457,10 +462,49 @@ fn bad_input_is_refused_clearly_and_changes_nothing() {
     // One bad file among good ones: the whole enroll is refused, nothing written.
     assert_refused(
         &t,
-        &["enroll", "ben", s(&photo("ben_afflek", 2)), s(&text)],
+        &["enroll", "ben", s(&photo("ben_afflek", 1)), s(&text)],
         "unsupported_format",
         "nothing was enrolled",
     );
+    // A face 11 px between the eyes fails the standard quality gate, with the reason; with
+    // the gate off it is stored, its quality kept with the template.
+    assert_refused(
+        &t,
+        &["enroll", "ben", s(&photo("ben_afflek", 2))],
+        "poor_quality",
+        "px between the eyes, need",
+    );
+    let r = t.run(&["--json", "enroll", "ben", s(&photo("ben_afflek", 2))]);
+    let skipped = r.json();
+    assert_eq!(r.code, 2, "{}", r.stdout);
+    assert!(skipped["error"]["message"]
+        .as_str()
+        .unwrap()
+        .contains("--quality off"));
+    let r = t.run(&[
+        "--json",
+        "--quality",
+        "off",
+        "enroll",
+        "ben",
+        s(&photo("ben_afflek", 2)),
+    ]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let quality = &r.json()["enrolled"][0]["quality"];
+    assert!(
+        quality["inter_eye_px"].as_f64().unwrap() < 15.0,
+        "{quality}"
+    );
+    let r = t.run(&["--json", "list", "ben"]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let listed = r.stdout.clone();
+    assert!(
+        listed.contains("inter_eye_px"),
+        "quality is listed with the templates: {listed}"
+    );
+    let r = t.run(&["--json", "forget", "ben"]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert_eq!(t.run(&["enroll", "ben", s(&ben)]).code, 0);
 
     // With --largest the group photo is accepted (and verify says it used the largest face).
     let r = t.run(&[
@@ -540,13 +584,23 @@ fn each_model_enrolls_and_verifies_and_refuses_the_others_gallery() {
     assert_eq!(r.json()["model"], "dlib-resnet-v1");
     let r = t.run(&["--model", "dlib", "verify", "ben", s(&photo("madonna", 0))]);
     assert_eq!(r.code, 1);
-    // The gallery holds dlib templates: FaceNet (the default) must not compare against them.
+    // The gallery holds dlib templates: FaceNet must not compare against them.
     assert_refused(
         &t,
-        &["verify", "ben", s(&photo("ben_afflek", 1))],
+        &[
+            "--model",
+            "facenet",
+            "verify",
+            "ben",
+            s(&photo("ben_afflek", 1)),
+        ],
         "model_mismatch",
         "made by the model dlib-resnet-v1",
     );
+    // Without --model, the gallery's own model is used.
+    let r = t.run(&["--json", "verify", "ben", s(&photo("ben_afflek", 1))]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert_eq!(r.json()["model"], "dlib-resnet-v1");
 
     let f = Scratch::new();
     let r = f.run(&["--model", "fusion", "enroll", "--json", "ben", s(&ben)]);

@@ -42,7 +42,10 @@ fn enroll_verify_migrate(from: &Path, to: &str) {
         (info["people"].as_u64(), info["templates"].as_u64()),
         (Some(2), Some(2))
     );
-    assert_eq!(info["model"], "facenet-keras-1.1");
+    assert_eq!(
+        info["model"],
+        "fusion(mobilefacenet-human-3.0.4+dlib-resnet-v1)"
+    );
     let (code, out, err) = facegate(target, &["--json", "identify", probe.to_str().unwrap()]);
     assert_eq!(code, 0, "{err}{out}");
     assert_eq!(json(&out)["identity"], "ben");
@@ -94,7 +97,7 @@ fn the_cli_runs_on_postgres_and_migrates_both_ways() {
     assert_eq!(json(&out)["report"]["templates_copied"], 1);
     let (_, out, _) = facegate(Path::new(&url), &["--json", "gallery", "info"]);
     assert_eq!(json(&out)["backend"], "postgres");
-    assert_eq!(json(&out)["schema_version"], 2);
+    assert_eq!(json(&out)["schema_version"], 3);
     // An unreachable server is a clear error, exit 2.
     let (code, _, err) = facegate(Path::new("postgres://nobody@127.0.0.1:1/none"), &["list"]);
     assert_eq!(code, 2);

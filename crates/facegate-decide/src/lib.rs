@@ -236,6 +236,8 @@ mod tests {
             "facenet-keras-1.1",
             "dlib-resnet-v1",
             "fusion(facenet-keras-1.1+dlib-resnet-v1)",
+            "mobilefacenet-human-3.0.4",
+            "fusion(mobilefacenet-human-3.0.4+dlib-resnet-v1)",
         ] {
             let t = default_threshold(model).expect(model);
             assert!(t.value > 0.0 && t.value < 2.0, "{model}: {t:?}");

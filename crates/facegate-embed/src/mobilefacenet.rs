@@ -66,8 +66,12 @@ impl MobileFaceNet {
             observer,
             |paths| build_repaired(&paths[0], &paths[1]),
         )?;
-        let network =
-            runtime.network_pool_from_file("mobilefacenet", &path, threads.per_run, threads.replicas)?;
+        let network = runtime.network_pool_from_file(
+            "mobilefacenet",
+            &path,
+            threads.per_run,
+            threads.replicas,
+        )?;
         Ok(MobileFaceNet { network })
     }
 

@@ -32,6 +32,7 @@ contract!(
     search_ranks_people_like_the_exact_index,
     templates_are_copied_with_their_dates,
     migration_round_trip_keeps_everything,
+    quality_is_stored_with_each_template,
 );
 
 fn template(seed: f32, sha: &str) -> NewTemplate {
@@ -100,6 +101,23 @@ fn enroll_read_forget_round_trip(b: Backend) {
     };
     g.enroll("zed", "m2", &[other]).unwrap();
     assert_eq!(g.model_id().unwrap().as_deref(), Some("m2"));
+}
+
+fn quality_is_stored_with_each_template(b: Backend) {
+    let g = b.open();
+    let quality =
+        serde_json::json!({"inter_eye_px": 41.5, "yaw_degrees": -3.0, "faces_in_image": 1});
+    let measured = NewTemplate {
+        quality: Some(quality.clone()),
+        ..template(0.1, "q")
+    };
+    g.enroll("qa", "m1", &[measured, template(0.2, "none")])
+        .unwrap();
+    let t = g.templates_of("qa", "m1").unwrap();
+    assert_eq!(t[0].quality.as_ref(), Some(&quality), "{}", b.name);
+    assert_eq!(t[1].quality, None, "{}", b.name);
+    // Copies keep it.
+    assert_eq!(t[0].to_new().quality, Some(quality));
 }
 
 fn other_models_are_refused(b: Backend) {
@@ -484,4 +502,52 @@ fn postgres_bulk_load_matches_enroll() {
         db.enroll_batch("m2", &batch, false),
         Err(GalleryError::ModelMismatch { .. })
     ));
+}
+
+/// A gallery written before quality was measured (no `quality` column) opens, reads its old
+/// templates without quality, and takes new ones with it.
+#[test]
+fn an_sqlite_gallery_from_before_quality_is_upgraded_in_place() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("old.db");
+    {
+        let c = rusqlite::Connection::open(&path).unwrap();
+        c.execute_batch(
+            "CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+             CREATE TABLE people (id INTEGER PRIMARY KEY, name TEXT NOT NULL UNIQUE, created TEXT NOT NULL);
+             CREATE TABLE templates (
+                 id INTEGER PRIMARY KEY,
+                 person_id INTEGER NOT NULL REFERENCES people(id) ON DELETE CASCADE,
+                 model_id TEXT NOT NULL, dimension INTEGER NOT NULL, embedding BLOB NOT NULL,
+                 image_sha256 TEXT NOT NULL,
+                 box_x1 REAL NOT NULL, box_y1 REAL NOT NULL, box_x2 REAL NOT NULL, box_y2 REAL NOT NULL,
+                 detector_score REAL NOT NULL, source TEXT NOT NULL, created TEXT NOT NULL,
+                 UNIQUE (person_id, image_sha256));
+             INSERT INTO meta VALUES ('model_id', 'm1');
+             INSERT INTO people VALUES (1, 'old', '2025-01-01T00:00:00Z');",
+        )
+        .unwrap();
+        let blob: Vec<u8> = [0.6f32, 0.8].iter().flat_map(|v| v.to_le_bytes()).collect();
+        c.execute(
+            "INSERT INTO templates VALUES (1, 1, 'm1', 2, ?1, 'sha', 0, 0, 1, 1, 0.9, 'x.jpg', '2025-01-01T00:00:00Z')",
+            [blob],
+        )
+        .unwrap();
+    }
+    let g = facegate_gallery::SqliteGallery::open(&path).unwrap();
+    use facegate_gallery::Gallery as _;
+    let old = g.templates_of("old", "m1").unwrap();
+    assert_eq!(old.len(), 1);
+    assert_eq!(old[0].quality, None);
+    assert_eq!(old[0].embedding, [0.6, 0.8]);
+    let new = NewTemplate {
+        embedding: vec![0.8, 0.6],
+        quality: Some(serde_json::json!({"inter_eye_px": 30.0})),
+        ..template(0.0, "new")
+    };
+    g.enroll("old", "m1", &[new]).unwrap();
+    assert!(g.templates_of("old", "m1").unwrap()[1].quality.is_some());
+    drop(g);
+    // Opening again does not try to add the column twice.
+    facegate_gallery::SqliteGallery::open(&path).unwrap();
 }

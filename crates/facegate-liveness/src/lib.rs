@@ -101,9 +101,7 @@ impl LivenessModels {
     pub fn antispoof_real(&self, crops: &[RgbImage]) -> Result<Vec<f32>, LivenessError> {
         let input = nhwc(crops, ANTISPOOF_SIZE, false);
         let size = ANTISPOOF_SIZE as usize;
-        let out = self
-            .antispoof
-            .run(&[crops.len(), size, size, 3], input)?;
+        let out = self.antispoof.run(&[crops.len(), size, size, 3], input)?;
         Ok(out[0].data.clone())
     }
 

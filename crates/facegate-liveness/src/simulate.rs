@@ -52,7 +52,10 @@ pub fn halftone_print(photo: &RgbImage) -> RgbImage {
             // Ink covers less saturation than the original had.
             let v = (0.7 * f32::from(p[c]) + 0.3 * mean) / 255.0;
             let (s, co) = angles[c].sin_cos();
-            let (u, w) = (x as f32 * co + y as f32 * s, -(x as f32) * s + y as f32 * co);
+            let (u, w) = (
+                x as f32 * co + y as f32 * s,
+                -(x as f32) * s + y as f32 * co,
+            );
             // Distance to the centre of this cell's dot, 0 (centre) to ~0.7 (corner).
             let du = (u / period).fract() - 0.5;
             let dw = (w / period).fract() - 0.5;
@@ -61,7 +64,11 @@ pub fn halftone_print(photo: &RgbImage) -> RgbImage {
             let radius = (1.0 - v).sqrt() * 0.62;
             let inked = dot < radius;
             let paper = 238.0;
-            out[c] = if inked { (paper * 0.18) as u8 } else { paper as u8 };
+            out[c] = if inked {
+                (paper * 0.18) as u8
+            } else {
+                paper as u8
+            };
         }
         Rgb(out)
     })

@@ -9,11 +9,11 @@
 //! The weight readers ([`keras_h5`], [`torch_pt`]) turn the original model files into plain
 //! `(shape, Vec<f32>)` tensors.
 
+mod client;
 pub mod dlib_dat;
 mod error;
 pub mod keras_h5;
 pub mod pins;
-mod client;
 mod store;
 pub mod tfjs;
 pub mod torch_pt;

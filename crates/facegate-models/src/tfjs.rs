@@ -101,8 +101,7 @@ impl TfjsGraph {
     /// Reads `model.json` and the weight shards it names, which must sit beside it unless
     /// `shards` gives their paths (in manifest order).
     pub fn read(topology: &Path, shards: Option<&[PathBuf]>) -> Result<TfjsGraph, ModelError> {
-        let bytes =
-            std::fs::read(topology).map_err(ModelError::io("could not read", topology))?;
+        let bytes = std::fs::read(topology).map_err(ModelError::io("could not read", topology))?;
         let format_error = |message: String| ModelError::Format {
             path: topology.to_path_buf(),
             message,
@@ -440,7 +439,10 @@ mod tests {
     #[test]
     fn reads_nodes_attributes_and_float32_weights() {
         let dir = tempfile::tempdir().unwrap();
-        let bin: Vec<u8> = [1.5f32, -2.0].iter().flat_map(|v| v.to_le_bytes()).collect();
+        let bin: Vec<u8> = [1.5f32, -2.0]
+            .iter()
+            .flat_map(|v| v.to_le_bytes())
+            .collect();
         let path = write_model(
             dir.path(),
             r#"{"name":"w","shape":[2],"dtype":"float32"}"#,

@@ -69,9 +69,7 @@ impl From<facegate::Error> for ApiError {
             "image_too_large" => StatusCode::PAYLOAD_TOO_LARGE,
             "unsupported_format" => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             "corrupt_image" | "no_face" | "several_faces" | "face_too_small" | "invalid_name"
-            | "poor_quality" | "not_live" => {
-                StatusCode::UNPROCESSABLE_ENTITY
-            }
+            | "poor_quality" | "not_live" => StatusCode::UNPROCESSABLE_ENTITY,
             "unknown_person" | "unknown_template" => StatusCode::NOT_FOUND,
             "person_exists" | "model_mismatch" | "empty_gallery" => StatusCode::CONFLICT,
             "gallery_unavailable" => StatusCode::SERVICE_UNAVAILABLE,

@@ -162,7 +162,8 @@ fn people_lifecycle_and_delete_really_erases() {
 
     // The stored embeddings, to look for in the files after the erase.
     let gallery = SqliteGallery::open(&server.gallery_path).unwrap();
-    let stored = gallery.templates_of("Ben A.", "facenet-keras-1.1").unwrap();
+    let model = gallery.model_id().unwrap().unwrap();
+    let stored = gallery.templates_of("Ben A.", &model).unwrap();
     let needles: Vec<Vec<u8>> = stored
         .iter()
         .map(|t| {
@@ -337,7 +338,10 @@ fn verify_identify_detect_and_their_errors() {
     assert_eq!(same.status, 200, "{}", same.text);
     assert_documented(&doc, "post", "/v1/verify", &same);
     assert_eq!(same.json["is_match"], true);
-    assert_eq!(same.json["model"], "facenet-keras-1.1");
+    assert_eq!(
+        same.json["model"],
+        "fusion(mobilefacenet-human-3.0.4+dlib-resnet-v1)"
+    );
     assert!(
         same.json["distance"].as_f64().unwrap()
             <= same.json["threshold"]["value"].as_f64().unwrap()

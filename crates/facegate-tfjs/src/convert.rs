@@ -166,7 +166,10 @@ impl<'a> Converter<'a> {
             .ok_or_else(|| unsupported(node, format!("expects at least {} inputs", index + 1)))?;
         match self.graph.constants.get(name).map(|t| &t.data) {
             Some(TfData::I32(v)) => Ok(v.iter().map(|&x| i64::from(x)).collect()),
-            _ => Err(unsupported(node, format!("input {name} must be an int32 constant"))),
+            _ => Err(unsupported(
+                node,
+                format!("input {name} must be an int32 constant"),
+            )),
         }
     }
 
@@ -213,9 +216,11 @@ impl<'a> Converter<'a> {
                 Ok(self.builder.input(&node.name, &dims))
             }
             "Const" => {
-                let tensor = self.graph.constants.get(&node.name).ok_or_else(|| {
-                    unsupported(node, "constant without a value".into())
-                })?;
+                let tensor = self
+                    .graph
+                    .constants
+                    .get(&node.name)
+                    .ok_or_else(|| unsupported(node, "constant without a value".into()))?;
                 Ok(match &tensor.data {
                     TfData::F32(data) => self.builder.weight(&out, &tensor.shape, data.clone()),
                     TfData::I32(data) => {
@@ -232,9 +237,7 @@ impl<'a> Converter<'a> {
                 let kernel = spatial(node, "ksize")?;
                 let strides = spatial(node, "strides")?;
                 let x = self.input(node, 0)?;
-                let x = self
-                    .builder
-                    .transpose(&format!("{out}/nchw"), &x, &TO_NCHW);
+                let x = self.builder.transpose(&format!("{out}/nchw"), &x, &TO_NCHW);
                 let y = self.builder.op(
                     "MaxPool",
                     &format!("{out}/pool"),
@@ -266,9 +269,7 @@ impl<'a> Converter<'a> {
             "Reshape" => {
                 let shape = self.int_constant(node, 1)?;
                 let x = self.input(node, 0)?;
-                let shape = self
-                    .builder
-                    .int64_constant(&format!("{out}/shape"), &shape);
+                let shape = self.builder.int64_constant(&format!("{out}/shape"), &shape);
                 Ok(self.builder.op("Reshape", &out, &[&x, &shape], Vec::new()))
             }
             "Squeeze" => {
@@ -322,7 +323,10 @@ impl<'a> Converter<'a> {
         };
         let (fshape, filter) = self.float_constant(node, 1)?;
         let [kh, kw, cin, m] = fshape[..] else {
-            return Err(unsupported(node, format!("filter shape {fshape:?} is not 4-D")));
+            return Err(unsupported(
+                node,
+                format!("filter shape {fshape:?} is not 4-D"),
+            ));
         };
         // TF filters are [H, W, in, out] (depthwise: [H, W, channels, multiplier]); ONNX wants
         // [out, in / group, H, W], and a depthwise output channel is `c * multiplier + m`.
@@ -383,7 +387,10 @@ impl<'a> Converter<'a> {
         let b = match self.float_constant(node, 1) {
             Ok((shape, data)) => {
                 let [rows, cols] = shape[..] else {
-                    return Err(unsupported(node, format!("weight shape {shape:?} is not 2-D")));
+                    return Err(unsupported(
+                        node,
+                        format!("weight shape {shape:?} is not 2-D"),
+                    ));
                 };
                 columns = if transpose_b { rows } else { cols };
                 if transpose_b {
@@ -393,7 +400,8 @@ impl<'a> Converter<'a> {
                             t[c * rows + r] = data[r * cols + c];
                         }
                     }
-                    self.builder.weight(&format!("{out}/weight"), &[cols, rows], t)
+                    self.builder
+                        .weight(&format!("{out}/weight"), &[cols, rows], t)
                 } else {
                     self.builder
                         .weight(&format!("{out}/weight"), &[rows, cols], data.to_vec())
@@ -411,7 +419,11 @@ impl<'a> Converter<'a> {
         let (bias, relu) = self.fused(node, columns)?;
         let mut y = self.builder.matmul(&format!("{out}/matmul"), &a, &b);
         if let Some(bias) = bias {
-            let name = if relu { format!("{out}/biased") } else { out.to_string() };
+            let name = if relu {
+                format!("{out}/biased")
+            } else {
+                out.to_string()
+            };
             y = self.builder.add(&name, &y, &bias);
         } else if !relu {
             y = self.builder.op("Identity", out, &[&y], Vec::new());
@@ -452,9 +464,11 @@ impl<'a> Converter<'a> {
                 format!("bias of shape {shape:?} for {channels} channels"),
             ));
         }
-        let bias = self
-            .builder
-            .weight(&format!("tf:{}/bias", node.name), &[bias.len()], bias.to_vec());
+        let bias = self.builder.weight(
+            &format!("tf:{}/bias", node.name),
+            &[bias.len()],
+            bias.to_vec(),
+        );
         Ok((Some(bias), relu))
     }
 }
@@ -470,7 +484,10 @@ fn unsupported(node: &TfNode, message: String) -> ConvertError {
 fn check_nhwc(node: &TfNode) -> Result<(), ConvertError> {
     match node.str_attr("data_format") {
         None | Some("NHWC") => Ok(()),
-        Some(other) => Err(unsupported(node, format!("data_format {other} (only NHWC)"))),
+        Some(other) => Err(unsupported(
+            node,
+            format!("data_format {other} (only NHWC)"),
+        )),
     }
 }
 

@@ -21,7 +21,12 @@ fn node(name: &str, op: &str, inputs: &[&str], attrs: &[(&str, TfAttr)]) -> TfNo
 }
 
 fn placeholder(name: &str, shape: &[i64]) -> TfNode {
-    node(name, "Placeholder", &[], &[("shape", TfAttr::Shape(shape.to_vec()))])
+    node(
+        name,
+        "Placeholder",
+        &[],
+        &[("shape", TfAttr::Shape(shape.to_vec()))],
+    )
 }
 
 fn floats(shape: &[usize], data: Vec<f32>) -> TfTensor {
@@ -64,7 +69,12 @@ fn a_fused_convolution_becomes_transpose_conv_transpose_relu_with_oihw_weights()
             placeholder("x", &[-1, 4, 4, 1]),
             node("w", "Const", &[], &[]),
             node("b", "Const", &[], &[]),
-            node("conv", "_FusedConv2D", &["x", "w", "b"], &conv_attrs("SAME")),
+            node(
+                "conv",
+                "_FusedConv2D",
+                &["x", "w", "b"],
+                &conv_attrs("SAME"),
+            ),
         ],
         vec![("w", filter), ("b", floats(&[2], vec![0.5, -0.5]))],
         "conv",
@@ -74,7 +84,11 @@ fn a_fused_convolution_becomes_transpose_conv_transpose_relu_with_oihw_weights()
     let ops: Vec<&str> = graph.node.iter().map(|n| n.op_type.as_str()).collect();
     assert_eq!(ops, ["Transpose", "Conv", "Transpose", "Relu", "Identity"]);
     let conv = &graph.node[1];
-    let auto_pad = conv.attribute.iter().find(|a| a.name == "auto_pad").unwrap();
+    let auto_pad = conv
+        .attribute
+        .iter()
+        .find(|a| a.name == "auto_pad")
+        .unwrap();
     assert_eq!(auto_pad.s, b"SAME_UPPER");
     let weight = graph
         .initializer
@@ -100,7 +114,11 @@ fn unknown_ops_and_fusions_are_refused_by_name() {
         "y",
     );
     match convert(&g, "t") {
-        Err(ConvertError::UnsupportedOp { op, node, supported }) => {
+        Err(ConvertError::UnsupportedOp {
+            op,
+            node,
+            supported,
+        }) => {
             assert_eq!(op, "Erf");
             assert_eq!(node, "y");
             assert!(supported.contains("_FusedConv2D"));
@@ -108,7 +126,10 @@ fn unknown_ops_and_fusions_are_refused_by_name() {
         other => panic!("{other:?}"),
     }
     let mut attrs = conv_attrs("VALID");
-    attrs[3] = ("fused_ops", TfAttr::Strs(vec!["BiasAdd".into(), "Elu".into()]));
+    attrs[3] = (
+        "fused_ops",
+        TfAttr::Strs(vec!["BiasAdd".into(), "Elu".into()]),
+    );
     let g = graph(
         vec![
             placeholder("x", &[-1, 4, 4, 1]),
@@ -156,7 +177,12 @@ fn prelu_graph(fused_relu: bool) -> TfjsGraph {
         node("w", "Const", &[], &[]),
         node("b", "Const", &[], &[]),
         node("slope", "Const", &[], &[]),
-        node("dw", "FusedDepthwiseConv2dNative", &["x", "w", "b"], &dw_attrs),
+        node(
+            "dw",
+            "FusedDepthwiseConv2dNative",
+            &["x", "w", "b"],
+            &dw_attrs,
+        ),
         node("abs", "Abs", &["dw"], &[]),
         node("sub", "Sub", &["dw", "abs"], &[]),
         node("mul", "Mul", &["sub", "slope"], &[]),

@@ -11,8 +11,8 @@ use serde::Serialize;
 
 use crate::config::{CalibratedThreshold, Config};
 use crate::quality::{QualityLevel, QualityReport};
-use facegate_liveness::{LivenessModels, LivenessScore};
 use crate::{Error, Home};
+use facegate_liveness::{LivenessModels, LivenessScore};
 
 /// How a photo's faces are chosen.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -40,7 +40,11 @@ pub enum ModelKind {
 }
 
 impl ModelKind {
-    pub const ALL: [ModelKind; 3] = [ModelKind::Facenet, ModelKind::Dlib, ModelKind::Mobilefacenet];
+    pub const ALL: [ModelKind; 3] = [
+        ModelKind::Facenet,
+        ModelKind::Dlib,
+        ModelKind::Mobilefacenet,
+    ];
 
     pub fn name(&self) -> &'static str {
         match self {
@@ -49,15 +53,28 @@ impl ModelKind {
             ModelKind::Mobilefacenet => "mobilefacenet",
         }
     }
+
+    /// The id stored with this model's templates.
+    pub fn model_id(&self) -> &'static str {
+        match self {
+            ModelKind::Facenet => facegate_embed::facenet::MODEL_ID,
+            ModelKind::Dlib => facegate_embed::dlib::MODEL_ID,
+            ModelKind::Mobilefacenet => facegate_embed::mobilefacenet::MODEL_ID,
+        }
+    }
 }
 
 /// Which embedding model(s) to run: one, or several fused (see [`Engine::model_id`]).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ModelChoice(Vec<ModelKind>);
 
+/// The default: MobileFaceNet and dlib's ResNet, fused. Measured on LFW (docs/ACCURACY.md) it
+/// is the most accurate configuration that costs no more per face than FaceNet alone (the
+/// previous default): 99.40% vs 99.15% verification, rank-1 98.2% vs 97.1%, open-set DIR
+/// 91.7% vs 77.7%.
 impl Default for ModelChoice {
     fn default() -> Self {
-        ModelChoice::single(ModelKind::Facenet)
+        ModelChoice(vec![ModelKind::Mobilefacenet, ModelKind::Dlib])
     }
 }
 
@@ -73,6 +90,18 @@ impl ModelChoice {
 
     pub fn kinds(&self) -> &[ModelKind] {
         &self.0
+    }
+
+    /// The choice that produces templates with this model id (see [`Engine::model_id`]), so
+    /// a gallery keeps working with the model it was made with.
+    pub fn from_model_id(id: &str) -> Option<ModelChoice> {
+        let by_id = |id: &str| ModelKind::ALL.into_iter().find(|k| k.model_id() == id);
+        if let Some(kind) = by_id(id) {
+            return Some(ModelChoice::single(kind));
+        }
+        let inner = id.strip_prefix("fusion(")?.strip_suffix(')')?;
+        let kinds = inner.split('+').map(by_id).collect::<Option<Vec<_>>>()?;
+        (kinds.len() > 1).then_some(ModelChoice(kinds))
     }
 
     /// Parses `facenet`, `dlib`, `mobilefacenet`, `fusion` (FaceNet + dlib, the first fusion
@@ -523,5 +552,33 @@ impl Engine {
             .map(|(face, embedding)| EmbeddedFace { face, embedding })
             .collect();
         Ok((embedded, found))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn model_choices_parse_and_round_trip_through_model_ids() {
+        let fusion = ModelChoice::parse("fusion").unwrap();
+        assert_eq!(fusion.kinds(), [ModelKind::Facenet, ModelKind::Dlib]);
+        let three = ModelChoice::parse("mobilefacenet+facenet+dlib").unwrap();
+        assert_eq!(three.to_string(), "mobilefacenet+facenet+dlib");
+        assert!(ModelChoice::parse("facenet+facenet").is_err());
+        let err = ModelChoice::parse("arcface").unwrap_err();
+        assert!(err.contains("unknown model `arcface`"), "{err}");
+        for kind in ModelKind::ALL {
+            assert_eq!(
+                ModelChoice::from_model_id(kind.model_id()),
+                Some(ModelChoice::single(kind))
+            );
+        }
+        let id = "fusion(mobilefacenet-human-3.0.4+dlib-resnet-v1)";
+        assert_eq!(
+            ModelChoice::from_model_id(id),
+            Some(ModelChoice::parse("mobilefacenet+dlib").unwrap())
+        );
+        assert_eq!(ModelChoice::from_model_id("synthetic"), None);
     }
 }

@@ -83,9 +83,7 @@ impl Error {
             | Error::Runtime(_)
             | Error::Detect(_)
             | Error::Embed(_)
-            | Error::Liveness(_) => {
-                "model_error"
-            }
+            | Error::Liveness(_) => "model_error",
             Error::Gallery(G::UnknownPerson { .. }) => "unknown_person",
             Error::Gallery(G::Empty) => "empty_gallery",
             Error::Gallery(G::ModelMismatch { .. } | G::DimensionMismatch { .. }) => {

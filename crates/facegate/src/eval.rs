@@ -510,6 +510,8 @@ pub struct LevelEffect {
     pub level: &'static str,
     /// Images (with a face) failing the level.
     pub images_failing: usize,
+    /// How many images fail each rule (an image may fail several).
+    pub failures_by_rule: std::collections::BTreeMap<&'static str, usize>,
     pub point: RejectPoint,
 }
 
@@ -530,7 +532,11 @@ const FACTORS: [Factor; 6] = [
     ("sharpness", |q| q.sharpness, true),
     ("abs_yaw_degrees", |q| q.yaw_degrees.abs(), false),
     ("abs_pitch_degrees", |q| q.pitch_degrees.abs(), false),
-    ("brightness_off_128", |q| (q.brightness - 128.0).abs(), false),
+    (
+        "brightness_off_128",
+        |q| (q.brightness - 128.0).abs(),
+        false,
+    ),
     ("detector_score", |q| q.detector_score, true),
 ];
 
@@ -611,7 +617,16 @@ fn quality_effect(
                 .filter(|&i| !fails(&specs[i].a) && !fails(&specs[i].b))
                 .collect();
             let distinct: BTreeSet<&PathBuf> = specs.iter().flat_map(|p| [&p.a, &p.b]).collect();
+            let mut failures_by_rule = std::collections::BTreeMap::new();
+            if let Some(rules) = &rules {
+                for q in distinct.iter().filter_map(|p| quality(p)) {
+                    for (rule, _) in q.failed_rules(rules) {
+                        *failures_by_rule.entry(rule).or_insert(0) += 1;
+                    }
+                }
+            }
             LevelEffect {
+                failures_by_rule,
                 level: level.name(),
                 images_failing: distinct
                     .iter()

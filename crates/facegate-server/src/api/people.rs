@@ -296,7 +296,10 @@ async fn enroll(
                 added: report.added,
                 duplicates: report.duplicates,
                 faces: prepared.iter().map(|p| FaceBox::from(&p.face)).collect(),
-                quality: prepared.iter().map(|p| QualityInfo::from(&p.quality)).collect(),
+                quality: prepared
+                    .iter()
+                    .map(|p| QualityInfo::from(&p.quality))
+                    .collect(),
                 liveness: prepared
                     .iter()
                     .map(|p| p.liveness.as_ref().map(LivenessInfo::from))
