@@ -715,12 +715,17 @@ fn detect(ctx: &Context, path: &Path, draw: Option<&Path>) -> Result<ExitCode> {
             .save(out)
             .with_context(|| format!("could not write {}", out.display()))?;
     }
+    let quality: Vec<facegate::quality::QualityReport> = faces
+        .iter()
+        .map(|f| facegate::quality::QualityReport::measure(&image.rgb, f, faces.len()))
+        .collect();
     let doc = json!({
         "image": image.source_name,
         "width": image.rgb.width(),
         "height": image.rgb.height(),
         "detector": engine.detector_id(),
         "faces": faces,
+        "quality": quality,
         "drawn": draw,
     });
     ctx.emit(&doc, || {
@@ -750,6 +755,7 @@ fn detect(ctx: &Context, path: &Path, draw: Option<&Path>) -> Result<ExitCode> {
                 .map(|([x, y], n)| format!("{n} ({x:.0}, {y:.0})"))
                 .collect();
             println!("  {}", points.join(", "));
+            println!("  {}", quality_line(&quality[i]));
         }
         if let Some(out) = draw {
             println!("drawn: {}", out.display());

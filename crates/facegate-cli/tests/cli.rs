@@ -298,6 +298,10 @@ fn detect_draws_and_embed_prints_a_unit_vector() {
     ]);
     assert_eq!(r.code, 0);
     let doc = r.json();
+    // One quality report per face, in the same order.
+    let quality = doc["quality"].as_array().unwrap();
+    assert_eq!(quality.len(), doc["faces"].as_array().unwrap().len());
+    assert_eq!(quality[0]["faces_in_image"], quality.len());
     assert_eq!(doc["faces"].as_array().unwrap().len(), 2);
     assert_eq!(doc["faces"][0]["landmarks"].as_array().unwrap().len(), 5);
     let drawn = image::open(&out).unwrap();
@@ -772,4 +776,53 @@ fn crc32(data: &[u8]) -> u32 {
         }
     }
     !crc
+}
+
+#[test]
+fn liveness_is_a_separate_verdict_and_refuses_enrollment() {
+    let t = Scratch::new();
+    let folder = photos_dir().join("train").join("ben_afflek");
+    let r = t.run(&[
+        "--json",
+        "--liveness",
+        "--quality",
+        "off",
+        "enroll",
+        "ben",
+        s(&folder),
+    ]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let doc = r.json();
+    let enrolled = doc["enrolled"].as_array().unwrap();
+    assert!(!enrolled.is_empty());
+    for e in enrolled {
+        let l = &e["liveness"];
+        assert_eq!(l["live"], true, "only live faces are enrolled: {e}");
+        assert!(l["score"].as_f64().unwrap() >= l["threshold"].as_f64().unwrap());
+    }
+    // At least one of these web photos scores below 0.5 (measured: 0.47) and is refused.
+    let refused: Vec<&serde_json::Value> = doc["skipped"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|s| s["code"] == "not_live")
+        .collect();
+    assert!(!refused.is_empty(), "{doc}");
+    assert!(refused[0]["reason"]
+        .as_str()
+        .unwrap()
+        .contains("did not pass the liveness check"));
+
+    // Verify: the liveness verdict is reported beside the match and never changes the
+    // distance; exit 0 only when the match is also live.
+    let probe = photo("ben_afflek", 1);
+    let plain = t.run(&["--json", "verify", "ben", s(&probe)]).json();
+    let r = t.run(&["--json", "--liveness", "verify", "ben", s(&probe)]);
+    let checked = r.json();
+    assert_eq!(plain["distance"], checked["distance"]);
+    assert!(plain["liveness"].is_null());
+    let live = checked["liveness"]["live"].as_bool().unwrap();
+    let is_match = checked["is_match"].as_bool().unwrap();
+    assert_eq!(checked["accepted"], is_match && live);
+    assert_eq!(r.code, if is_match && live { 0 } else { 1 });
 }

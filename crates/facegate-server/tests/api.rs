@@ -869,3 +869,58 @@ fn an_unreachable_gallery_makes_the_server_not_ready_and_errors_cleanly() {
     let list = server.get("/v1/people", None);
     assert_eq!((list.status, list.code()), (500, "gallery_error"));
 }
+
+/// `facegate --liveness serve`: every verify and enrollment answer carries a separate
+/// liveness verdict (documented in the OpenAPI schema), the distance is unchanged, and
+/// `accepted` needs both the match and a live face. Quality is always reported.
+#[test]
+fn liveness_and_quality_are_reported_by_the_api() {
+    let plain = Server::start_with(Limits::default(), false);
+    let server = Server::start_with_engine(Limits::default(), support::liveness_engine());
+    let doc = server.openapi();
+    let enroll = |s: &Server, n: usize| {
+        s.post_json(
+            "/v1/people",
+            None,
+            &json!({ "name": "ben", "images": [b64(&photo("train", "ben_afflek", n))] }),
+        )
+    };
+    // This photo scores 0.39 (measured): refused with its own code, nothing stored.
+    let refused = enroll(&server, 0);
+    assert_eq!((refused.status, refused.code()), (422, "not_live"), "{}", refused.text);
+    assert_documented(&doc, "post", "/v1/people", &refused);
+    assert_eq!(server.get("/v1/people/ben", None).status, 404);
+    let created = enroll(&server, 1);
+    assert_eq!(created.status, 201, "{}", created.text);
+    assert_documented(&doc, "post", "/v1/people", &created);
+    assert_eq!(created.json["liveness"][0]["live"], true, "{}", created.text);
+    assert!(created.json["quality"][0]["inter_eye_px"].as_f64().unwrap() > 15.0);
+    let stored = server.get("/v1/people/ben", None);
+    assert!(stored.json["templates"][0]["quality"]["yaw_degrees"].is_number());
+    assert_documented(&doc, "get", "/v1/people/{name}", &stored);
+    assert_eq!(enroll(&plain, 1).status, 201);
+
+    let probe = json!({ "person": "ben", "image": b64(&photo("val", "ben_afflek", 0)) });
+    let checked = server.post_json("/v1/verify", None, &probe);
+    assert_eq!(checked.status, 200, "{}", checked.text);
+    assert_documented(&doc, "post", "/v1/verify", &checked);
+    let without = plain.post_json("/v1/verify", None, &probe);
+    assert!(without.json["liveness"].is_null());
+    assert_eq!(without.json["accepted"], without.json["is_match"]);
+    assert_eq!(checked.json["distance"], without.json["distance"]);
+    let live = checked.json["liveness"]["live"].as_bool().unwrap();
+    assert_eq!(
+        checked.json["accepted"].as_bool().unwrap(),
+        checked.json["is_match"].as_bool().unwrap() && live
+    );
+    assert!(checked.json["quality"]["sharpness"].as_f64().unwrap() > 0.0);
+
+    let who = server.post_json(
+        "/v1/identify",
+        None,
+        &json!({ "image": b64(&photo("val", "ben_afflek", 0)) }),
+    );
+    assert_eq!(who.status, 200, "{}", who.text);
+    assert_documented(&doc, "post", "/v1/identify", &who);
+    assert!(who.json["liveness"]["score"].is_number());
+}

@@ -89,6 +89,23 @@ pub fn engine() -> Arc<Engine> {
         .clone()
 }
 
+/// An engine that also checks liveness, as `facegate --liveness serve` runs.
+pub fn liveness_engine() -> Arc<Engine> {
+    static ENGINE: OnceLock<Arc<Engine>> = OnceLock::new();
+    ENGINE
+        .get_or_init(|| {
+            let options = EngineOptions {
+                threads: 1,
+                liveness: true,
+                ..EngineOptions::default()
+            };
+            Arc::new(
+                Engine::load(&Home::at(&home()), options, &SilentObserver).expect("load models"),
+            )
+        })
+        .clone()
+}
+
 pub struct Server {
     pub base: String,
     pub keys: Arc<KeyStore>,
@@ -151,6 +168,20 @@ impl Server {
         Server::start_parts(limits, auth, gallery, keys, dir)
     }
 
+    /// No auth, a fresh SQLite gallery, and `engine` in place of the shared one.
+    pub fn start_with_engine(limits: Limits, engine: Arc<Engine>) -> Server {
+        let dir = tempfile::tempdir().unwrap();
+        let gallery_path = dir.path().join("gallery.db");
+        let gallery: Arc<dyn Gallery> = Arc::new(SqliteGallery::open(&gallery_path).unwrap());
+        let keys = Arc::new(
+            KeyStore::open(&facegate::gallery::GalleryLocation::Sqlite(
+                gallery_path.clone(),
+            ))
+            .unwrap(),
+        );
+        Server::start_engine(limits, false, gallery, keys, dir, engine)
+    }
+
     fn start_parts(
         limits: Limits,
         auth: bool,
@@ -158,8 +189,19 @@ impl Server {
         keys: Arc<KeyStore>,
         dir: tempfile::TempDir,
     ) -> Server {
+        Server::start_engine(limits, auth, gallery, keys, dir, engine())
+    }
+
+    fn start_engine(
+        limits: Limits,
+        auth: bool,
+        gallery: Arc<dyn Gallery>,
+        keys: Arc<KeyStore>,
+        dir: tempfile::TempDir,
+        engine: Arc<Engine>,
+    ) -> Server {
         let gallery_path = dir.path().join("gallery.db");
-        let state = AppState::new(engine(), gallery, auth.then(|| keys.clone()), limits);
+        let state = AppState::new(engine, gallery, auth.then(|| keys.clone()), limits);
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
             .enable_all()
