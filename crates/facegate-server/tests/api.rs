@@ -887,13 +887,22 @@ fn liveness_and_quality_are_reported_by_the_api() {
     };
     // This photo scores 0.39 (measured): refused with its own code, nothing stored.
     let refused = enroll(&server, 0);
-    assert_eq!((refused.status, refused.code()), (422, "not_live"), "{}", refused.text);
+    assert_eq!(
+        (refused.status, refused.code()),
+        (422, "not_live"),
+        "{}",
+        refused.text
+    );
     assert_documented(&doc, "post", "/v1/people", &refused);
     assert_eq!(server.get("/v1/people/ben", None).status, 404);
     let created = enroll(&server, 1);
     assert_eq!(created.status, 201, "{}", created.text);
     assert_documented(&doc, "post", "/v1/people", &created);
-    assert_eq!(created.json["liveness"][0]["live"], true, "{}", created.text);
+    assert_eq!(
+        created.json["liveness"][0]["live"], true,
+        "{}",
+        created.text
+    );
     assert!(created.json["quality"][0]["inter_eye_px"].as_f64().unwrap() > 15.0);
     let stored = server.get("/v1/people/ben", None);
     assert!(stored.json["templates"][0]["quality"]["yaw_degrees"].is_number());
