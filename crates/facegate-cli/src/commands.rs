@@ -876,6 +876,7 @@ fn models(ctx: &Context, action: ModelsAction) -> Result<ExitCode> {
             // Loading every model builds (and caches) every ONNX graph.
             let options = EngineOptions {
                 model: ModelChoice::all(),
+                liveness: true,
                 ..ctx.engine_options()
             };
             Engine::load(&ctx.home, options, &spinner)?;
