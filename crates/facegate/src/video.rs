@@ -236,6 +236,12 @@ pub struct FrameDecision {
     pub track: u64,
     pub distance: f32,
     pub is_match: bool,
+    /// The frame's liveness score, when the engine checks liveness; a frame then counts
+    /// towards K only if it is both a match and live.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub liveness: Option<f32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub live: Option<bool>,
 }
 
 #[derive(Clone, Debug, Serialize)]
@@ -307,20 +313,24 @@ pub fn verify_video(
         }
         outcome.frames_with_faces += 1;
         let embeddings = engine.embed_at(&frame.image, &faces)?;
-        for (embedding, track) in embeddings.iter().zip(&update.assigned) {
+        for ((embedding, track), face) in embeddings.iter().zip(&update.assigned).zip(&faces) {
             let Some((_, distances)) = ops::closest(embedding, &templates, &threshold) else {
                 continue;
             };
             let is_match = threshold.is_match(&distances);
+            let liveness = engine.liveness(&frame.image, face)?;
+            let accepted = is_match && liveness.as_ref().is_none_or(|l| l.live);
             outcome.decisions.push(FrameDecision {
                 frame: frame.index,
                 time_s: frame.timestamp.as_secs_f64(),
                 track: *track,
                 distance: distances.get(threshold.metric),
                 is_match,
+                liveness: liveness.as_ref().map(|l| l.score),
+                live: liveness.as_ref().map(|l| l.live),
             });
             let window = windows.entry(*track).or_default();
-            window.push_back(is_match);
+            window.push_back(accepted);
             if window.len() > n {
                 window.pop_front();
             }
