@@ -93,6 +93,39 @@ pub(crate) fn batch_input(
     Ok(input)
 }
 
+/// Runs a network that takes `batch x size x size x 3` (NHWC) and returns one vector of
+/// `dimension` values per face.
+pub(crate) fn run_nhwc(
+    network: &facegate_nn::Network,
+    batch: usize,
+    size: u32,
+    dimension: usize,
+    nhwc: Vec<f32>,
+) -> Result<Vec<Vec<f32>>, EmbedError> {
+    let size = size as usize;
+    let outputs = network.run(&[batch, size, size, 3], nhwc)?;
+    Ok(outputs[0]
+        .data
+        .chunks(dimension)
+        .map(<[f32]>::to_vec)
+        .collect())
+}
+
+/// The [`Embedder::embed`] of a network taking `size x size` crops: preprocess each face,
+/// run them as one batch, scale the outputs to unit length.
+pub(crate) fn embed_batch(
+    faces: &[RgbImage],
+    size: u32,
+    preprocess: impl Fn(&RgbImage) -> Vec<f32>,
+    run: impl FnOnce(usize, Vec<f32>) -> Result<Vec<Vec<f32>>, EmbedError>,
+) -> Result<Vec<Vec<f32>>, EmbedError> {
+    if faces.is_empty() {
+        return Ok(Vec::new());
+    }
+    let input = batch_input(faces, size, preprocess)?;
+    Ok(unit_vectors(run(faces.len(), input)?))
+}
+
 /// Every vector scaled to unit length (the [`Embedder`] contract).
 pub(crate) fn unit_vectors(mut vectors: Vec<Vec<f32>>) -> Vec<Vec<f32>> {
     for v in &mut vectors {

@@ -18,7 +18,7 @@ use facegate_models::{pins, sha256_file, FetchObserver, ModelError, ModelStore};
 use facegate_nn::{Network, Runtime};
 use facegate_tfjs::Repair;
 
-use crate::{batch_input, unit_vectors, EmbedError, Embedder};
+use crate::{embed_batch, run_nhwc, EmbedError, Embedder};
 
 /// Bump when the emitted graph changes, so cached ONNX files are rebuilt.
 const GRAPH_REVISION: u32 = 1;
@@ -78,13 +78,7 @@ impl MobileFaceNet {
     /// The network's outputs for already normalised NHWC input (unit vectors already: the
     /// graph ends with an L2 normalisation).
     pub fn run_raw(&self, batch: usize, nhwc: Vec<f32>) -> Result<Vec<Vec<f32>>, EmbedError> {
-        let size = INPUT_SIZE as usize;
-        let outputs = self.network.run(&[batch, size, size, 3], nhwc)?;
-        Ok(outputs[0]
-            .data
-            .chunks(DIMENSION)
-            .map(<[f32]>::to_vec)
-            .collect())
+        run_nhwc(&self.network, batch, INPUT_SIZE, DIMENSION, nhwc)
     }
 }
 
@@ -133,11 +127,7 @@ pub fn preprocess(face: &RgbImage) -> Vec<f32> {
 
 impl Embedder for MobileFaceNet {
     fn embed(&self, faces: &[RgbImage]) -> Result<Vec<Vec<f32>>, EmbedError> {
-        if faces.is_empty() {
-            return Ok(Vec::new());
-        }
-        let input = batch_input(faces, INPUT_SIZE, preprocess)?;
-        Ok(unit_vectors(self.run_raw(faces.len(), input)?))
+        embed_batch(faces, INPUT_SIZE, preprocess, |n, x| self.run_raw(n, x))
     }
 
     fn input_size(&self) -> u32 {

@@ -29,6 +29,17 @@ fn floats(v: &serde_json::Value) -> Vec<f32> {
         .collect()
 }
 
+/// The pinned MobileFaceNet `model.json` and weights, fetched.
+fn mobilefacenet_files(
+    store: &facegate_models::ModelStore,
+) -> (std::path::PathBuf, std::path::PathBuf) {
+    let fetch = |file| store.file(file, &SilentObserver).unwrap();
+    (
+        fetch(&pins::MOBILEFACENET_TFJS.topology),
+        fetch(&pins::MOBILEFACENET_TFJS.weights),
+    )
+}
+
 fn max_abs_diff(a: &[f32], b: &[f32]) -> f32 {
     assert_eq!(a.len(), b.len());
     a.iter()
@@ -47,12 +58,7 @@ fn mobilefacenet_matches_tensorflow_as_shipped_and_repaired() {
     let runtime = common::runtime();
 
     // As shipped: the converter alone, no repairs.
-    let topology = store
-        .file(&pins::MOBILEFACENET_TFJS.topology, &SilentObserver)
-        .unwrap();
-    let weights = store
-        .file(&pins::MOBILEFACENET_TFJS.weights, &SilentObserver)
-        .unwrap();
+    let (topology, weights) = mobilefacenet_files(&store);
     let graph = TfjsGraph::read(&topology, Some(&[weights.clone()])).unwrap();
     let shipped = runtime
         .network(
@@ -83,12 +89,7 @@ fn mobilefacenet_matches_tensorflow_as_shipped_and_repaired() {
 #[test]
 fn repairs_refuse_a_graph_that_is_not_the_pinned_one() {
     let store = common::store();
-    let topology = store
-        .file(&pins::MOBILEFACENET_TFJS.topology, &SilentObserver)
-        .unwrap();
-    let weights = store
-        .file(&pins::MOBILEFACENET_TFJS.weights, &SilentObserver)
-        .unwrap();
+    let (topology, weights) = mobilefacenet_files(&store);
     let dir = tempfile::tempdir().unwrap();
     let edited = dir.path().join("mobilefacenet.json");
     let mut text = std::fs::read_to_string(&topology).unwrap();

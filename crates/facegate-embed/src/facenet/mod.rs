@@ -8,7 +8,7 @@ use facegate_models::keras_h5::KerasH5;
 use facegate_models::{pins, FetchObserver, ModelStore};
 use facegate_nn::{Network, Runtime};
 
-use crate::{batch_input, load_network, unit_vectors, EmbedError, Embedder};
+use crate::{embed_batch, load_network, run_nhwc, EmbedError, Embedder};
 
 /// Bump when the emitted graph changes, so cached ONNX files are rebuilt.
 const GRAPH_REVISION: u32 = 1;
@@ -47,23 +47,13 @@ impl FaceNet {
 
     /// The network's raw (not normalised) outputs for already standardised NHWC input.
     pub fn run_raw(&self, batch: usize, nhwc: Vec<f32>) -> Result<Vec<Vec<f32>>, EmbedError> {
-        let size = INPUT_SIZE as usize;
-        let outputs = self.network.run(&[batch, size, size, 3], nhwc)?;
-        Ok(outputs[0]
-            .data
-            .chunks(DIMENSION)
-            .map(<[f32]>::to_vec)
-            .collect())
+        run_nhwc(&self.network, batch, INPUT_SIZE, DIMENSION, nhwc)
     }
 }
 
 impl Embedder for FaceNet {
     fn embed(&self, faces: &[RgbImage]) -> Result<Vec<Vec<f32>>, EmbedError> {
-        if faces.is_empty() {
-            return Ok(Vec::new());
-        }
-        let input = batch_input(faces, INPUT_SIZE, prewhiten)?;
-        Ok(unit_vectors(self.run_raw(faces.len(), input)?))
+        embed_batch(faces, INPUT_SIZE, prewhiten, |n, x| self.run_raw(n, x))
     }
 
     fn input_size(&self) -> u32 {
