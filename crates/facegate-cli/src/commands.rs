@@ -472,6 +472,19 @@ struct PersonEnrolled {
     already_enrolled: usize,
 }
 
+/// SHA-256 of the photos already enrolled for `name` (none when the person is new).
+fn enrolled_hashes(
+    gallery: &dyn Gallery,
+    name: &str,
+    model_id: &str,
+) -> Result<std::collections::HashSet<String>> {
+    match gallery.templates_of(name, model_id) {
+        Ok(templates) => Ok(templates.into_iter().map(|t| t.image_sha256).collect()),
+        Err(GalleryError::UnknownPerson { .. }) => Ok(Default::default()),
+        Err(other) => Err(Error::from(other).into()),
+    }
+}
+
 /// `enroll-all DIR`: every subfolder of DIR is a person, named after the folder.
 fn enroll_all(ctx: &Context, dir: &Path, largest: bool) -> Result<ExitCode> {
     let mut people: Vec<(String, Vec<PathBuf>)> = Vec::new();
@@ -503,44 +516,77 @@ fn enroll_all(ctx: &Context, dir: &Path, largest: bool) -> Result<ExitCode> {
     let started = std::time::Instant::now();
     let engine = ctx.bulk_engine(all.len())?;
     let loaded = started.elapsed();
-    let bar = progress::bar(all.len() as u64, ctx.interactive(), "enrolling");
-    let mut results = prepare_all(&engine, &all, largest, &bar).into_iter();
-    bar.finish_and_clear();
     let gallery = ctx.gallery_for_write()?;
+    let bar = progress::bar(all.len() as u64, ctx.interactive(), "enrolling");
     let mut report = Vec::new();
     let mut skipped = Vec::new();
-    for (name, photos) in &people {
-        let mut templates: Vec<NewTemplate> = Vec::new();
-        for path in photos {
-            match results.next() {
-                // The same photo twice in one folder is kept once.
-                Some(Ok(p))
-                    if !templates
-                        .iter()
-                        .any(|t| t.image_sha256 == p.template.image_sha256) =>
-                {
-                    templates.push(p.template);
+    // People are processed in batches (enough photos to keep every core busy) and each person
+    // is written as soon as their photos are ready, in one transaction: if the process dies,
+    // everyone written so far stays enrolled, nobody is half-enrolled, and a re-run skips the
+    // photos already enrolled without decoding them again.
+    let batch_photos = 8 * std::thread::available_parallelism().map_or(1, |n| n.get());
+    let mut pending = people.iter().peekable();
+    while pending.peek().is_some() {
+        let mut batch: Vec<(&String, Vec<PathBuf>, usize)> = Vec::new();
+        let mut size = 0;
+        while let Some((name, photos)) = pending.next_if(|_| size < batch_photos) {
+            let known = enrolled_hashes(gallery.as_ref(), name, engine.model_id())?;
+            let mut todo = Vec::new();
+            let mut already = 0;
+            for photo in photos {
+                match std::fs::read(photo) {
+                    Ok(bytes) if known.contains(&facegate::image::sha256_hex(&bytes)) => {
+                        already += 1;
+                        bar.inc(1);
+                    }
+                    // Unreadable files are reported by the normal path below.
+                    _ => todo.push(photo.clone()),
                 }
-                Some(Ok(_)) => {}
-                Some(Err(err)) => {
-                    skipped.push(SkippedPhoto::from_error(path.display().to_string(), &err))
-                }
-                None => {}
             }
+            size += todo.len();
+            batch.push((name, todo, already));
         }
-        if templates.is_empty() {
-            continue;
+        let paths: Vec<PathBuf> = batch.iter().flat_map(|(_, p, _)| p.clone()).collect();
+        let mut results = prepare_all(&engine, &paths, largest, &bar).into_iter();
+        for (name, photos, already) in batch {
+            let mut templates: Vec<NewTemplate> = Vec::new();
+            for path in &photos {
+                match results.next() {
+                    // The same photo twice in one folder is kept once.
+                    Some(Ok(p))
+                        if !templates
+                            .iter()
+                            .any(|t| t.image_sha256 == p.template.image_sha256) =>
+                    {
+                        templates.push(p.template);
+                    }
+                    Some(Ok(_)) | None => {}
+                    Some(Err(err)) => {
+                        skipped.push(SkippedPhoto::from_error(path.display().to_string(), &err))
+                    }
+                }
+            }
+            if templates.is_empty() {
+                if already > 0 {
+                    report.push(PersonEnrolled {
+                        person: name.clone(),
+                        added: 0,
+                        already_enrolled: already,
+                    });
+                }
+                continue;
+            }
+            let done = gallery
+                .enroll(name, engine.model_id(), &templates)
+                .map_err(Error::from)?;
+            report.push(PersonEnrolled {
+                person: name.clone(),
+                added: done.added.len(),
+                already_enrolled: already + done.duplicates.len(),
+            });
         }
-        // One transaction per person: a failure leaves earlier people enrolled, none half-done.
-        let done = gallery
-            .enroll(name, engine.model_id(), &templates)
-            .map_err(Error::from)?;
-        report.push(PersonEnrolled {
-            person: name.clone(),
-            added: done.added.len(),
-            already_enrolled: done.duplicates.len(),
-        });
     }
+    bar.finish_and_clear();
     let added: usize = report.iter().map(|r| r.added).sum();
     let processing = started.elapsed() - loaded;
     let doc = json!({

@@ -38,6 +38,12 @@ pub enum GalleryError {
     InvalidName { name: String, reason: String },
     #[error("template of {dimension} values does not match this gallery's {expected}")]
     DimensionMismatch { dimension: usize, expected: usize },
+    #[error("could not write the gallery {path}: the disk is full or the file system refused the write ({source}). Free some space (or fix the file system) and run the command again; nothing was written")]
+    StorageFull {
+        path: String,
+        #[source]
+        source: rusqlite::Error,
+    },
     #[error("gallery database {path}: {source}")]
     Database {
         path: String,

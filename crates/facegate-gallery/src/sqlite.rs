@@ -54,10 +54,7 @@ impl SqliteGallery {
                 source,
             })?;
         }
-        let db_error = |source| GalleryError::Database {
-            path: path.display().to_string(),
-            source,
-        };
+        let db_error = |source| sqlite_error(path, source);
         let connection = Connection::open(path).map_err(db_error)?;
         connection
             .busy_timeout(Duration::from_secs(10))
@@ -89,10 +86,7 @@ impl SqliteGallery {
     }
 
     fn db_error(&self) -> impl Fn(rusqlite::Error) -> GalleryError + '_ {
-        move |source| GalleryError::Database {
-            path: self.path.display().to_string(),
-            source,
-        }
+        move |source| sqlite_error(&self.path, source)
     }
 
     fn with<T>(
@@ -616,6 +610,17 @@ fn insert_template(
             ])
         })
         .map_err(gallery.db_error())
+}
+
+/// A database error, told apart when it is a full disk or a refused write (SQLite's "disk
+/// full" and I/O error codes), which the user can fix.
+fn sqlite_error(path: &Path, source: rusqlite::Error) -> GalleryError {
+    use rusqlite::ErrorCode::{DiskFull, SystemIoFailure};
+    let path = path.display().to_string();
+    match source.sqlite_error_code() {
+        Some(DiskFull | SystemIoFailure) => GalleryError::StorageFull { path, source },
+        _ => GalleryError::Database { path, source },
+    }
 }
 
 /// Galleries made before quality was measured lack the column; add it (once).

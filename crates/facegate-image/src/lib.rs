@@ -56,6 +56,11 @@ pub struct LoadedImage {
     pub source_name: String,
 }
 
+/// Lower-case hex SHA-256 of a photo's encoded bytes: how facegate recognises the same photo.
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    format!("{:x}", Sha256::digest(bytes))
+}
+
 /// Reads and decodes an image file.
 pub fn load(path: &Path, max_pixels: u64) -> Result<LoadedImage, ImageError> {
     let bytes = std::fs::read(path).map_err(|source| ImageError::Read {
@@ -131,7 +136,7 @@ pub fn decode(bytes: &[u8], source_name: &str, max_pixels: u64) -> Result<Loaded
     image.apply_orientation(orientation);
     Ok(LoadedImage {
         rgb: to_rgb(image),
-        sha256: format!("{:x}", Sha256::digest(bytes)),
+        sha256: sha256_hex(bytes),
         source_name: name(),
     })
 }

@@ -93,6 +93,7 @@ impl Error {
             Error::Gallery(G::PersonExists { .. }) => "person_exists",
             Error::Gallery(G::UnknownTemplate { .. }) => "unknown_template",
             Error::Gallery(G::InvalidEmbedding { .. }) => "invalid_embedding",
+            Error::Gallery(G::StorageFull { .. }) => "storage_full",
             Error::Gallery(g) if g.is_transient() => "gallery_unavailable",
             Error::Gallery(_) => "gallery_error",
             Error::Video(facegate_video::VideoError::NoSuchCamera { .. }) => "no_such_camera",
