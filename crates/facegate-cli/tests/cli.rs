@@ -7,6 +7,9 @@ use std::process::{Command, Output};
 use facegate::gallery::{Gallery, NewTemplate, SqliteGallery};
 use facegate::models::{ModelStore, SilentObserver};
 
+mod support;
+use support::corpus::png_header_only;
+
 /// The shared model cache (filled by facegate's own fetch code on first use).
 fn home() -> PathBuf {
     std::env::var_os("FACEGATE_TEST_HOME")
@@ -738,44 +741,6 @@ fn copy_dir(from: &Path, to: &Path) {
             std::fs::copy(&path, &target).unwrap();
         }
     }
-}
-
-/// A PNG that declares `width x height` pixels with next to no image data: a decompression
-/// bomb must be refused from its header, before any pixel buffer is allocated.
-fn png_header_only(width: u32, height: u32) -> Vec<u8> {
-    let mut png = b"\x89PNG\r\n\x1a\n".to_vec();
-    let mut ihdr = b"IHDR".to_vec();
-    ihdr.extend(width.to_be_bytes());
-    ihdr.extend(height.to_be_bytes());
-    ihdr.extend([8, 2, 0, 0, 0]);
-    png.extend(13u32.to_be_bytes());
-    png.extend(&ihdr);
-    png.extend(crc32(&ihdr).to_be_bytes());
-    // A tiny zlib stream as the only image data: decoding it all would need 10 GB.
-    let mut idat = b"IDAT".to_vec();
-    idat.extend([0x78, 0x9c, 0x63, 0x00, 0x00, 0x00, 0x01, 0x00, 0x01]);
-    png.extend(((idat.len() - 4) as u32).to_be_bytes());
-    png.extend(&idat);
-    png.extend(crc32(&idat).to_be_bytes());
-    png.extend(0u32.to_be_bytes());
-    png.extend(b"IEND");
-    png.extend(crc32(b"IEND").to_be_bytes());
-    png
-}
-
-fn crc32(data: &[u8]) -> u32 {
-    let mut crc = 0xffff_ffffu32;
-    for &byte in data {
-        crc ^= u32::from(byte);
-        for _ in 0..8 {
-            crc = if crc & 1 != 0 {
-                (crc >> 1) ^ 0xedb8_8320
-            } else {
-                crc >> 1
-            };
-        }
-    }
-    !crc
 }
 
 #[test]

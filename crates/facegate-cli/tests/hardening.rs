@@ -7,14 +7,9 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use facegate::models::{ModelStore, SilentObserver};
+use support::home;
 
-fn home() -> PathBuf {
-    std::env::var_os("FACEGATE_TEST_HOME")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| {
-            PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../target/facegate-test-home")
-        })
-}
+mod support;
 
 /// The 5-celebrity training photos: one folder per person.
 fn people_dir() -> PathBuf {
