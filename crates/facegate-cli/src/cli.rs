@@ -150,6 +150,16 @@ pub enum Command {
     List { name: Option<String> },
     /// Erase a person and all their templates
     Forget { name: String },
+    /// The audit log: enrollments, erasures and decisions, who made them and when (no images,
+    /// no embeddings)
+    Audit {
+        /// Only entries after this id (for paging or following)
+        #[arg(long, value_name = "ID")]
+        after: Option<i64>,
+        /// At most this many entries
+        #[arg(long, default_value_t = 1000, value_name = "N")]
+        limit: usize,
+    },
     /// Measure accuracy on labelled data (LFW protocol)
     Eval {
         #[command(subcommand)]

@@ -193,6 +193,7 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
         Command::List { name: None } => list(&ctx),
         Command::List { name: Some(name) } => list_person(&ctx, &name),
         Command::Forget { name } => forget(&ctx, &name),
+        Command::Audit { after, limit } => audit_log(&ctx, after, limit),
         Command::Models { action } => models(&ctx, action),
         Command::Eval { kind } => crate::eval::run(&ctx, kind),
         Command::Calibrate { pairs, target_far } => {
@@ -383,6 +384,13 @@ fn enroll(ctx: &Context, name: &str, inputs: &[PathBuf], largest: bool) -> Resul
     let report = gallery
         .enroll(name, engine.model_id(), &templates)
         .map_err(Error::from)?;
+    audit_enroll(
+        gallery.as_ref(),
+        name,
+        report.added.len(),
+        report.duplicates.len(),
+        engine.model_id(),
+    )?;
     let mut added = report.added.iter();
     let mut enrolled = Vec::new();
     let mut already = Vec::new();
@@ -579,6 +587,13 @@ fn enroll_all(ctx: &Context, dir: &Path, largest: bool) -> Result<ExitCode> {
             let done = gallery
                 .enroll(name, engine.model_id(), &templates)
                 .map_err(Error::from)?;
+            audit_enroll(
+                gallery.as_ref(),
+                name,
+                done.added.len(),
+                done.duplicates.len(),
+                engine.model_id(),
+            )?;
             report.push(PersonEnrolled {
                 person: name.clone(),
                 added: done.added.len(),
@@ -634,6 +649,19 @@ fn verify(ctx: &Context, name: &str, image: &Path, all_faces: bool) -> Result<Ex
         })
     })?;
     let outcome = ops::verify(&engine, gallery.as_ref(), name, &image, all_faces)?;
+    let decision = match (outcome.is_match, outcome.accepted) {
+        (true, true) => "match",
+        (true, false) => "match_not_live",
+        (false, _) => "no_match",
+    };
+    audit(
+        gallery.as_ref(),
+        "verify",
+        Some(name),
+        decision,
+        Some(outcome.distance),
+        Some(format!("model {}", outcome.model)),
+    )?;
     ctx.emit(&outcome, || {
         let verdict = match (outcome.is_match, outcome.accepted) {
             (true, true) => "MATCH",
@@ -682,6 +710,22 @@ fn identify(ctx: &Context, image: &Path, top: usize, all_faces: bool) -> Result<
         .gallery_for_read()?
         .ok_or_else(|| Error::from(GalleryError::Empty))?;
     let outcome = ops::identify(&engine, gallery.as_ref(), &image, top, all_faces)?;
+    let best = outcome.faces.first().and_then(|f| f.candidates.first());
+    audit(
+        gallery.as_ref(),
+        "identify",
+        outcome.identity.as_deref(),
+        if outcome.identity.is_some() {
+            "identified"
+        } else {
+            "unknown"
+        },
+        best.map(|c| c.distance),
+        Some(format!(
+            "model {}, {} people searched",
+            outcome.model, outcome.people_searched
+        )),
+    )?;
     ctx.emit(&outcome, || {
         for (i, face) in outcome.faces.iter().enumerate() {
             if outcome.faces.len() > 1 {
@@ -835,6 +879,90 @@ fn embed(ctx: &Context, path: &Path, all_faces: bool) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+/// Who runs this command, for the audit log.
+fn local_actor() -> String {
+    let user = std::env::var("USER")
+        .or_else(|_| std::env::var("LOGNAME"))
+        .unwrap_or_else(|_| "unknown".to_string());
+    format!("local:{user}")
+}
+
+/// Appends to the gallery's audit log; a decision that cannot be recorded is an error.
+fn audit(
+    gallery: &dyn Gallery,
+    action: &str,
+    person: Option<&str>,
+    decision: &str,
+    distance: Option<f32>,
+    detail: Option<String>,
+) -> Result<()> {
+    gallery
+        .append_audit(&facegate::gallery::NewAuditEvent {
+            actor: local_actor(),
+            action: action.to_string(),
+            person: person.map(str::to_string),
+            decision: Some(decision.to_string()),
+            distance,
+            detail,
+        })
+        .map_err(Error::from)?;
+    Ok(())
+}
+
+fn audit_enroll(
+    gallery: &dyn Gallery,
+    name: &str,
+    added: usize,
+    already: usize,
+    model: &str,
+) -> Result<()> {
+    audit(
+        gallery,
+        "enroll",
+        Some(name),
+        "added",
+        None,
+        Some(format!(
+            "{added} template(s) added, {already} already enrolled; model {model}"
+        )),
+    )
+}
+
+/// `facegate audit`: the log, oldest first.
+fn audit_log(ctx: &Context, after: Option<i64>, limit: usize) -> Result<ExitCode> {
+    let events = match ctx.gallery_for_read()? {
+        Some(g) => g.audit_log(after, limit).map_err(Error::from)?,
+        None => Vec::new(),
+    };
+    let doc = json!({ "gallery": ctx.gallery_location().to_string(), "events": events });
+    ctx.emit(&doc, || {
+        if events.is_empty() {
+            println!("the audit log is empty ({})", ctx.gallery_location());
+        }
+        for e in &events {
+            let distance = e
+                .distance
+                .map(|d| format!(" distance {d:.3}"))
+                .unwrap_or_default();
+            println!(
+                "#{} {} {} {} {} {}{}{}",
+                e.id,
+                e.at,
+                e.actor,
+                e.action,
+                e.person.as_deref().unwrap_or("-"),
+                e.decision.as_deref().unwrap_or("-"),
+                distance,
+                e.detail
+                    .as_deref()
+                    .map(|d| format!(" ({d})"))
+                    .unwrap_or_default()
+            );
+        }
+    })?;
+    Ok(ExitCode::SUCCESS)
+}
+
 /// One person's templates (never the embeddings), with the quality measured at enrollment.
 fn list_person(ctx: &Context, name: &str) -> Result<ExitCode> {
     let unknown = || {
@@ -902,6 +1030,14 @@ fn forget(ctx: &Context, name: &str) -> Result<ExitCode> {
         })
     })?;
     let removed = gallery.forget(name).map_err(Error::from)?;
+    audit(
+        gallery.as_ref(),
+        "forget",
+        Some(name),
+        "erased",
+        None,
+        Some(format!("{removed} template(s)")),
+    )?;
     let doc = json!({ "person": name, "templates_removed": removed });
     ctx.emit(&doc, || {
         println!("forgot {name:?}: {removed} template(s) erased")

@@ -791,3 +791,54 @@ fn liveness_is_a_separate_verdict_and_refuses_enrollment() {
     assert_eq!(checked["accepted"], is_match && live);
     assert_eq!(r.code, if is_match && live { 0 } else { 1 });
 }
+
+#[test]
+fn the_audit_log_records_who_did_what_without_faces() {
+    let t = Scratch::new();
+    let r = t.run(&["audit", "--json"]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert!(r.json()["events"].as_array().unwrap().is_empty());
+    assert_eq!(
+        t.run(&["enroll", "ben", s(&photo("ben_afflek", 0))]).code,
+        0
+    );
+    assert_eq!(
+        t.run(&["verify", "ben", s(&photo("ben_afflek", 1))]).code,
+        0
+    );
+    assert_eq!(t.run(&["verify", "ben", s(&photo("madonna", 0))]).code, 1);
+    assert_eq!(t.run(&["identify", s(&photo("madonna", 0))]).code, 1);
+    assert_eq!(t.run(&["forget", "ben"]).code, 0);
+    let r = t.run(&["audit", "--json"]);
+    let events = r.json()["events"].as_array().unwrap().clone();
+    let summary: Vec<(String, String)> = events
+        .iter()
+        .map(|e| {
+            (
+                e["action"].as_str().unwrap().to_string(),
+                e["decision"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    let expected = [
+        ("enroll", "added"),
+        ("verify", "match"),
+        ("verify", "no_match"),
+        ("identify", "unknown"),
+        ("forget", "erased"),
+    ];
+    assert_eq!(
+        summary,
+        expected.map(|(a, d)| (a.to_string(), d.to_string()))
+    );
+    for e in &events {
+        assert!(e["actor"].as_str().unwrap().starts_with("local:"), "{e}");
+        // Only names, decisions and distances: no embedding or image data.
+        assert!(e.to_string().len() < 400, "{e}");
+    }
+    assert!(events[1]["distance"].as_f64().unwrap() < events[2]["distance"].as_f64().unwrap());
+    // The log outlives the person it mentions.
+    assert_eq!(events[4]["person"], "ben");
+    let text = t.run(&["audit"]).stdout;
+    assert!(text.contains("verify ben match"), "{text}");
+}

@@ -82,6 +82,37 @@ impl GalleryError {
     }
 }
 
+/// One entry of the audit log: who did what, to whom, and the decision. Never an image or an
+/// embedding.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct AuditEvent {
+    pub id: i64,
+    /// UTC, `YYYY-MM-DDTHH:MM:SSZ`.
+    pub at: String,
+    /// `local:<user>` for the command line, `key:<id>` for an API key, `anonymous`.
+    pub actor: String,
+    /// `enroll`, `forget`, `remove_template`, `verify`, `identify`.
+    pub action: String,
+    pub person: Option<String>,
+    /// `match`, `no_match`, `identified`, `unknown`, `added`, `erased`, ...
+    pub decision: Option<String>,
+    /// The decision's distance (verify, identify).
+    pub distance: Option<f32>,
+    /// Anything else worth keeping: counts, the model.
+    pub detail: Option<String>,
+}
+
+/// An audit entry to append.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct NewAuditEvent {
+    pub actor: String,
+    pub action: String,
+    pub person: Option<String>,
+    pub decision: Option<String>,
+    pub distance: Option<f32>,
+    pub detail: Option<String>,
+}
+
 /// A template to store.
 #[derive(Clone, Debug, PartialEq)]
 pub struct NewTemplate {
@@ -232,6 +263,12 @@ pub trait Gallery: Send + Sync {
 
     /// Erases a person and all their templates; returns how many templates went.
     fn forget(&self, name: &str) -> Result<usize, GalleryError>;
+
+    /// Appends to the audit log (append-only: the database refuses updates and deletes).
+    fn append_audit(&self, event: &NewAuditEvent) -> Result<(), GalleryError>;
+
+    /// The audit log, oldest first: entries with an id above `after`, at most `limit`.
+    fn audit_log(&self, after: Option<i64>, limit: usize) -> Result<Vec<AuditEvent>, GalleryError>;
 
     /// Copies a person and their templates from another gallery, keeping creation times
     /// (template ids are assigned anew). Photos the person already has are skipped. Returns

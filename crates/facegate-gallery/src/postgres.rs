@@ -18,8 +18,8 @@ use r2d2_postgres::PostgresConnectionManager;
 use tokio_postgres_rustls::MakeRustlsConnect;
 
 use crate::{
-    check_finite, validate_name, EnrollReport, Gallery, GalleryCounts, GalleryError, Nearest,
-    NearestPeople, NewTemplate, Person, Template,
+    check_finite, validate_name, AuditEvent, EnrollReport, Gallery, GalleryCounts, GalleryError,
+    Nearest, NearestPeople, NewAuditEvent, NewTemplate, Person, Template,
 };
 
 type Pool = r2d2::Pool<PostgresConnectionManager<MakeRustlsConnect>>;
@@ -87,6 +87,28 @@ CREATE TABLE facegate_api_keys (
         "
 -- Quality figures measured at enrollment (JSON text; NULL for older templates).
 ALTER TABLE facegate_templates ADD COLUMN quality text;
+",
+    ),
+    (
+        4,
+        "
+-- Who did what to whom, and the decision; never images or embeddings. Append-only.
+CREATE TABLE facegate_audit (
+    id       bigserial PRIMARY KEY,
+    at       timestamptz NOT NULL DEFAULT now(),
+    actor    text NOT NULL,
+    action   text NOT NULL,
+    person   text,
+    decision text,
+    distance real,
+    detail   text
+);
+CREATE FUNCTION facegate_audit_append_only() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    RAISE EXCEPTION 'the audit log is append-only';
+END $$;
+CREATE TRIGGER facegate_audit_append_only BEFORE UPDATE OR DELETE ON facegate_audit
+    FOR EACH ROW EXECUTE FUNCTION facegate_audit_append_only();
 ",
     ),
 ];
@@ -907,6 +929,51 @@ pub(crate) fn is_transient(err: &postgres::Error) -> bool {
 }
 
 impl Gallery for PostgresGallery {
+    fn append_audit(&self, e: &NewAuditEvent) -> Result<(), GalleryError> {
+        self.with(|c| {
+            c.execute(
+                "INSERT INTO facegate_audit (actor, action, person, decision, distance, detail)
+                 VALUES ($1, $2, $3, $4, $5, $6)",
+                &[
+                    &e.actor,
+                    &e.action,
+                    &e.person,
+                    &e.decision,
+                    &e.distance,
+                    &e.detail,
+                ],
+            )
+            .map_err(self.error())?;
+            Ok(())
+        })
+    }
+
+    fn audit_log(&self, after: Option<i64>, limit: usize) -> Result<Vec<AuditEvent>, GalleryError> {
+        self.with(|c| {
+            let rows = c
+                .query(
+                    "SELECT id, to_char(at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"'),
+                            actor, action, person, decision, distance, detail
+                     FROM facegate_audit WHERE id > $1 ORDER BY id LIMIT $2",
+                    &[&after.unwrap_or(0), &(limit as i64)],
+                )
+                .map_err(self.error())?;
+            Ok(rows
+                .iter()
+                .map(|r| AuditEvent {
+                    id: r.get(0),
+                    at: r.get(1),
+                    actor: r.get(2),
+                    action: r.get(3),
+                    person: r.get(4),
+                    decision: r.get(5),
+                    distance: r.get(6),
+                    detail: r.get(7),
+                })
+                .collect())
+        })
+    }
+
     fn model_id(&self) -> Result<Option<String>, GalleryError> {
         self.with(|c| Ok(self.bound_model(c)?.model))
     }

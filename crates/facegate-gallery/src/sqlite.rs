@@ -7,8 +7,8 @@ use std::time::Duration;
 use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
 
 use crate::{
-    check_finite, validate_name, EnrollReport, Gallery, GalleryCounts, GalleryError, NewTemplate,
-    Person, Template,
+    check_finite, validate_name, AuditEvent, EnrollReport, Gallery, GalleryCounts, GalleryError,
+    NewAuditEvent, NewTemplate, Person, Template,
 };
 
 const SCHEMA: &str = "
@@ -36,6 +36,20 @@ CREATE TABLE IF NOT EXISTS templates (
     UNIQUE (person_id, image_sha256)
 );
 CREATE INDEX IF NOT EXISTS templates_person ON templates(person_id);
+CREATE TABLE IF NOT EXISTS audit (
+    id       INTEGER PRIMARY KEY,
+    at       TEXT NOT NULL,
+    actor    TEXT NOT NULL,
+    action   TEXT NOT NULL,
+    person   TEXT,
+    decision TEXT,
+    distance REAL,
+    detail   TEXT
+);
+CREATE TRIGGER IF NOT EXISTS audit_no_update BEFORE UPDATE ON audit
+    BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END;
+CREATE TRIGGER IF NOT EXISTS audit_no_delete BEFORE DELETE ON audit
+    BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END;
 ";
 
 const NOW: &str = "strftime('%Y-%m-%dT%H:%M:%SZ', 'now')";
@@ -238,6 +252,48 @@ impl SqliteGallery {
 }
 
 impl Gallery for SqliteGallery {
+    fn append_audit(&self, e: &NewAuditEvent) -> Result<(), GalleryError> {
+        self.with(|c| {
+            c.prepare_cached(
+                "INSERT INTO audit (at, actor, action, person, decision, distance, detail)
+                 VALUES (strftime('%Y-%m-%dT%H:%M:%SZ', 'now'), ?1, ?2, ?3, ?4, ?5, ?6)",
+            )
+            .and_then(|mut s| {
+                s.execute(params![
+                    e.actor, e.action, e.person, e.decision, e.distance, e.detail
+                ])
+            })
+            .map_err(self.db_error())?;
+            Ok(())
+        })
+    }
+
+    fn audit_log(&self, after: Option<i64>, limit: usize) -> Result<Vec<AuditEvent>, GalleryError> {
+        self.with(|c| {
+            let mut s = c
+                .prepare_cached(
+                    "SELECT id, at, actor, action, person, decision, distance, detail FROM audit
+                     WHERE id > ?1 ORDER BY id LIMIT ?2",
+                )
+                .map_err(self.db_error())?;
+            let rows = s
+                .query_map(params![after.unwrap_or(0), limit as i64], |r| {
+                    Ok(AuditEvent {
+                        id: r.get(0)?,
+                        at: r.get(1)?,
+                        actor: r.get(2)?,
+                        action: r.get(3)?,
+                        person: r.get(4)?,
+                        decision: r.get(5)?,
+                        distance: r.get(6)?,
+                        detail: r.get(7)?,
+                    })
+                })
+                .map_err(self.db_error())?;
+            rows.collect::<Result<Vec<_>, _>>().map_err(self.db_error())
+        })
+    }
+
     fn model_id(&self) -> Result<Option<String>, GalleryError> {
         self.with(|c| {
             c.query_row("SELECT value FROM meta WHERE key = 'model_id'", [], |r| {

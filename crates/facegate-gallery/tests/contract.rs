@@ -33,6 +33,7 @@ contract!(
     templates_are_copied_with_their_dates,
     migration_round_trip_keeps_everything,
     quality_is_stored_with_each_template,
+    the_audit_log_is_append_only,
 );
 
 fn template(seed: f32, sha: &str) -> NewTemplate {
@@ -118,6 +119,63 @@ fn quality_is_stored_with_each_template(b: Backend) {
     assert_eq!(t[1].quality, None, "{}", b.name);
     // Copies keep it.
     assert_eq!(t[0].to_new().quality, Some(quality));
+}
+
+fn the_audit_log_is_append_only(b: Backend) {
+    use facegate_gallery::NewAuditEvent;
+    let g = b.open();
+    for (action, decision, distance) in [
+        ("enroll", "added", None),
+        ("verify", "match", Some(0.42f32)),
+        ("forget", "erased", None),
+    ] {
+        g.append_audit(&NewAuditEvent {
+            actor: "local:tester".into(),
+            action: action.into(),
+            person: Some("Zoë 'quoted'".into()),
+            decision: Some(decision.into()),
+            distance,
+            detail: None,
+        })
+        .unwrap();
+    }
+    let log = g.audit_log(None, 10).unwrap();
+    assert_eq!(log.len(), 3, "{}", b.name);
+    assert_eq!(log[1].action, "verify");
+    assert_eq!(log[1].distance, Some(0.42));
+    assert_eq!(log[0].person.as_deref(), Some("Zoë 'quoted'"));
+    assert_eq!(log[0].at.len(), "2026-01-01T00:00:00Z".len());
+    let page = g.audit_log(Some(log[0].id), 1).unwrap();
+    assert_eq!(page.len(), 1);
+    assert_eq!(page[0].id, log[1].id);
+    // The database itself refuses to change or remove entries.
+    match &b.location {
+        facegate_gallery::GalleryLocation::Sqlite(path) => {
+            let c = rusqlite::Connection::open(path).unwrap();
+            for sql in [
+                "UPDATE audit SET decision = 'no_match'",
+                "DELETE FROM audit",
+            ] {
+                let err = c.execute(sql, []).unwrap_err().to_string();
+                assert!(err.contains("append-only"), "{err}");
+            }
+        }
+        facegate_gallery::GalleryLocation::Postgres(url) => {
+            let mut c = ::postgres::Client::connect(url, ::postgres::NoTls).unwrap();
+            for sql in [
+                "UPDATE facegate_audit SET decision = 'no_match'",
+                "DELETE FROM facegate_audit",
+            ] {
+                let err = c.execute(sql, &[]).unwrap_err();
+                let text = err
+                    .as_db_error()
+                    .map(|e| e.message().to_string())
+                    .unwrap_or_default();
+                assert!(text.contains("append-only"), "{err}");
+            }
+        }
+    }
+    assert_eq!(g.audit_log(None, 10).unwrap(), log, "{}", b.name);
 }
 
 fn other_models_are_refused(b: Backend) {

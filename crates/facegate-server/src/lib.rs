@@ -13,6 +13,7 @@
 
 mod access;
 pub mod api;
+mod audit;
 mod auth;
 pub mod error;
 mod input;

@@ -823,6 +823,19 @@ impl Gallery for UnreachableGallery {
     fn forget(&self, _: &str) -> Result<usize, facegate::gallery::GalleryError> {
         Err(gone())
     }
+    fn append_audit(
+        &self,
+        _: &facegate::gallery::NewAuditEvent,
+    ) -> Result<(), facegate::gallery::GalleryError> {
+        Err(gone())
+    }
+    fn audit_log(
+        &self,
+        _: Option<i64>,
+        _: usize,
+    ) -> Result<Vec<facegate::gallery::AuditEvent>, facegate::gallery::GalleryError> {
+        Err(gone())
+    }
     fn import_person(
         &self,
         _: &facegate::gallery::Person,
@@ -932,4 +945,55 @@ fn liveness_and_quality_are_reported_by_the_api() {
     assert_eq!(who.status, 200, "{}", who.text);
     assert_documented(&doc, "post", "/v1/identify", &who);
     assert!(who.json["liveness"]["score"].is_number());
+}
+
+/// Every enrollment, erasure and decision made through the API is in the gallery's audit log
+/// under the API key's id — with names and distances, never images or embeddings.
+#[test]
+fn the_api_writes_the_audit_log_under_the_key_id() {
+    let server = Server::start(Limits::default());
+    let created = server.keys.create(Role::Admin, "auditor").unwrap();
+    let key = Some(created.key.as_str());
+    let enrolled = server.post_json(
+        "/v1/people",
+        key,
+        &json!({ "name": "ben", "images": [b64(&photo("train", "ben_afflek", 1))] }),
+    );
+    assert_eq!(enrolled.status, 201, "{}", enrolled.text);
+    let verified = server.post_json(
+        "/v1/verify",
+        key,
+        &json!({ "person": "ben", "image": b64(&photo("val", "ben_afflek", 0)) }),
+    );
+    assert_eq!(verified.status, 200, "{}", verified.text);
+    let identified = server.post_json(
+        "/v1/identify",
+        key,
+        &json!({ "image": b64(&photo("val", "madonna", 0)) }),
+    );
+    assert_eq!(identified.status, 200, "{}", identified.text);
+    let erased = server.delete("/v1/people/ben", key);
+    assert_eq!(erased.status, 200, "{}", erased.text);
+    let gallery = SqliteGallery::open(&server.gallery_path).unwrap();
+    let log = gallery.audit_log(None, 100).unwrap();
+    let actions: Vec<(&str, &str)> = log
+        .iter()
+        .map(|e| (e.action.as_str(), e.decision.as_deref().unwrap_or("")))
+        .collect();
+    assert_eq!(
+        actions,
+        [
+            ("enroll", "added"),
+            ("verify", "match"),
+            ("identify", "unknown"),
+            ("forget", "erased")
+        ]
+    );
+    for e in &log {
+        assert_eq!(e.actor, format!("key:{}", created.info.id));
+    }
+    assert_eq!(
+        log[1].distance,
+        verified.json["distance"].as_f64().map(|d| d as f32)
+    );
 }

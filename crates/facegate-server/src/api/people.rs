@@ -11,6 +11,7 @@ use super::types::{
     AddFacesRequest, CreatePersonRequest, DeletedPerson, DeletedTemplate, EnrollResult, FaceBox,
     ImageForm, LivenessInfo, PeoplePage, PersonDetail, PersonSummary, QualityInfo, TemplateInfo,
 };
+use crate::audit::Actor;
 use crate::error::{ApiError, ErrorBody};
 use crate::input::{Form, Upload};
 use crate::state::SharedState;
@@ -121,6 +122,7 @@ pub async fn get_person(
 )]
 pub async fn create_person(
     State(state): State<SharedState>,
+    actor: Actor,
     mut form: Form,
 ) -> Result<(StatusCode, Json<EnrollResult>), ApiError> {
     form.only(&["name", "image", "images", "largest"])?;
@@ -130,7 +132,7 @@ pub async fn create_person(
         .to_string();
     let largest = form.flag("largest")?;
     let images = form.take_images("image");
-    let result = enroll(&state, name, images, largest, true).await?;
+    let result = enroll(&state, actor, name, images, largest, true).await?;
     Ok((StatusCode::CREATED, Json(result)))
 }
 
@@ -160,6 +162,7 @@ pub async fn create_person(
 )]
 pub async fn add_faces(
     State(state): State<SharedState>,
+    actor: Actor,
     name: Result<Path<String>, PathRejection>,
     mut form: Form,
 ) -> Result<(StatusCode, Json<EnrollResult>), ApiError> {
@@ -172,7 +175,7 @@ pub async fn add_faces(
             "send at least one photo as image (or images)",
         ));
     }
-    let result = enroll(&state, name, images, largest, false).await?;
+    let result = enroll(&state, actor, name, images, largest, false).await?;
     Ok((StatusCode::CREATED, Json(result)))
 }
 
@@ -194,12 +197,20 @@ pub async fn add_faces(
 )]
 pub async fn delete_person(
     State(state): State<SharedState>,
+    actor: Actor,
     name: Result<Path<String>, PathRejection>,
 ) -> Result<Json<DeletedPerson>, ApiError> {
     let Path(name) = name?;
     let removed = {
         let name = name.clone();
-        state.with_gallery(move |g| g.forget(&name)).await?
+        state
+            .with_gallery(move |g| {
+                let removed = g.forget(&name)?;
+                let detail = format!("{removed} template(s)");
+                actor.record(g, "forget", Some(&name), "erased", None, Some(detail))?;
+                Ok(removed)
+            })
+            .await?
     };
     Ok(Json(DeletedPerson {
         name,
@@ -225,13 +236,25 @@ pub async fn delete_person(
 )]
 pub async fn delete_template(
     State(state): State<SharedState>,
+    actor: Actor,
     params: Result<Path<(String, i64)>, PathRejection>,
 ) -> Result<Json<DeletedTemplate>, ApiError> {
     let Path((name, template_id)) = params?;
     {
         let name = name.clone();
         state
-            .with_gallery(move |g| g.remove_template(&name, template_id))
+            .with_gallery(move |g| {
+                g.remove_template(&name, template_id)?;
+                let detail = format!("template {template_id}");
+                actor.record(
+                    g,
+                    "remove_template",
+                    Some(&name),
+                    "erased",
+                    None,
+                    Some(detail),
+                )
+            })
             .await?;
     }
     Ok(Json(DeletedTemplate { name, template_id }))
@@ -254,6 +277,7 @@ fn person_detail(
 /// then writes in one gallery transaction.
 async fn enroll(
     state: &SharedState,
+    actor: Actor,
     name: String,
     images: Vec<Upload>,
     largest: bool,
@@ -291,6 +315,13 @@ async fn enroll(
                     }
                 }
             };
+            let detail = format!(
+                "{} template(s) added, {} already enrolled; model {}",
+                report.added.len(),
+                report.duplicates.len(),
+                engine.model_id()
+            );
+            actor.record(gallery, "enroll", Some(&name), "added", None, Some(detail))?;
             Ok(EnrollResult {
                 person: person_detail(gallery, &name)?,
                 added: report.added,

@@ -8,6 +8,7 @@ use super::types::{
     far, CandidateInfo, DetectRequest, DetectResult, FaceBox, IdentifyRequest, IdentifyResult,
     ImageForm, LivenessInfo, QualityInfo, ThresholdInfo, VerifyRequest, VerifyResult,
 };
+use crate::audit::Actor;
 use crate::error::{ApiError, ErrorBody};
 use crate::input::{Form, Upload};
 use crate::state::SharedState;
@@ -45,6 +46,7 @@ fn required_image(form: &mut Form) -> Result<Upload, ApiError> {
 )]
 pub async fn verify(
     State(state): State<SharedState>,
+    actor: Actor,
     mut form: Form,
 ) -> Result<Json<VerifyResult>, ApiError> {
     form.only(&["person", "image", "reference_image"])?;
@@ -60,6 +62,19 @@ pub async fn verify(
                     let image = image.decode(max_pixels)?;
                     let outcome = ops::verify(engine, gallery, &person, &image, false)?;
                     shared.metrics.faces_embedded.inc();
+                    let decision = match (outcome.is_match, outcome.accepted) {
+                        (true, true) => "match",
+                        (true, false) => "match_not_live",
+                        (false, _) => "no_match",
+                    };
+                    actor.record(
+                        gallery,
+                        "verify",
+                        Some(&person),
+                        decision,
+                        Some(outcome.distance),
+                        Some(format!("model {}", outcome.model)),
+                    )?;
                     Ok(VerifyResult {
                         is_match: outcome.is_match,
                         person: Some(outcome.person),
@@ -139,6 +154,7 @@ pub async fn verify(
 )]
 pub async fn identify(
     State(state): State<SharedState>,
+    actor: Actor,
     mut form: Form,
 ) -> Result<Json<IdentifyResult>, ApiError> {
     form.only(&["image", "top_k"])?;
@@ -153,6 +169,18 @@ pub async fn identify(
                 ops::identify_cached(engine, gallery, &shared.index, &image, top_k, false)?;
             shared.metrics.faces_embedded.inc();
             let face = outcome.faces.remove(0);
+            actor.record(
+                gallery,
+                "identify",
+                outcome.identity.as_deref(),
+                if outcome.identity.is_some() {
+                    "identified"
+                } else {
+                    "unknown"
+                },
+                face.candidates.first().map(|c| c.distance),
+                Some(format!("model {}", outcome.model)),
+            )?;
             Ok(IdentifyResult {
                 identity: outcome.identity,
                 candidates: face
