@@ -1,0 +1,42 @@
+#!/usr/bin/env bash
+# Fuzzes facegate's parsers for a bounded time each and records what happened.
+#
+#   scripts/fuzz.sh [SECONDS_PER_TARGET]     (default 600)
+#
+# Needs a nightly toolchain and cargo-fuzz (`cargo install cargo-fuzz`); the main build stays
+# on stable. Results (executions, crashes) go to fuzz/results.md; crashing inputs stay under
+# fuzz/artifacts/<target>/ — add each as a regression test before fixing it.
+set -euo pipefail
+cd "$(dirname "$0")/../fuzz"
+seconds=${1:-600}
+targets=(image_decode keras_h5 torch_pt dlib_dat tfjs_model)
+
+# Seeds: small real inputs, so the fuzzer starts past the magic numbers.
+mkdir -p corpus/image_decode corpus/tfjs_model
+cp ../tests/fixtures/golden/tfjs/*_noise_seed7.png corpus/image_decode/ 2>/dev/null || true
+
+{
+    echo "# Fuzzing results"
+    echo
+    echo "$(date -u +%Y-%m-%dT%H:%MZ), ${seconds} s per target, $(nproc) cores, $(rustup run nightly rustc --version)"
+    echo
+    echo "| target | executions | crashes | notes |"
+    echo "|---|---|---|---|"
+} > results.md
+for target in "${targets[@]}"; do
+    log=$(mktemp)
+    status=0
+    cargo +nightly fuzz run "$target" -- -max_total_time="$seconds" -rss_limit_mb=2048 \
+        -timeout=20 >"$log" 2>&1 || status=$?
+    runs=$(grep -oE 'Done [0-9]+ runs' "$log" | grep -oE '[0-9]+' | tail -1 || true)
+    if [ -z "$runs" ]; then
+        runs=$(grep -oE '^#[0-9]+' "$log" | tail -1 | tr -d '#' || true)
+    fi
+    crashes=$(ls "artifacts/$target" 2>/dev/null | wc -l)
+    note="ok"
+    [ "$status" -ne 0 ] && note="stopped with status $status: $(grep -m1 -E 'ERROR|panicked' "$log" | cut -c1-120)"
+    echo "| $target | ${runs:-?} | $crashes | $note |" >> results.md
+    tail -n 3 "$log"
+    rm -f "$log"
+done
+cat results.md
