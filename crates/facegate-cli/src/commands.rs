@@ -649,18 +649,9 @@ fn verify(ctx: &Context, name: &str, image: &Path, all_faces: bool) -> Result<Ex
         })
     })?;
     let outcome = ops::verify(&engine, gallery.as_ref(), name, &image, all_faces)?;
-    let decision = match (outcome.is_match, outcome.accepted) {
-        (true, true) => "match",
-        (true, false) => "match_not_live",
-        (false, _) => "no_match",
-    };
-    audit(
+    record(
         gallery.as_ref(),
-        "verify",
-        Some(name),
-        decision,
-        Some(outcome.distance),
-        Some(format!("model {}", outcome.model)),
+        facegate::audit::verify(&local_actor(), &outcome),
     )?;
     ctx.emit(&outcome, || {
         let verdict = match (outcome.is_match, outcome.accepted) {
@@ -710,21 +701,9 @@ fn identify(ctx: &Context, image: &Path, top: usize, all_faces: bool) -> Result<
         .gallery_for_read()?
         .ok_or_else(|| Error::from(GalleryError::Empty))?;
     let outcome = ops::identify(&engine, gallery.as_ref(), &image, top, all_faces)?;
-    let best = outcome.faces.first().and_then(|f| f.candidates.first());
-    audit(
+    record(
         gallery.as_ref(),
-        "identify",
-        outcome.identity.as_deref(),
-        if outcome.identity.is_some() {
-            "identified"
-        } else {
-            "unknown"
-        },
-        best.map(|c| c.distance),
-        Some(format!(
-            "model {}, {} people searched",
-            outcome.model, outcome.people_searched
-        )),
+        facegate::audit::identify(&local_actor(), &outcome),
     )?;
     ctx.emit(&outcome, || {
         for (i, face) in outcome.faces.iter().enumerate() {
@@ -888,24 +867,8 @@ fn local_actor() -> String {
 }
 
 /// Appends to the gallery's audit log; a decision that cannot be recorded is an error.
-fn audit(
-    gallery: &dyn Gallery,
-    action: &str,
-    person: Option<&str>,
-    decision: &str,
-    distance: Option<f32>,
-    detail: Option<String>,
-) -> Result<()> {
-    gallery
-        .append_audit(&facegate::gallery::NewAuditEvent {
-            actor: local_actor(),
-            action: action.to_string(),
-            person: person.map(str::to_string),
-            decision: Some(decision.to_string()),
-            distance,
-            detail,
-        })
-        .map_err(Error::from)?;
+fn record(gallery: &dyn Gallery, event: facegate::gallery::NewAuditEvent) -> Result<()> {
+    gallery.append_audit(&event).map_err(Error::from)?;
     Ok(())
 }
 
@@ -916,15 +879,9 @@ fn audit_enroll(
     already: usize,
     model: &str,
 ) -> Result<()> {
-    audit(
+    record(
         gallery,
-        "enroll",
-        Some(name),
-        "added",
-        None,
-        Some(format!(
-            "{added} template(s) added, {already} already enrolled; model {model}"
-        )),
+        facegate::audit::enroll(&local_actor(), name, added, already, model),
     )
 }
 
@@ -1030,13 +987,14 @@ fn forget(ctx: &Context, name: &str) -> Result<ExitCode> {
         })
     })?;
     let removed = gallery.forget(name).map_err(Error::from)?;
-    audit(
+    record(
         gallery.as_ref(),
-        "forget",
-        Some(name),
-        "erased",
-        None,
-        Some(format!("{removed} template(s)")),
+        facegate::audit::erase(
+            &local_actor(),
+            "forget",
+            name,
+            format!("{removed} template(s)"),
+        ),
     )?;
     let doc = json!({ "person": name, "templates_removed": removed });
     ctx.emit(&doc, || {

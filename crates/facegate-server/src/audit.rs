@@ -25,23 +25,12 @@ impl<S: Send + Sync> FromRequestParts<S> for Actor {
 }
 
 impl Actor {
-    /// Appends one entry for this caller.
+    /// Appends `event(actor)` to the gallery's audit log.
     pub fn record(
         &self,
         gallery: &dyn Gallery,
-        action: &str,
-        person: Option<&str>,
-        decision: &str,
-        distance: Option<f32>,
-        detail: Option<String>,
+        event: impl FnOnce(&str) -> NewAuditEvent,
     ) -> Result<(), GalleryError> {
-        gallery.append_audit(&NewAuditEvent {
-            actor: self.0.clone(),
-            action: action.to_string(),
-            person: person.map(str::to_string),
-            decision: Some(decision.to_string()),
-            distance,
-            detail,
-        })
+        gallery.append_audit(&event(&self.0))
     }
 }

@@ -15,6 +15,7 @@
 //! [`Engine`] wires them together; [`ops`] holds the user-level operations (enroll, verify,
 //! identify, compare) that the CLI and the server share.
 
+pub mod audit;
 pub mod config;
 mod engine;
 mod error;

@@ -15,6 +15,7 @@ use crate::audit::Actor;
 use crate::error::{ApiError, ErrorBody};
 use crate::input::{Form, Upload};
 use crate::state::SharedState;
+use facegate::audit;
 
 const DEFAULT_PAGE: usize = 50;
 const MAX_PAGE: usize = 1000;
@@ -206,8 +207,9 @@ pub async fn delete_person(
         state
             .with_gallery(move |g| {
                 let removed = g.forget(&name)?;
-                let detail = format!("{removed} template(s)");
-                actor.record(g, "forget", Some(&name), "erased", None, Some(detail))?;
+                actor.record(g, |who| {
+                    audit::erase(who, "forget", &name, format!("{removed} template(s)"))
+                })?;
                 Ok(removed)
             })
             .await?
@@ -245,15 +247,14 @@ pub async fn delete_template(
         state
             .with_gallery(move |g| {
                 g.remove_template(&name, template_id)?;
-                let detail = format!("template {template_id}");
-                actor.record(
-                    g,
-                    "remove_template",
-                    Some(&name),
-                    "erased",
-                    None,
-                    Some(detail),
-                )
+                actor.record(g, |who| {
+                    audit::erase(
+                        who,
+                        "remove_template",
+                        &name,
+                        format!("template {template_id}"),
+                    )
+                })
             })
             .await?;
     }
@@ -315,13 +316,15 @@ async fn enroll(
                     }
                 }
             };
-            let detail = format!(
-                "{} template(s) added, {} already enrolled; model {}",
-                report.added.len(),
-                report.duplicates.len(),
-                engine.model_id()
-            );
-            actor.record(gallery, "enroll", Some(&name), "added", None, Some(detail))?;
+            actor.record(gallery, |who| {
+                audit::enroll(
+                    who,
+                    &name,
+                    report.added.len(),
+                    report.duplicates.len(),
+                    engine.model_id(),
+                )
+            })?;
             Ok(EnrollResult {
                 person: person_detail(gallery, &name)?,
                 added: report.added,

@@ -12,6 +12,7 @@ use crate::audit::Actor;
 use crate::error::{ApiError, ErrorBody};
 use crate::input::{Form, Upload};
 use crate::state::SharedState;
+use facegate::audit;
 
 const MAX_TOP_K: usize = 100;
 
@@ -62,19 +63,7 @@ pub async fn verify(
                     let image = image.decode(max_pixels)?;
                     let outcome = ops::verify(engine, gallery, &person, &image, false)?;
                     shared.metrics.faces_embedded.inc();
-                    let decision = match (outcome.is_match, outcome.accepted) {
-                        (true, true) => "match",
-                        (true, false) => "match_not_live",
-                        (false, _) => "no_match",
-                    };
-                    actor.record(
-                        gallery,
-                        "verify",
-                        Some(&person),
-                        decision,
-                        Some(outcome.distance),
-                        Some(format!("model {}", outcome.model)),
-                    )?;
+                    actor.record(gallery, |who| audit::verify(who, &outcome))?;
                     Ok(VerifyResult {
                         is_match: outcome.is_match,
                         person: Some(outcome.person),
@@ -168,19 +157,8 @@ pub async fn identify(
             let mut outcome =
                 ops::identify_cached(engine, gallery, &shared.index, &image, top_k, false)?;
             shared.metrics.faces_embedded.inc();
+            actor.record(gallery, |who| audit::identify(who, &outcome))?;
             let face = outcome.faces.remove(0);
-            actor.record(
-                gallery,
-                "identify",
-                outcome.identity.as_deref(),
-                if outcome.identity.is_some() {
-                    "identified"
-                } else {
-                    "unknown"
-                },
-                face.candidates.first().map(|c| c.distance),
-                Some(format!("model {}", outcome.model)),
-            )?;
             Ok(IdentifyResult {
                 identity: outcome.identity,
                 candidates: face

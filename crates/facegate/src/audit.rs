@@ -1,0 +1,84 @@
+//! Audit entries for the user-level operations, built the same way by every front end (the
+//! command line names the local user, the server the API key).
+
+use facegate_gallery::NewAuditEvent;
+
+use crate::ops::{IdentifyOutcome, VerifyOutcome};
+
+fn event(
+    actor: &str,
+    action: &str,
+    person: Option<&str>,
+    decision: &str,
+    distance: Option<f32>,
+    detail: String,
+) -> NewAuditEvent {
+    NewAuditEvent {
+        actor: actor.to_string(),
+        action: action.to_string(),
+        person: person.map(str::to_string),
+        decision: Some(decision.to_string()),
+        distance,
+        detail: Some(detail),
+    }
+}
+
+/// A verification: `match`, `no_match`, or `match_not_live` (a match refused by liveness).
+pub fn verify(actor: &str, outcome: &VerifyOutcome) -> NewAuditEvent {
+    let decision = match (outcome.is_match, outcome.accepted) {
+        (true, true) => "match",
+        (true, false) => "match_not_live",
+        (false, _) => "no_match",
+    };
+    event(
+        actor,
+        "verify",
+        Some(&outcome.person),
+        decision,
+        Some(outcome.distance),
+        format!("model {}", outcome.model),
+    )
+}
+
+/// An identification: `identified` (with the person) or `unknown`, and the closest distance.
+pub fn identify(actor: &str, outcome: &IdentifyOutcome) -> NewAuditEvent {
+    let best = outcome.faces.first().and_then(|f| f.candidates.first());
+    event(
+        actor,
+        "identify",
+        outcome.identity.as_deref(),
+        if outcome.identity.is_some() {
+            "identified"
+        } else {
+            "unknown"
+        },
+        best.map(|c| c.distance),
+        format!(
+            "model {}, {} people searched",
+            outcome.model, outcome.people_searched
+        ),
+    )
+}
+
+/// Templates stored for a person.
+pub fn enroll(
+    actor: &str,
+    person: &str,
+    added: usize,
+    already: usize,
+    model: &str,
+) -> NewAuditEvent {
+    event(
+        actor,
+        "enroll",
+        Some(person),
+        "added",
+        None,
+        format!("{added} template(s) added, {already} already enrolled; model {model}"),
+    )
+}
+
+/// A person erased (`forget`) or one template removed (`remove_template`).
+pub fn erase(actor: &str, action: &str, person: &str, what: String) -> NewAuditEvent {
+    event(actor, action, Some(person), "erased", None, what)
+}
