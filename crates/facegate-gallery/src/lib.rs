@@ -10,6 +10,7 @@ pub mod index;
 mod location;
 pub mod migrate;
 pub mod postgres;
+pub mod seal;
 mod sqlite;
 
 use serde::{Deserialize, Serialize};
@@ -17,6 +18,7 @@ use serde::{Deserialize, Serialize};
 pub use index::{Hit, QuantizedIndex, TemplateIndex};
 pub use location::GalleryLocation;
 pub use postgres::{PostgresGallery, PostgresOptions, ScratchDatabase, SearchMode};
+pub use seal::TemplateKey;
 pub use sqlite::SqliteGallery;
 
 #[derive(Debug, thiserror::Error)]
@@ -68,6 +70,27 @@ pub enum GalleryError {
     Unreachable { target: String, reason: String },
     #[error("refusing to store an embedding: {reason}")]
     InvalidEmbedding { reason: String },
+    #[error("this gallery's templates are encrypted (key id {gallery_key}) and no key was given; set FACEGATE_KEY (64 hex digits), FACEGATE_KEY_FILE or --key-file to the gallery's key. Names can still be listed without it")]
+    KeyMissing { gallery_key: String },
+    #[error("the key given (id {given_key}) is not this gallery's key (id {gallery_key}); nothing was read or written. Use the key the gallery was encrypted with; `facegate gallery rekey` changes it")]
+    WrongKey {
+        gallery_key: String,
+        given_key: String,
+    },
+    #[error("a key was given, but this gallery's templates are stored unencrypted; encrypt them once with `facegate gallery rekey --new-key-file FILE` (without FACEGATE_KEY set), or leave the key out")]
+    NotEncrypted,
+    #[error("invalid template key: {reason}")]
+    InvalidKey { reason: String },
+    #[error("could not read the key file {path}: {source}")]
+    KeyFile {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("the system's random number generator failed; cannot encrypt safely")]
+    Randomness,
+    #[error("template {id} of {person:?} fails its integrity check: it was altered or moved in the database. Refusing to use it; remove it (`facegate forget`) and enroll the photo again")]
+    TemplateTampered { person: String, id: i64 },
 }
 
 impl GalleryError {
@@ -234,8 +257,8 @@ pub trait Gallery: Send + Sync {
     /// Creates a person with no templates yet.
     fn create_person(&self, name: &str) -> Result<Person, GalleryError>;
 
-    /// The templates of one person, whatever model made them (for listing; no embeddings
-    /// are compared).
+    /// The templates of one person, whatever model made them, without their embeddings (for
+    /// listing: works without the key of an encrypted gallery).
     fn templates_info(&self, name: &str) -> Result<Vec<Template>, GalleryError>;
 
     /// Erases one template of a person.
@@ -263,6 +286,14 @@ pub trait Gallery: Send + Sync {
 
     /// Erases a person and all their templates; returns how many templates went.
     fn forget(&self, name: &str) -> Result<usize, GalleryError>;
+
+    /// The id of the key the gallery's templates are encrypted with (none: unencrypted).
+    fn key_id(&self) -> Result<Option<String>, GalleryError>;
+
+    /// Re-encrypts every template under `new_key` (none: stores them unencrypted), in one
+    /// transaction, reading them with the key this gallery was opened with. Returns how many
+    /// templates were rewritten.
+    fn rekey(&self, new_key: Option<&TemplateKey>) -> Result<usize, GalleryError>;
 
     /// Appends to the audit log (append-only: the database refuses updates and deletes).
     fn append_audit(&self, event: &NewAuditEvent) -> Result<(), GalleryError>;

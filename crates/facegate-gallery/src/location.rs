@@ -4,7 +4,7 @@ use std::fmt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use crate::{Gallery, GalleryError, PostgresGallery, SqliteGallery};
+use crate::{Gallery, GalleryError, PostgresGallery, SqliteGallery, TemplateKey};
 
 /// A gallery's address as users write it (`--gallery`, `FACEGATE_GALLERY`).
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -30,11 +30,19 @@ impl GalleryLocation {
         }
     }
 
-    /// Opens (creating if needed) the gallery.
+    /// Opens (creating if needed) an unencrypted gallery (or an encrypted one, to list names).
     pub fn open(&self) -> Result<Arc<dyn Gallery>, GalleryError> {
+        self.open_with_key(None)
+    }
+
+    /// Opens (creating if needed) the gallery, its templates read and written with `key`.
+    pub fn open_with_key(
+        &self,
+        key: Option<Arc<TemplateKey>>,
+    ) -> Result<Arc<dyn Gallery>, GalleryError> {
         Ok(match self {
-            GalleryLocation::Sqlite(path) => Arc::new(SqliteGallery::open(path)?),
-            GalleryLocation::Postgres(url) => Arc::new(PostgresGallery::open(url)?),
+            GalleryLocation::Sqlite(path) => Arc::new(SqliteGallery::open(path)?.with_key(key)),
+            GalleryLocation::Postgres(url) => Arc::new(PostgresGallery::open(url)?.with_key(key)),
         })
     }
 

@@ -57,7 +57,11 @@ pub fn copy(
     loop {
         let page = from.people_page(after.as_deref(), PAGE)?;
         for person in &page {
-            let templates = from.templates_info(&person.name)?;
+            // With their embeddings (decrypted when the source is encrypted).
+            let templates = match &model {
+                Some(model) => from.templates_of(&person.name, model)?,
+                None => Vec::new(),
+            };
             let added = to.import_person(person, &model_id, &templates)?;
             people_copied += 1;
             templates_copied += added;

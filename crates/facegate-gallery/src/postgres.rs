@@ -8,7 +8,7 @@
 //! on one shard, and nothing depends on session settings the workers would not see.
 
 use std::str::FromStr;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use pgvector::Vector;
@@ -17,9 +17,10 @@ use postgres::{Client, Transaction};
 use r2d2_postgres::PostgresConnectionManager;
 use tokio_postgres_rustls::MakeRustlsConnect;
 
+use crate::seal::Sealing;
 use crate::{
     check_finite, validate_name, AuditEvent, EnrollReport, Gallery, GalleryCounts, GalleryError,
-    Nearest, NearestPeople, NewAuditEvent, NewTemplate, Person, Template,
+    Nearest, NearestPeople, NewAuditEvent, NewTemplate, Person, Template, TemplateKey,
 };
 
 type Pool = r2d2::Pool<PostgresConnectionManager<MakeRustlsConnect>>;
@@ -109,6 +110,18 @@ BEGIN
 END $$;
 CREATE TRIGGER facegate_audit_append_only BEFORE UPDATE OR DELETE ON facegate_audit
     FOR EACH ROW EXECUTE FUNCTION facegate_audit_append_only();
+",
+    ),
+    (
+        5,
+        "
+-- Encryption at rest: an encrypted template keeps its embedding in `sealed` (AES-256-GCM)
+-- and none in `embedding`, which the vector index then skips. key_id '' = unencrypted.
+ALTER TABLE facegate_templates ALTER COLUMN embedding DROP NOT NULL;
+ALTER TABLE facegate_templates ADD COLUMN sealed bytea;
+ALTER TABLE facegate_templates ADD CONSTRAINT facegate_templates_one_form
+    CHECK ((embedding IS NULL) <> (sealed IS NULL));
+INSERT INTO facegate_meta (key, value) VALUES ('key_id', '');
 ",
     ),
 ];
@@ -275,6 +288,8 @@ pub struct PostgresGallery {
     /// Template and people counts at a revision: `search=auto` and reports need them, and
     /// counting a million rows per query would cost more than the search.
     counted: Mutex<Option<(u64, GalleryCounts)>>,
+    /// The key for encrypted templates, when one was given.
+    key: Option<Arc<TemplateKey>>,
 }
 
 impl PostgresGallery {
@@ -305,6 +320,7 @@ impl PostgresGallery {
             options,
             pool: std::mem::ManuallyDrop::new(pool),
             counted: Mutex::new(None),
+            key: None,
         };
         gallery.with(|client| gallery.migrate(client))?;
         Ok(gallery)
@@ -312,6 +328,33 @@ impl PostgresGallery {
 
     pub fn options(&self) -> &PostgresOptions {
         &self.options
+    }
+
+    /// The same gallery, reading and writing templates with `key` (see [`crate::seal`]).
+    /// Encrypted templates cannot be searched inside the database: identify then loads them
+    /// into the process, as for SQLite.
+    pub fn with_key(mut self, key: Option<Arc<TemplateKey>>) -> PostgresGallery {
+        self.key = key;
+        self
+    }
+
+    fn sealing(&self, bound: &Bound) -> Result<Sealing<'_>, GalleryError> {
+        Sealing::resolve(bound.key_id.as_deref(), self.key.as_deref(), || {
+            Ok(bound.model.is_some())
+        })
+    }
+
+    /// Inside a writing transaction (after [`Self::lock_and_bind`] locked the meta row): the
+    /// sealing to write with; an empty, unencrypted gallery given a key records it.
+    fn sealing_for_write(&self, tx: &mut Transaction<'_>) -> Result<Sealing<'_>, GalleryError> {
+        let bound = self.bound_model(tx)?;
+        let sealing = self.sealing(&bound)?;
+        tx.execute(
+            "UPDATE facegate_meta SET value = $1 WHERE key = 'key_id'",
+            &[&sealing.key_id().unwrap_or("")],
+        )
+        .map_err(self.error())?;
+        Ok(sealing)
     }
 
     /// Runs `work` on a pooled connection (retried on transient errors), for other parts of
@@ -434,7 +477,8 @@ impl PostgresGallery {
                 "SELECT (SELECT value FROM facegate_meta WHERE key = 'model_id'),
                         (SELECT value FROM facegate_meta WHERE key = 'dimension'),
                         (SELECT value FROM facegate_meta WHERE key = 'revision'),
-                        EXISTS (SELECT 1 FROM facegate_templates)",
+                        EXISTS (SELECT 1 FROM facegate_templates),
+                        (SELECT value FROM facegate_meta WHERE key = 'key_id')",
                 &[],
             )
             .map_err(self.error())?;
@@ -442,10 +486,12 @@ impl PostgresGallery {
         let dimension: String = row.get(1);
         let revision: String = row.get(2);
         let populated: bool = row.get(3);
+        let key_id: Option<String> = row.get(4);
         Ok(Bound {
             model: (populated && !model.is_empty()).then_some(model),
             dimension: dimension.parse().unwrap_or(0),
             revision: revision.parse().unwrap_or(0),
+            key_id: key_id.filter(|id| !id.is_empty()),
         })
     }
 
@@ -529,19 +575,24 @@ impl PostgresGallery {
         model_id: &str,
         t: &NewTemplate,
         created: Option<&str>,
+        sealing: &Sealing<'_>,
     ) -> Result<Option<i64>, GalleryError> {
         check_finite(&t.embedding)?;
+        let (vector, sealed) = match sealing {
+            Sealing::Plain => (Some(Vector::from(t.embedding.clone())), None),
+            Sealing::Sealed(_) => (None, Some(sealing.encode(&t.embedding, person, model_id)?)),
+        };
         let rows = tx
             .query(
                 "INSERT INTO facegate_templates (person, model_id, embedding, image_sha256,
-                     box_x1, box_y1, box_x2, box_y2, detector_score, source, created, quality)
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, coalesce($11::text::timestamptz, now()), $12)
+                     box_x1, box_y1, box_x2, box_y2, detector_score, source, created, quality, sealed)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, coalesce($11::text::timestamptz, now()), $12, $13)
                  ON CONFLICT (person, image_sha256) DO NOTHING
                  RETURNING id",
                 &[
                     &person,
                     &model_id,
-                    &Vector::from(t.embedding.clone()),
+                    &vector,
                     &t.image_sha256,
                     &t.bbox[0],
                     &t.bbox[1],
@@ -551,6 +602,7 @@ impl PostgresGallery {
                     &t.source,
                     &created,
                     &t.quality.as_ref().map(|q| q.to_string()),
+                    &sealed,
                 ],
             )
             .map_err(self.error())?;
@@ -578,16 +630,20 @@ impl PostgresGallery {
             })
     }
 
+    /// Templates of one person (or all), their embeddings decoded with `sealing` for
+    /// `dimension`-long embeddings (left empty without one).
     fn query_templates(
         &self,
         client: &mut impl postgres::GenericClient,
         person: Option<&str>,
+        sealing: Option<(&Sealing<'_>, usize)>,
     ) -> Result<Vec<Template>, GalleryError> {
         let rows = client
             .query(
                 &format!(
                     "SELECT id, person, model_id, embedding, image_sha256,
-                            box_x1, box_y1, box_x2, box_y2, detector_score, source, {CREATED_T}, quality
+                            box_x1, box_y1, box_x2, box_y2, detector_score, source, {CREATED_T}, quality,
+                            sealed
                      FROM facegate_templates t
                      WHERE $1::text IS NULL OR person = $1
                      ORDER BY id"
@@ -595,7 +651,15 @@ impl PostgresGallery {
                 &[&person],
             )
             .map_err(self.error())?;
-        Ok(rows.iter().map(template_from_row).collect())
+        rows.iter()
+            .map(|row| {
+                let mut template = template_from_row(row);
+                if let Some((sealing, dimension)) = sealing {
+                    template.embedding = decode_row(sealing, row, 3, 13, dimension, &template)?;
+                }
+                Ok(template)
+            })
+            .collect()
     }
 
     /// People and template counts, recounted only after a write.
@@ -639,7 +703,7 @@ impl PostgresGallery {
                 &[probe, &(people as i64)],
             )
             .map_err(self.error())?;
-        Ok(rows.iter().map(nearest_from_row).collect())
+        rows.iter().map(nearest_from_row).collect()
     }
 
     /// Through the HNSW index: the closest templates, folded to people. `None` when the index
@@ -664,7 +728,7 @@ impl PostgresGallery {
             .map_err(self.error())?;
         let mut found: Vec<Nearest> = Vec::with_capacity(people);
         for row in &rows {
-            let hit = nearest_from_row(row);
+            let hit = nearest_from_row(row)?;
             if !found.iter().any(|f| f.person == hit.person) {
                 found.push(hit);
             }
@@ -712,6 +776,7 @@ impl PostgresGallery {
             tx.batch_execute("SET LOCAL statement_timeout = 0")
                 .map_err(&e)?;
             self.lock_and_bind(&mut tx, model_id, Some(dimension))?;
+            let sealing = self.sealing_for_write(&mut tx)?;
             if defer_index {
                 tx.batch_execute("DROP INDEX IF EXISTS facegate_templates_embedding")
                     .map_err(&e)?;
@@ -720,7 +785,7 @@ impl PostgresGallery {
                 "CREATE TEMP TABLE facegate_load (
                      person text, embedding vector, image_sha256 text,
                      box_x1 real, box_y1 real, box_x2 real, box_y2 real,
-                     detector_score real, source text) ON COMMIT DROP",
+                     detector_score real, source text, sealed bytea) ON COMMIT DROP",
             )
             .map_err(&e)?;
             let mut writer = tx.copy_in("COPY facegate_load FROM STDIN").map_err(&e)?;
@@ -732,18 +797,31 @@ impl PostgresGallery {
             for (name, templates) in batch {
                 for t in templates {
                     line.clear();
-                    let values: Vec<String> = t.embedding.iter().map(f32::to_string).collect();
+                    // `\N` is COPY's NULL; bytea goes as `\x` and hex, its backslash escaped.
+                    let (vector, sealed) = match &sealing {
+                        Sealing::Plain => {
+                            let values: Vec<String> =
+                                t.embedding.iter().map(f32::to_string).collect();
+                            (format!("[{}]", values.join(",")), "\\N".to_string())
+                        }
+                        Sealing::Sealed(_) => {
+                            let blob = sealing.encode(&t.embedding, name, model_id)?;
+                            let hex: String = blob.iter().map(|b| format!("{b:02x}")).collect();
+                            ("\\N".to_string(), format!("\\\\x{hex}"))
+                        }
+                    };
                     line.push_str(&format!(
-                        "{}\t[{}]\t{}\t{}\t{}\t{}\t{}\t{}\t{}\n",
+                        "{}\t{}\t{}\t{}\t{}\t{}\t{}\t{}\t{}\t{}\n",
                         copy_text(name),
-                        values.join(","),
+                        vector,
                         copy_text(&t.image_sha256),
                         t.bbox[0],
                         t.bbox[1],
                         t.bbox[2],
                         t.bbox[3],
                         t.detector_score,
-                        copy_text(&t.source)
+                        copy_text(&t.source),
+                        sealed
                     ));
                     writer.write_all(line.as_bytes()).map_err(io)?;
                 }
@@ -758,9 +836,9 @@ impl PostgresGallery {
             let added = tx
                 .execute(
                     "INSERT INTO facegate_templates (person, model_id, embedding, image_sha256,
-                         box_x1, box_y1, box_x2, box_y2, detector_score, source)
+                         box_x1, box_y1, box_x2, box_y2, detector_score, source, sealed)
                      SELECT person, $1, embedding, image_sha256, box_x1, box_y1, box_x2, box_y2,
-                            detector_score, source FROM facegate_load
+                            detector_score, source, sealed FROM facegate_load
                      ON CONFLICT (person, image_sha256) DO NOTHING",
                     &[&model_id],
                 )
@@ -868,6 +946,8 @@ struct Bound {
     model: Option<String>,
     dimension: usize,
     revision: u64,
+    /// The key the templates are encrypted with (none: unencrypted).
+    key_id: Option<String>,
 }
 
 const CREATED_P: &str = "to_char(p.created AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"')";
@@ -881,12 +961,46 @@ fn person_from_row(r: &postgres::Row) -> Person {
     }
 }
 
+/// The embedding of a row: the `vector` column at `vector_at`, or the sealed bytes at
+/// `sealed_at`, whichever `sealing` says the gallery uses.
+fn decode_row(
+    sealing: &Sealing<'_>,
+    row: &postgres::Row,
+    vector_at: usize,
+    sealed_at: usize,
+    dimension: usize,
+    template: &Template,
+) -> Result<Vec<f32>, GalleryError> {
+    let tampered = || GalleryError::TemplateTampered {
+        person: template.person.clone(),
+        id: template.id,
+    };
+    match sealing {
+        Sealing::Plain => row
+            .get::<_, Option<Vector>>(vector_at)
+            .map(|v| v.to_vec())
+            .ok_or_else(tampered),
+        Sealing::Sealed(_) => {
+            let blob: Option<&[u8]> = row.get(sealed_at);
+            let blob = blob.ok_or_else(tampered)?;
+            sealing.decode(
+                blob,
+                dimension,
+                &template.person,
+                &template.model_id,
+                template.id,
+            )
+        }
+    }
+}
+
+/// A template's row without its embedding (see [`decode_row`]).
 fn template_from_row(r: &postgres::Row) -> Template {
     Template {
         id: r.get(0),
         person: r.get(1),
         model_id: r.get(2),
-        embedding: r.get::<_, Vector>(3).to_vec(),
+        embedding: Vec::new(),
         image_sha256: r.get(4),
         bbox: [r.get(5), r.get(6), r.get(7), r.get(8)],
         detector_score: r.get(9),
@@ -898,11 +1012,19 @@ fn template_from_row(r: &postgres::Row) -> Template {
     }
 }
 
-fn nearest_from_row(r: &postgres::Row) -> Nearest {
-    Nearest {
-        person: r.get(0),
-        template_id: r.get(1),
-        embedding: r.get::<_, Vector>(2).to_vec(),
+/// A search hit; an error for a row without a vector (encrypted rows must not be here).
+fn nearest_from_row(r: &postgres::Row) -> Result<Nearest, GalleryError> {
+    let (person, template_id): (String, i64) = (r.get(0), r.get(1));
+    match r.get::<_, Option<Vector>>(2) {
+        Some(embedding) => Ok(Nearest {
+            person,
+            template_id,
+            embedding: embedding.to_vec(),
+        }),
+        None => Err(GalleryError::TemplateTampered {
+            person,
+            id: template_id,
+        }),
     }
 }
 
@@ -929,6 +1051,63 @@ pub(crate) fn is_transient(err: &postgres::Error) -> bool {
 }
 
 impl Gallery for PostgresGallery {
+    fn key_id(&self) -> Result<Option<String>, GalleryError> {
+        self.with(|c| Ok(self.bound_model(c)?.key_id))
+    }
+
+    fn rekey(&self, new_key: Option<&TemplateKey>) -> Result<usize, GalleryError> {
+        self.with(|c| {
+            let e = self.error();
+            let mut tx = c.transaction().map_err(&e)?;
+            tx.batch_execute(
+                "SET LOCAL statement_timeout = 0;
+                 SELECT value FROM facegate_meta WHERE key = 'model_id' FOR UPDATE;",
+            )
+            .map_err(&e)?;
+            let bound = self.bound_model(&mut tx)?;
+            let old = self.sealing(&bound)?;
+            let new = match new_key {
+                Some(key) => Sealing::Sealed(key),
+                None => Sealing::Plain,
+            };
+            let rows = tx
+                .query(
+                    &format!(
+                        "SELECT id, person, model_id, embedding, image_sha256,
+                                box_x1, box_y1, box_x2, box_y2, detector_score, source, {CREATED_T},
+                                quality, sealed
+                         FROM facegate_templates t ORDER BY id FOR UPDATE"
+                    ),
+                    &[],
+                )
+                .map_err(&e)?;
+            for row in &rows {
+                let template = template_from_row(row);
+                let embedding = decode_row(&old, row, 3, 13, bound.dimension, &template)?;
+                let (vector, sealed) = match &new {
+                    Sealing::Plain => (Some(Vector::from(embedding)), None),
+                    Sealing::Sealed(_) => (
+                        None,
+                        Some(new.encode(&embedding, &template.person, &template.model_id)?),
+                    ),
+                };
+                tx.execute(
+                    "UPDATE facegate_templates SET embedding = $1, sealed = $2
+                     WHERE person = $3 AND id = $4",
+                    &[&vector, &sealed, &template.person, &template.id],
+                )
+                .map_err(&e)?;
+            }
+            tx.execute(
+                "UPDATE facegate_meta SET value = $1 WHERE key = 'key_id'",
+                &[&new.key_id().unwrap_or("")],
+            )
+            .map_err(&e)?;
+            tx.commit().map_err(&e)?;
+            Ok(rows.len())
+        })
+    }
+
     fn append_audit(&self, e: &NewAuditEvent) -> Result<(), GalleryError> {
         self.with(|c| {
             c.execute(
@@ -999,6 +1178,7 @@ impl Gallery for PostgresGallery {
             let e = self.error();
             let mut tx = c.transaction().map_err(&e)?;
             self.lock_and_bind(&mut tx, model_id, templates.first().map(|t| t.embedding.len()))?;
+            let sealing = self.sealing_for_write(&mut tx)?;
             let mut report = EnrollReport {
                 created_person: tx
                     .execute(
@@ -1010,7 +1190,7 @@ impl Gallery for PostgresGallery {
                 ..EnrollReport::default()
             };
             for t in templates {
-                match self.insert_template(&mut tx, name, model_id, t, None)? {
+                match self.insert_template(&mut tx, name, model_id, t, None, &sealing)? {
                     Some(id) => report.added.push(id),
                     None => report.duplicates.push(t.image_sha256.clone()),
                 }
@@ -1029,16 +1209,18 @@ impl Gallery for PostgresGallery {
 
     fn templates_of(&self, name: &str, model_id: &str) -> Result<Vec<Template>, GalleryError> {
         self.with(|c| {
-            self.check_model(c, model_id)?;
+            let bound = self.check_model(c, model_id)?;
+            let sealing = self.sealing(&bound)?;
             self.find_person(c, name)?;
-            self.query_templates(c, Some(name))
+            self.query_templates(c, Some(name), Some((&sealing, bound.dimension)))
         })
     }
 
     fn all_templates(&self, model_id: &str) -> Result<Vec<Template>, GalleryError> {
         self.with(|c| {
-            self.check_model(c, model_id)?;
-            self.query_templates(c, None)
+            let bound = self.check_model(c, model_id)?;
+            let sealing = self.sealing(&bound)?;
+            self.query_templates(c, None, Some((&sealing, bound.dimension)))
         })
     }
 
@@ -1103,7 +1285,7 @@ impl Gallery for PostgresGallery {
     fn templates_info(&self, name: &str) -> Result<Vec<Template>, GalleryError> {
         self.with(|c| {
             self.find_person(c, name)?;
-            self.query_templates(c, Some(name))
+            self.query_templates(c, Some(name), None)
         })
     }
 
@@ -1147,20 +1329,42 @@ impl Gallery for PostgresGallery {
             target: self.options.display.clone(),
             reason: e.to_string(),
         })?;
-        self.check_model(&mut *client, model_id)?;
+        let bound = self.check_model(&mut *client, model_id)?;
+        let sealing = self.sealing(&bound)?;
         let e = self.error();
         let params: [&str; 0] = [];
         let mut rows = client
             .query_raw(
-                "SELECT id, person, embedding FROM facegate_templates ORDER BY id",
+                "SELECT id, person, embedding, sealed FROM facegate_templates ORDER BY id",
                 params,
             )
             .map_err(&e)?;
         while let Some(row) =
             postgres::fallible_iterator::FallibleIterator::next(&mut rows).map_err(&e)?
         {
-            let embedding: Vector = row.get(2);
-            visit(row.get(0), row.get(1), embedding.as_slice());
+            let (id, person): (i64, &str) = (row.get(0), row.get(1));
+            match &sealing {
+                Sealing::Plain => match row.get::<_, Option<Vector>>(2) {
+                    Some(embedding) => visit(id, person, embedding.as_slice()),
+                    None => {
+                        return Err(GalleryError::TemplateTampered {
+                            person: person.to_string(),
+                            id,
+                        })
+                    }
+                },
+                Sealing::Sealed(_) => {
+                    let blob: Option<&[u8]> = row.get(3);
+                    let embedding = sealing.decode(
+                        blob.unwrap_or_default(),
+                        bound.dimension,
+                        person,
+                        model_id,
+                        id,
+                    )?;
+                    visit(id, person, &embedding);
+                }
+            }
         }
         Ok(())
     }
@@ -1207,6 +1411,7 @@ impl Gallery for PostgresGallery {
                     templates.first().map(|t| t.embedding.len()),
                 )?;
             }
+            let sealing = self.sealing_for_write(&mut tx)?;
             tx.execute(
                 "INSERT INTO facegate_people (name, created) VALUES ($1, $2::text::timestamptz)
                  ON CONFLICT (name) DO NOTHING",
@@ -1217,7 +1422,14 @@ impl Gallery for PostgresGallery {
             for t in templates {
                 let new = t.to_new();
                 if self
-                    .insert_template(&mut tx, &person.name, model_id, &new, Some(&t.created))?
+                    .insert_template(
+                        &mut tx,
+                        &person.name,
+                        model_id,
+                        &new,
+                        Some(&t.created),
+                        &sealing,
+                    )?
                     .is_some()
                 {
                     added += 1;
@@ -1230,7 +1442,8 @@ impl Gallery for PostgresGallery {
     }
 
     fn searches_in_place(&self) -> bool {
-        true
+        // Encrypted embeddings are not in the vector column; they are searched in process.
+        self.key.is_none()
     }
 
     fn nearest(
@@ -1240,9 +1453,14 @@ impl Gallery for PostgresGallery {
         people: usize,
     ) -> Result<Option<NearestPeople>, GalleryError> {
         check_finite(probe)?;
+        if !self.searches_in_place() {
+            return Ok(None);
+        }
         let probe = Vector::from(probe.to_vec());
         self.with(|c| {
             let bound = self.check_model(c, model_id)?;
+            // An encrypted gallery opened without its key: say so rather than find nothing.
+            self.sealing(&bound)?;
             if bound.model.is_none() {
                 return Err(GalleryError::Empty);
             }

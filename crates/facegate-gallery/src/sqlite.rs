@@ -1,14 +1,15 @@
 //! The embedded gallery: one SQLite file (WAL mode), `people` and `templates` tables.
 
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
 
+use crate::seal::Sealing;
 use crate::{
     check_finite, validate_name, AuditEvent, EnrollReport, Gallery, GalleryCounts, GalleryError,
-    NewAuditEvent, NewTemplate, Person, Template,
+    NewAuditEvent, NewTemplate, Person, Template, TemplateKey,
 };
 
 const SCHEMA: &str = "
@@ -57,6 +58,8 @@ const NOW: &str = "strftime('%Y-%m-%dT%H:%M:%SZ', 'now')";
 pub struct SqliteGallery {
     path: PathBuf,
     connection: Mutex<Connection>,
+    /// The key for encrypted templates, when one was given.
+    key: Option<Arc<TemplateKey>>,
 }
 
 impl SqliteGallery {
@@ -92,11 +95,41 @@ impl SqliteGallery {
         Ok(SqliteGallery {
             path: path.to_path_buf(),
             connection: Mutex::new(connection),
+            key: None,
         })
+    }
+
+    /// The same gallery, reading and writing templates with `key` (see [`crate::seal`]).
+    pub fn with_key(mut self, key: Option<Arc<TemplateKey>>) -> SqliteGallery {
+        self.key = key;
+        self
     }
 
     pub fn path(&self) -> &Path {
         &self.path
+    }
+
+    /// How templates are stored now: the key the gallery records against the one given.
+    fn sealing(&self, connection: &Connection) -> Result<Sealing<'_>, GalleryError> {
+        let stored: Option<String> = connection
+            .query_row("SELECT value FROM meta WHERE key = 'key_id'", [], |r| {
+                r.get(0)
+            })
+            .optional()
+            .map_err(self.db_error())?;
+        Sealing::resolve(stored.as_deref(), self.key.as_deref(), || {
+            connection
+                .query_row("SELECT EXISTS(SELECT 1 FROM templates)", [], |r| r.get(0))
+                .map_err(self.db_error())
+        })
+    }
+
+    /// Inside a writing transaction: the sealing to write with; an empty, unencrypted gallery
+    /// given a key records it (from now on it is encrypted).
+    fn sealing_for_write(&self, tx: &Connection) -> Result<Sealing<'_>, GalleryError> {
+        let sealing = self.sealing(tx)?;
+        set_key_id(tx, sealing.key_id()).map_err(self.db_error())?;
+        Ok(sealing)
     }
 
     fn db_error(&self) -> impl Fn(rusqlite::Error) -> GalleryError + '_ {
@@ -156,10 +189,13 @@ impl SqliteGallery {
         Ok(())
     }
 
+    /// Templates of one person (or all), their embeddings decoded with `sealing` (left empty
+    /// without one).
     fn query_templates(
         &self,
         connection: &Connection,
         person: Option<&str>,
+        sealing: Option<&Sealing<'_>>,
     ) -> Result<Vec<Template>, GalleryError> {
         let sql = "SELECT t.id, p.name, t.model_id, t.dimension, t.embedding, t.image_sha256,
                           t.box_x1, t.box_y1, t.box_x2, t.box_y2, t.detector_score, t.source, t.created, t.quality
@@ -194,15 +230,15 @@ impl SqliteGallery {
         let mut templates = Vec::new();
         for row in rows {
             let (dimension, blob, mut template) = row.map_err(self.db_error())?;
-            template.embedding =
-                decode_embedding(&blob, dimension).map_err(|reason| GalleryError::Database {
-                    path: self.path.display().to_string(),
-                    source: rusqlite::Error::InvalidColumnType(
-                        4,
-                        reason,
-                        rusqlite::types::Type::Blob,
-                    ),
-                })?;
+            if let Some(sealing) = sealing {
+                template.embedding = sealing.decode(
+                    &blob,
+                    dimension.max(0) as usize,
+                    &template.person,
+                    &template.model_id,
+                    template.id,
+                )?;
+            }
             templates.push(template);
         }
         Ok(templates)
@@ -224,6 +260,7 @@ impl SqliteGallery {
                 .transaction_with_behavior(TransactionBehavior::Immediate)
                 .map_err(self.db_error())?;
             self.check_model(&tx, model_id)?;
+            let sealing = self.sealing_for_write(&tx)?;
             let mut added = 0;
             {
                 let mut person = tx
@@ -237,7 +274,8 @@ impl SqliteGallery {
                         .query_row([name], |r| r.get(0))
                         .map_err(self.db_error())?;
                     for t in templates {
-                        added += insert_template(self, &tx, person_id, model_id, t, None)?;
+                        let person = (person_id, name.as_str());
+                        added += insert_template(self, &tx, person, model_id, t, None, &sealing)?;
                     }
                 }
             }
@@ -252,6 +290,58 @@ impl SqliteGallery {
 }
 
 impl Gallery for SqliteGallery {
+    fn key_id(&self) -> Result<Option<String>, GalleryError> {
+        self.with(|c| {
+            c.query_row("SELECT value FROM meta WHERE key = 'key_id'", [], |r| {
+                r.get(0)
+            })
+            .optional()
+            .map_err(self.db_error())
+        })
+    }
+
+    fn rekey(&self, new_key: Option<&TemplateKey>) -> Result<usize, GalleryError> {
+        self.with(|c| {
+            let tx = c
+                .transaction_with_behavior(TransactionBehavior::Immediate)
+                .map_err(self.db_error())?;
+            let old = self.sealing(&tx)?;
+            let new = match new_key {
+                Some(key) => Sealing::Sealed(key),
+                None => Sealing::Plain,
+            };
+            let rows: Vec<(i64, String, String, i64, Vec<u8>)> = {
+                let mut statement = tx
+                    .prepare(
+                        "SELECT t.id, p.name, t.model_id, t.dimension, t.embedding
+                         FROM templates t JOIN people p ON p.id = t.person_id ORDER BY t.id",
+                    )
+                    .map_err(self.db_error())?;
+                let rows = statement
+                    .query_map([], |r| {
+                        Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
+                    })
+                    .map_err(self.db_error())?;
+                rows.collect::<Result<_, _>>().map_err(self.db_error())?
+            };
+            for (id, person, model, dimension, blob) in &rows {
+                let embedding =
+                    old.decode(blob, (*dimension).max(0) as usize, person, model, *id)?;
+                let blob = new.encode(&embedding, person, model)?;
+                tx.execute(
+                    "UPDATE templates SET embedding = ?1 WHERE id = ?2",
+                    params![blob, id],
+                )
+                .map_err(self.db_error())?;
+            }
+            set_key_id(&tx, new.key_id()).map_err(self.db_error())?;
+            tx.commit().map_err(self.db_error())?;
+            // secure_delete zeroed the old blobs; the WAL still holds their pages until this.
+            erase_free_pages(c);
+            Ok(rows.len())
+        })
+    }
+
     fn append_audit(&self, e: &NewAuditEvent) -> Result<(), GalleryError> {
         self.with(|c| {
             c.prepare_cached(
@@ -333,6 +423,7 @@ impl Gallery for SqliteGallery {
                     }
                 }
             }
+            let sealing = self.sealing_for_write(&tx)?;
             let mut report = EnrollReport::default();
             let existing: Option<i64> = tx
                 .query_row("SELECT id FROM people WHERE name = ?1", [name], |r| {
@@ -353,7 +444,8 @@ impl Gallery for SqliteGallery {
                 }
             };
             for t in templates {
-                let inserted = insert_template(self, &tx, person_id, model_id, t, None)?;
+                let person = (person_id, name);
+                let inserted = insert_template(self, &tx, person, model_id, t, None, &sealing)?;
                 if inserted == 1 {
                     report.added.push(tx.last_insert_rowid());
                 } else {
@@ -392,14 +484,16 @@ impl Gallery for SqliteGallery {
                     name: name.to_string(),
                 });
             }
-            self.query_templates(c, Some(name))
+            let sealing = self.sealing(c)?;
+            self.query_templates(c, Some(name), Some(&sealing))
         })
     }
 
     fn all_templates(&self, model_id: &str) -> Result<Vec<Template>, GalleryError> {
         self.with(|c| {
             self.check_model(c, model_id)?;
-            self.query_templates(c, None)
+            let sealing = self.sealing(c)?;
+            self.query_templates(c, None, Some(&sealing))
         })
     }
 
@@ -462,7 +556,7 @@ impl Gallery for SqliteGallery {
     fn templates_info(&self, name: &str) -> Result<Vec<Template>, GalleryError> {
         self.with(|c| {
             self.find_person(c, name)?;
-            self.query_templates(c, Some(name))
+            self.query_templates(c, Some(name), None)
         })
     }
 
@@ -507,6 +601,7 @@ impl Gallery for SqliteGallery {
             if !templates.is_empty() {
                 self.check_model(&tx, model_id)?;
             }
+            let sealing = self.sealing_for_write(&tx)?;
             let person_id: i64 = tx
                 .query_row(
                     "INSERT INTO people (name, created) VALUES (?1, ?2)
@@ -518,7 +613,9 @@ impl Gallery for SqliteGallery {
             let mut added = 0;
             for t in templates {
                 let new = t.to_new();
-                added += insert_template(self, &tx, person_id, model_id, &new, Some(&t.created))?;
+                let at = Some(t.created.as_str());
+                let person = (person_id, person.name.as_str());
+                added += insert_template(self, &tx, person, model_id, &new, at, &sealing)?;
             }
             if added > 0 {
                 remember_model(&tx, model_id).map_err(self.db_error())?;
@@ -536,6 +633,7 @@ impl Gallery for SqliteGallery {
     ) -> Result<(), GalleryError> {
         self.with(|c| {
             self.check_model(c, model_id)?;
+            let sealing = self.sealing(c)?;
             let mut statement = c
                 .prepare_cached(
                     "SELECT t.id, p.name, t.dimension, t.embedding
@@ -554,18 +652,20 @@ impl Gallery for SqliteGallery {
                     .map_err(self.db_error())?
                     .as_blob()
                     .map_err(|e| self.db_error()(e.into()))?;
-                if dimension < 0 || blob.len() != dimension as usize * 4 {
-                    return Err(self.db_error()(rusqlite::Error::InvalidColumnType(
-                        3,
-                        format!("embedding blob of {} bytes, {dimension} values", blob.len()),
-                        rusqlite::types::Type::Blob,
-                    )));
+                match &sealing {
+                    // The common case decodes in place, without an allocation per template.
+                    Sealing::Plain if dimension >= 0 && blob.len() == dimension as usize * 4 => {
+                        embedding.clear();
+                        embedding.extend(
+                            blob.chunks_exact(4)
+                                .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])),
+                        );
+                    }
+                    _ => {
+                        let dimension = dimension.max(0) as usize;
+                        embedding = sealing.decode(blob, dimension, person, model_id, id)?;
+                    }
                 }
-                embedding.clear();
-                embedding.extend(
-                    blob.chunks_exact(4)
-                        .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])),
-                );
                 visit(id, person, &embedding);
             }
             Ok(())
@@ -635,12 +735,14 @@ impl Gallery for SqliteGallery {
 fn insert_template(
     gallery: &SqliteGallery,
     connection: &Connection,
-    person_id: i64,
+    (person_id, person): (i64, &str),
     model_id: &str,
     t: &NewTemplate,
     created: Option<&str>,
+    sealing: &Sealing<'_>,
 ) -> Result<usize, GalleryError> {
     check_finite(&t.embedding)?;
+    let blob = sealing.encode(&t.embedding, person, model_id)?;
     connection
         .prepare_cached(
             "INSERT OR IGNORE INTO templates (person_id, model_id, dimension, embedding, image_sha256,
@@ -653,7 +755,7 @@ fn insert_template(
                 person_id,
                 model_id,
                 t.embedding.len() as i64,
-                encode_embedding(&t.embedding),
+                blob,
                 t.image_sha256,
                 t.bbox[0],
                 t.bbox[1],
@@ -692,6 +794,18 @@ fn add_quality_column(connection: &Connection) -> rusqlite::Result<()> {
     Ok(())
 }
 
+/// Records (or with `None`, clears) the id of the key the templates are encrypted with.
+fn set_key_id(connection: &Connection, key_id: Option<&str>) -> rusqlite::Result<usize> {
+    match key_id {
+        Some(id) => connection.execute(
+            "INSERT INTO meta (key, value) VALUES ('key_id', ?1)
+             ON CONFLICT(key) DO UPDATE SET value = excluded.value",
+            [id],
+        ),
+        None => connection.execute("DELETE FROM meta WHERE key = 'key_id'", []),
+    }
+}
+
 /// Records the gallery's model when its first templates arrive.
 fn remember_model(connection: &Connection, model_id: &str) -> rusqlite::Result<usize> {
     connection.execute(
@@ -725,21 +839,9 @@ fn person_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Person> {
     })
 }
 
+#[cfg(test)]
 fn encode_embedding(v: &[f32]) -> Vec<u8> {
     v.iter().flat_map(|x| x.to_le_bytes()).collect()
-}
-
-fn decode_embedding(blob: &[u8], dimension: i64) -> Result<Vec<f32>, String> {
-    if dimension < 0 || blob.len() != dimension as usize * 4 {
-        return Err(format!(
-            "embedding blob of {} bytes does not hold {dimension} float32 values",
-            blob.len()
-        ));
-    }
-    Ok(blob
-        .chunks_exact(4)
-        .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
-        .collect())
 }
 
 #[cfg(test)]
@@ -908,6 +1010,59 @@ mod tests {
             "erased embeddings are still in the files"
         );
         assert_eq!(g.people().unwrap().len(), 2);
+    }
+
+    #[test]
+    fn encrypted_templates_leave_no_plaintext_and_refuse_tampering() {
+        let dir = tempfile::tempdir().unwrap();
+        let key = TemplateKey::from_hex(&TemplateKey::generate_hex().unwrap()).unwrap();
+        let g = SqliteGallery::open(&dir.path().join("g.db"))
+            .unwrap()
+            .with_key(Some(Arc::new(key)));
+        let marker: Vec<f32> = (0..32).map(|i| 0.654_321 + i as f32 * 1e-3).collect();
+        let secret = NewTemplate {
+            embedding: marker.clone(),
+            ..template(0.0, "secret")
+        };
+        g.enroll("ann", "m1", std::slice::from_ref(&secret))
+            .unwrap();
+        g.enroll(
+            "bob",
+            "m1",
+            &[NewTemplate {
+                embedding: vec![0.5; 32],
+                ..template(0.0, "b")
+            }],
+        )
+        .unwrap();
+        let needle = encode_embedding(&marker);
+        let files_hold_marker = || {
+            std::fs::read_dir(dir.path()).unwrap().any(|entry| {
+                let bytes = std::fs::read(entry.unwrap().path()).unwrap();
+                bytes.windows(needle.len()).any(|w| w == needle)
+            })
+        };
+        assert!(
+            !files_hold_marker(),
+            "an encrypted embedding is in the files"
+        );
+        assert_eq!(g.templates_of("ann", "m1").unwrap()[0].embedding, marker);
+        // Someone with write access gives bob ann's template: it must not match as bob.
+        g.with(|c| {
+            c.execute_batch(
+                "UPDATE templates SET embedding = (SELECT embedding FROM templates t
+                    JOIN people p ON p.id = t.person_id WHERE p.name = 'ann')
+                 WHERE person_id = (SELECT id FROM people WHERE name = 'bob')",
+            )
+            .map_err(g.db_error())
+        })
+        .unwrap();
+        let err = g.templates_of("bob", "m1").unwrap_err();
+        assert!(
+            matches!(err, GalleryError::TemplateTampered { ref person, .. } if person == "bob"),
+            "{err}"
+        );
+        assert!(err.to_string().contains("integrity check"), "{err}");
     }
 
     #[test]

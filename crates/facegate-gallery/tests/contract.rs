@@ -5,7 +5,9 @@ mod support;
 use std::collections::HashSet;
 use std::sync::Arc;
 
-use facegate_gallery::{GalleryCounts, GalleryError, NewTemplate, Person, TemplateIndex};
+use facegate_gallery::{
+    migrate, Gallery, GalleryCounts, GalleryError, NewTemplate, Person, TemplateIndex, TemplateKey,
+};
 use support::Backend;
 
 macro_rules! contract {
@@ -34,6 +36,7 @@ contract!(
     migration_round_trip_keeps_everything,
     quality_is_stored_with_each_template,
     the_audit_log_is_append_only,
+    encrypted_templates_need_their_key_and_survive_rekeys,
 );
 
 fn template(seed: f32, sha: &str) -> NewTemplate {
@@ -176,6 +179,124 @@ fn the_audit_log_is_append_only(b: Backend) {
         }
     }
     assert_eq!(g.audit_log(None, 10).unwrap(), log, "{}", b.name);
+}
+
+fn new_key() -> Arc<TemplateKey> {
+    Arc::new(TemplateKey::from_hex(&TemplateKey::generate_hex().unwrap()).unwrap())
+}
+
+/// Every embedding, read through the index builder's path, by template id.
+fn scanned(g: &dyn Gallery) -> Result<Vec<(i64, String, Vec<f32>)>, GalleryError> {
+    let mut seen = Vec::new();
+    g.scan_embeddings("m1", &mut |id, person, e| {
+        seen.push((id, person.to_string(), e.to_vec()))
+    })?;
+    Ok(seen)
+}
+
+fn encrypted_templates_need_their_key_and_survive_rekeys(b: Backend) {
+    let (first, second) = (new_key(), new_key());
+    let g = b.location.open_with_key(Some(first.clone())).unwrap();
+    let alice = [template(0.1, "a"), template(0.2, "b")];
+    g.enroll("alice", "m1", &alice).unwrap();
+    g.enroll("bob", "m1", &[template(0.7, "c")]).unwrap();
+    assert_eq!(
+        g.key_id().unwrap().as_deref(),
+        Some(first.id()),
+        "{}",
+        b.name
+    );
+    let read: Vec<Vec<f32>> = g
+        .templates_of("alice", "m1")
+        .unwrap()
+        .into_iter()
+        .map(|t| t.embedding)
+        .collect();
+    assert_eq!(
+        read,
+        [alice[0].embedding.clone(), alice[1].embedding.clone()]
+    );
+    let expected = scanned(g.as_ref()).unwrap();
+    assert_eq!(expected.len(), 3);
+    assert!(
+        !g.searches_in_place(),
+        "{}: encrypted templates are searched in process",
+        b.name
+    );
+    let index = TemplateIndex::load(g.as_ref(), "m1").unwrap();
+    assert_eq!(index.search(&alice[1].embedding, 1)[0].person, "alice");
+
+    // Without the key: names, counts and template listings, never embeddings.
+    let keyless = b.open();
+    assert_eq!(keyless.counts().unwrap().templates, 3);
+    assert_eq!(keyless.people().unwrap().len(), 2);
+    let listed = keyless.templates_info("alice").unwrap();
+    assert_eq!(listed.len(), 2);
+    assert!(listed.iter().all(|t| t.embedding.is_empty()));
+    let missing = |r: Result<(), GalleryError>| {
+        assert!(
+            matches!(r, Err(GalleryError::KeyMissing { .. })),
+            "{}: {r:?}",
+            b.name
+        )
+    };
+    missing(keyless.templates_of("alice", "m1").map(drop));
+    missing(keyless.all_templates("m1").map(drop));
+    missing(scanned(keyless.as_ref()).map(drop));
+    missing(
+        keyless
+            .enroll("carol", "m1", &[template(0.4, "d")])
+            .map(drop),
+    );
+    if keyless.searches_in_place() {
+        missing(keyless.nearest("m1", &alice[0].embedding, 1).map(drop));
+    }
+
+    // A wrong key is refused before anything is read or written.
+    let wrong = b.location.open_with_key(Some(second.clone())).unwrap();
+    let refused = |r: Result<(), GalleryError>| {
+        assert!(
+            matches!(r, Err(GalleryError::WrongKey { .. })),
+            "{}: {r:?}",
+            b.name
+        )
+    };
+    refused(wrong.templates_of("bob", "m1").map(drop));
+    refused(scanned(wrong.as_ref()).map(drop));
+    refused(wrong.enroll("carol", "m1", &[template(0.4, "d")]).map(drop));
+    assert_eq!(g.counts().unwrap().people, 2, "nothing was written");
+
+    // Rotation: same embeddings under the new key; the old key no longer opens them.
+    assert_eq!(g.rekey(Some(&second)).unwrap(), 3);
+    assert_eq!(wrong.key_id().unwrap().as_deref(), Some(second.id()));
+    assert_eq!(scanned(wrong.as_ref()).unwrap(), expected);
+    refused(scanned(g.as_ref()).map(drop));
+    let copy = support::sqlite();
+    let target = copy.location.open_with_key(Some(second.clone())).unwrap();
+    let report = migrate::copy(wrong.as_ref(), target.as_ref(), &mut |_| {}).unwrap();
+    assert!(report.is_complete(), "{report:?}");
+    assert_eq!(target.key_id().unwrap().as_deref(), Some(second.id()));
+    let copied: Vec<Vec<f32>> = scanned(target.as_ref())
+        .unwrap()
+        .into_iter()
+        .map(|(_, _, e)| e)
+        .collect();
+    let originals: Vec<Vec<f32>> = expected.iter().map(|(_, _, e)| e.clone()).collect();
+    assert_eq!(copied, originals, "migration decrypts and re-encrypts");
+
+    // Back to unencrypted: readable without a key; a key now would be a mistake.
+    assert_eq!(wrong.rekey(None).unwrap(), 3);
+    assert_eq!(keyless.key_id().unwrap(), None);
+    assert_eq!(scanned(keyless.as_ref()).unwrap(), expected);
+    let r = wrong.templates_of("bob", "m1").map(drop);
+    assert!(matches!(r, Err(GalleryError::NotEncrypted)), "{r:?}");
+    if keyless.searches_in_place() {
+        let found = keyless
+            .nearest("m1", &alice[1].embedding, 1)
+            .unwrap()
+            .unwrap();
+        assert_eq!(found.hits[0].person, "alice");
+    }
 }
 
 fn other_models_are_refused(b: Backend) {
@@ -560,6 +681,46 @@ fn postgres_bulk_load_matches_enroll() {
         db.enroll_batch("m2", &batch, false),
         Err(GalleryError::ModelMismatch { .. })
     ));
+}
+
+#[test]
+fn postgres_bulk_load_encrypts_too() {
+    let Some(b) = support::postgres() else {
+        return;
+    };
+    let facegate_gallery::GalleryLocation::Postgres(url) = &b.location else {
+        unreachable!()
+    };
+    let key = new_key();
+    let db = facegate_gallery::PostgresGallery::open(url)
+        .unwrap()
+        .with_key(Some(key.clone()));
+    let batch = vec![(
+        r"back\slash".to_string(),
+        vec![template(0.1, "a"), template(0.2, "b")],
+    )];
+    assert_eq!(db.enroll_batch("m1", &batch, true).unwrap(), 2);
+    assert_eq!(db.key_id().unwrap().as_deref(), Some(key.id()));
+    let read: Vec<Vec<f32>> = db
+        .templates_of(r"back\slash", "m1")
+        .unwrap()
+        .into_iter()
+        .map(|t| t.embedding)
+        .collect();
+    assert_eq!(
+        read,
+        [template(0.1, "a").embedding, template(0.2, "b").embedding]
+    );
+    let plain_vectors: i64 = db
+        .run(|c| {
+            c.query_one(
+                "SELECT count(*) FROM facegate_templates WHERE embedding IS NOT NULL",
+                &[],
+            )
+            .map(|r| r.get(0))
+        })
+        .unwrap();
+    assert_eq!(plain_vectors, 0, "no embedding stored in the clear");
 }
 
 /// A gallery written before quality was measured (no `quality` column) opens, reads its old
