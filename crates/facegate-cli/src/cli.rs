@@ -33,6 +33,10 @@ pub struct Global {
     /// Print one JSON document on stdout instead of text
     #[arg(long, global = true)]
     pub json: bool,
+    /// Key for a gallery whose templates are encrypted at rest: a file holding 64 hex digits
+    /// (`facegate gallery keygen`); or give the digits themselves in FACEGATE_KEY
+    #[arg(long, global = true, env = "FACEGATE_KEY_FILE", value_name = "FILE")]
+    pub key_file: Option<PathBuf>,
     /// Refuse images with more pixels than this (decompression-bomb guard)
     #[arg(long, global = true, default_value_t = 50_000_000, value_name = "N")]
     pub max_pixels: u64,
@@ -393,6 +397,23 @@ pub enum GalleryAction {
         /// Target: `sqlite:PATH`, a path, or a `postgres://` URL
         #[arg(long, value_name = "GALLERY")]
         to: String,
+    },
+    /// Make a new random key for encrypting templates (64 hex digits)
+    Keygen {
+        /// Write it to this file (readable by you only) instead of printing it
+        #[arg(long, value_name = "FILE")]
+        output: Option<PathBuf>,
+    },
+    /// Re-encrypt every template under a new key (or decrypt them all), in one transaction.
+    /// The current key comes from --key-file / FACEGATE_KEY, as for any command
+    #[command(group(clap::ArgGroup::new("target").required(true).args(["new_key_file", "decrypt"])))]
+    Rekey {
+        /// The new key: a file holding 64 hex digits (`facegate gallery keygen --output FILE`)
+        #[arg(long, value_name = "FILE")]
+        new_key_file: Option<PathBuf>,
+        /// Store the templates unencrypted from now on
+        #[arg(long)]
+        decrypt: bool,
     },
 }
 

@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use anyhow::{bail, Context as _, Result};
 use facegate::align::AlignMode;
-use facegate::gallery::{Gallery, GalleryError, GalleryLocation, NewTemplate};
+use facegate::gallery::{Gallery, GalleryError, GalleryLocation, NewTemplate, TemplateKey};
 use facegate::image::{draw_box, draw_point, Rgb};
 use facegate::models::{pins, ModelStore};
 use facegate::quality::QualityLevel;
@@ -119,9 +119,24 @@ impl Context {
         })
     }
 
+    /// The key for encrypted templates: `--key-file` / `FACEGATE_KEY_FILE`, or `FACEGATE_KEY`.
+    pub fn template_key(&self) -> Result<Option<Arc<TemplateKey>>> {
+        let key = match &self.global.key_file {
+            Some(path) => Some(TemplateKey::from_file(path).map_err(Error::from)?),
+            None => TemplateKey::from_env().map_err(Error::from)?,
+        };
+        Ok(key.map(Arc::new))
+    }
+
+    /// Opens a gallery with this process's key.
+    pub fn open_gallery(&self, location: &GalleryLocation) -> Result<Arc<dyn Gallery>> {
+        let key = self.template_key()?;
+        Ok(location.open_with_key(key).map_err(Error::from)?)
+    }
+
     /// The gallery for writing, created if missing.
     pub fn gallery_for_write(&self) -> Result<Arc<dyn Gallery>> {
-        Ok(self.gallery_location().open().map_err(Error::from)?)
+        self.open_gallery(&self.gallery_location())
     }
 
     /// The gallery for reading; `None` when a SQLite gallery does not exist yet (nothing is
@@ -131,7 +146,7 @@ impl Context {
         if !location.exists() {
             return Ok(None);
         }
-        Ok(Some(location.open().map_err(Error::from)?))
+        Ok(Some(self.open_gallery(&location)?))
     }
 
     /// Prints `value` as JSON, or runs `text` to print for people.
@@ -1087,6 +1102,24 @@ fn print_models(ctx: &Context, store: &ModelStore) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+/// Writes a new file only its owner can read; refuses to overwrite one.
+fn write_private_file(path: &Path, contents: &str) -> Result<()> {
+    use std::io::Write as _;
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    let mut file = options.open(path).with_context(|| {
+        format!(
+            "could not create {} (it must not exist yet)",
+            path.display()
+        )
+    })?;
+    file.write_all(contents.as_bytes())
+        .and_then(|()| file.sync_all())
+        .with_context(|| format!("could not write {}", path.display()))
+}
+
 /// `sqlite:PATH`, a plain path, or a PostgreSQL URL.
 fn parse_location(text: &str) -> GalleryLocation {
     match text.strip_prefix("sqlite:") {
@@ -1106,12 +1139,13 @@ fn gallery(ctx: &Context, action: GalleryAction) -> Result<ExitCode> {
                     ("postgres", Some(db.schema_version().map_err(Error::from)?))
                 }
             };
-            let (model, counts) = match ctx.gallery_for_read()? {
+            let (model, counts, key_id) = match ctx.gallery_for_read()? {
                 Some(g) => (
                     g.model_id().map_err(Error::from)?,
                     g.counts().map_err(Error::from)?,
+                    g.key_id().map_err(Error::from)?,
                 ),
-                None => (None, Default::default()),
+                None => (None, Default::default(), None),
             };
             let doc = json!({
                 "gallery": location.to_string(),
@@ -1120,6 +1154,8 @@ fn gallery(ctx: &Context, action: GalleryAction) -> Result<ExitCode> {
                 "model": model,
                 "people": counts.people,
                 "templates": counts.templates,
+                "encrypted": key_id.is_some(),
+                "key_id": key_id,
             });
             ctx.emit(&doc, || {
                 println!("gallery   {location} ({backend})");
@@ -1129,6 +1165,79 @@ fn gallery(ctx: &Context, action: GalleryAction) -> Result<ExitCode> {
                 println!("model     {}", model.as_deref().unwrap_or("none yet"));
                 println!("people    {}", counts.people);
                 println!("templates {}", counts.templates);
+                match &key_id {
+                    Some(id) => println!("encrypted yes (AES-256-GCM, key id {id})"),
+                    None => println!("encrypted no"),
+                }
+            })?;
+            Ok(ExitCode::SUCCESS)
+        }
+        GalleryAction::Keygen { output } => {
+            let hex = TemplateKey::generate_hex().map_err(Error::from)?;
+            let id = TemplateKey::from_hex(&hex)
+                .map_err(Error::from)?
+                .id()
+                .to_string();
+            match output {
+                Some(path) => {
+                    write_private_file(&path, &format!("{hex}\n"))?;
+                    let doc = json!({ "key_file": path.display().to_string(), "key_id": id });
+                    ctx.emit(&doc, || {
+                        println!("wrote a new key (id {id}) to {}", path.display());
+                        println!(
+                            "keep a copy somewhere safe: without it the templates cannot be read"
+                        );
+                    })?;
+                }
+                None => {
+                    let doc = json!({ "key": hex, "key_id": id });
+                    ctx.emit(&doc, || println!("{hex}"))?;
+                }
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        GalleryAction::Rekey {
+            new_key_file,
+            decrypt,
+        } => {
+            let new_key = match (&new_key_file, decrypt) {
+                (Some(path), false) => Some(TemplateKey::from_file(path).map_err(Error::from)?),
+                _ => None,
+            };
+            let location = ctx.gallery_location();
+            if !location.exists() {
+                bail!("the gallery {location} does not exist");
+            }
+            let gallery = ctx.gallery_for_write()?;
+            let old_id = gallery.key_id().map_err(Error::from)?;
+            let rewritten = gallery.rekey(new_key.as_ref()).map_err(Error::from)?;
+            let new_id = new_key.as_ref().map(|k| k.id().to_string());
+            let show = |id: &Option<String>| id.clone().unwrap_or_else(|| "none".into());
+            gallery
+                .append_audit(&facegate::audit::rekey(
+                    &local_actor(),
+                    old_id.as_deref(),
+                    new_id.as_deref(),
+                    rewritten,
+                ))
+                .map_err(Error::from)?;
+            let doc = json!({
+                "gallery": location.to_string(),
+                "templates": rewritten,
+                "old_key_id": old_id,
+                "new_key_id": new_id,
+            });
+            ctx.emit(&doc, || {
+                println!(
+                    "rewrote {rewritten} templates: key {} -> {}",
+                    show(&old_id),
+                    show(&new_id)
+                );
+                if new_id.is_none() {
+                    println!("the templates are now stored UNENCRYPTED");
+                } else {
+                    println!("from now on use the new key (--key-file / FACEGATE_KEY)");
+                }
             })?;
             Ok(ExitCode::SUCCESS)
         }
@@ -1141,8 +1250,9 @@ fn gallery(ctx: &Context, action: GalleryAction) -> Result<ExitCode> {
             if !from.exists() {
                 bail!("the source gallery {from} does not exist");
             }
-            let source = from.open().map_err(Error::from)?;
-            let target = to.open().map_err(Error::from)?;
+            // Both ends with this process's key (to change keys, `gallery rekey` first or after).
+            let source = ctx.open_gallery(&from)?;
+            let target = ctx.open_gallery(&to)?;
             let people = source.counts().map_err(Error::from)?.people;
             let bar = progress::bar(people as u64, ctx.interactive(), "copying people");
             let report =

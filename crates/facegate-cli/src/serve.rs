@@ -32,6 +32,10 @@ pub fn serve(ctx: &Context, args: &ServeArgs) -> Result<ExitCode> {
         ..ctx.engine_options()
     })?);
     let gallery = ctx.gallery_for_write()?;
+    // A missing or wrong template key would fail every request: refuse to start instead.
+    let key = ctx.template_key()?;
+    facegate::gallery::seal::check_key(gallery.as_ref(), key.as_deref())
+        .map_err(facegate::Error::from)?;
     let keys = if args.insecure_no_auth {
         for _ in 0..3 {
             tracing::warn!("--insecure-no-auth: ANYONE who can reach this port can enroll, verify and delete people. Use it for local demos only.");

@@ -55,11 +55,19 @@ impl Run {
 }
 
 fn facegate_in(home: &Path, gallery: &Path, args: &[&str]) -> Run {
+    facegate_env(home, gallery, &[], args)
+}
+
+/// As [`facegate_in`], with extra environment variables (no template key unless given).
+fn facegate_env(home: &Path, gallery: &Path, env: &[(&str, &str)], args: &[&str]) -> Run {
     let Output {
         status,
         stdout,
         stderr,
     } = Command::new(env!("CARGO_BIN_EXE_facegate"))
+        .env_remove("FACEGATE_KEY")
+        .env_remove("FACEGATE_KEY_FILE")
+        .envs(env.iter().copied())
         .arg("--home")
         .arg(home)
         .arg("--gallery")
@@ -841,4 +849,130 @@ fn the_audit_log_records_who_did_what_without_faces() {
     assert_eq!(events[4]["person"], "ben");
     let text = t.run(&["audit"]).stdout;
     assert!(text.contains("verify ben match"), "{text}");
+}
+
+#[test]
+fn encrypted_galleries_need_their_key_and_rotate() {
+    let t = Scratch::new();
+    let (k1, k2) = (t.path("first.key"), t.path("second.key"));
+    let r = t.run(&["gallery", "keygen", "--json", "--output", s(&k1)]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let k1_id = r.json()["key_id"].as_str().unwrap().to_string();
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(&k1).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600, "the key file is for its owner only");
+    }
+    let r = t.run(&["gallery", "keygen", "--output", s(&k1)]);
+    assert_eq!(r.code, 2, "an existing key file is never overwritten");
+    assert_eq!(t.run(&["gallery", "keygen", "--output", s(&k2)]).code, 0);
+    let k1_hex = std::fs::read_to_string(&k1).unwrap().trim().to_string();
+    let k2_hex = std::fs::read_to_string(&k2).unwrap().trim().to_string();
+    assert_eq!(k1_hex.len(), 64);
+    let with = |key: &Path, args: &[&str]| {
+        facegate_env(
+            &home(),
+            &t.gallery(),
+            &[("FACEGATE_KEY_FILE", s(key))],
+            args,
+        )
+    };
+    let with_hex = |hex: &str, args: &[&str]| {
+        facegate_env(&home(), &t.gallery(), &[("FACEGATE_KEY", hex)], args)
+    };
+    let (ben0, ben1) = (photo("ben_afflek", 0), photo("ben_afflek", 1));
+
+    let r = with(&k1, &["enroll", "ben", s(&ben0)]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let info = with(&k1, &["gallery", "info", "--json"]).json();
+    assert_eq!(info["encrypted"], true);
+    assert_eq!(info["key_id"], k1_id.as_str());
+
+    // The stored embedding, read with the key, is nowhere in the files in the clear.
+    let key = facegate::gallery::TemplateKey::from_hex(&k1_hex).unwrap();
+    let g = SqliteGallery::open(&t.gallery())
+        .unwrap()
+        .with_key(Some(std::sync::Arc::new(key)));
+    let model = g.model_id().unwrap().unwrap();
+    let stored = g.templates_of("ben", &model).unwrap()[0].embedding.clone();
+    drop(g);
+    let needle: Vec<u8> = stored[..16].iter().flat_map(|v| v.to_le_bytes()).collect();
+    for entry in std::fs::read_dir(t.dir.path()).unwrap() {
+        let bytes = std::fs::read(entry.unwrap().path()).unwrap();
+        assert!(!bytes.windows(needle.len()).any(|w| w == needle));
+    }
+
+    // No key: names only; a wrong key: refused; the right key (by file or digits): works.
+    let r = t.run(&["verify", "--json", "ben", s(&ben1)]);
+    assert_eq!(r.code, 2, "{}", r.stdout);
+    assert_eq!(r.json()["error"]["code"], "key_missing", "{}", r.stdout);
+    assert!(t
+        .run(&["verify", "ben", s(&ben1)])
+        .stderr
+        .contains("FACEGATE_KEY"));
+    let r = t.run(&["list", "--json"]);
+    assert_eq!(r.code, 0);
+    assert_eq!(r.json()["people"][0]["name"], "ben");
+    let r = with(&k2, &["verify", "--json", "ben", s(&ben1)]);
+    assert_eq!(r.code, 2);
+    assert_eq!(r.json()["error"]["code"], "wrong_key");
+    let r = with(&k2, &["enroll", "madonna", s(&photo("madonna", 0))]);
+    assert_eq!(r.code, 2, "a wrong key writes nothing either");
+    assert_eq!(with_hex(&k1_hex, &["verify", "ben", s(&ben1)]).code, 0);
+    assert_eq!(
+        with(&k1, &["verify", "ben", s(&photo("madonna", 0))]).code,
+        1
+    );
+    let r = with_hex("not-a-key", &["verify", "--json", "ben", s(&ben1)]);
+    assert_eq!(r.json()["error"]["code"], "invalid_key");
+
+    // A server without the key would fail every request: it refuses to start.
+    let mut server = Command::new(env!("CARGO_BIN_EXE_facegate"))
+        .env_remove("FACEGATE_KEY")
+        .env_remove("FACEGATE_KEY_FILE")
+        .args(["--home", s(&home()), "--gallery", s(&t.gallery())])
+        .args(["serve", "--listen", "127.0.0.1:0", "--insecure-no-auth"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let started = std::time::Instant::now();
+    let status = loop {
+        if let Some(status) = server.try_wait().unwrap() {
+            break Some(status);
+        }
+        if started.elapsed() > std::time::Duration::from_secs(120) {
+            server.kill().unwrap();
+            server.wait().unwrap();
+            break None;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    };
+    let mut stderr = String::new();
+    std::io::Read::read_to_string(&mut server.stderr.take().unwrap(), &mut stderr).unwrap();
+    assert_eq!(status.and_then(|s| s.code()), Some(2), "{stderr}");
+    assert!(stderr.contains("encrypted"), "{stderr}");
+
+    // Rotation, then back to the clear.
+    let r = with(
+        &k1,
+        &["gallery", "rekey", "--json", "--new-key-file", s(&k2)],
+    );
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert_eq!(r.json()["templates"], 1);
+    assert_eq!(with(&k2, &["verify", "ben", s(&ben1)]).code, 0);
+    let r = with(&k1, &["verify", "--json", "ben", s(&ben1)]);
+    assert_eq!(r.json()["error"]["code"], "wrong_key");
+    assert_eq!(with(&k2, &["gallery", "rekey", "--decrypt"]).code, 0);
+    assert_eq!(t.run(&["verify", "ben", s(&ben1)]).code, 0);
+    let r = with(&k2, &["verify", "--json", "ben", s(&ben1)]);
+    assert_eq!(r.json()["error"]["code"], "not_encrypted");
+
+    // Key changes are audited by key id; no key ever reaches the log.
+    let log = t.run(&["audit", "--json"]).stdout;
+    let rekeys = log.matches("\"rekey\"").count();
+    assert_eq!(rekeys, 2, "{log}");
+    assert!(log.contains(&k1_id));
+    assert!(!log.contains(&k1_hex) && !log.contains(&k2_hex));
 }

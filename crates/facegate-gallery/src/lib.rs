@@ -77,7 +77,7 @@ pub enum GalleryError {
         gallery_key: String,
         given_key: String,
     },
-    #[error("a key was given, but this gallery's templates are stored unencrypted; encrypt them once with `facegate gallery rekey --new-key-file FILE` (without FACEGATE_KEY set), or leave the key out")]
+    #[error("a key was given, but this gallery's templates are stored unencrypted; encrypt them once with `facegate gallery rekey --new-key-file FILE` (with no current key given), or leave the key out")]
     NotEncrypted,
     #[error("invalid template key: {reason}")]
     InvalidKey { reason: String },

@@ -194,6 +194,19 @@ fn warn_if_readable_by_others(path: &Path) {
 #[cfg(not(unix))]
 fn warn_if_readable_by_others(_path: &Path) {}
 
+/// Whether `key` is the right one for `gallery` (the same rules every read and write applies),
+/// for long-running processes to refuse to start rather than fail each request.
+pub fn check_key(
+    gallery: &dyn crate::Gallery,
+    key: Option<&TemplateKey>,
+) -> Result<(), GalleryError> {
+    let stored = gallery.key_id()?;
+    Sealing::resolve(stored.as_deref(), key, || {
+        Ok(gallery.counts()?.templates > 0)
+    })
+    .map(drop)
+}
+
 /// How a gallery stores embeddings right now, resolved from the key it records and the key
 /// this process was given.
 pub(crate) enum Sealing<'a> {

@@ -173,7 +173,7 @@ mod tests {
     #[test]
     fn bgr_reverses_channels() {
         let crop = RgbImage::from_pixel(1, 1, Rgb([255, 0, 51]));
-        assert_eq!(nhwc(&[crop.clone()], 1, false), [1.0, 0.0, 0.2]);
+        assert_eq!(nhwc(std::slice::from_ref(&crop), 1, false), [1.0, 0.0, 0.2]);
         assert_eq!(nhwc(&[crop], 1, true), [0.2, 0.0, 1.0]);
     }
 }

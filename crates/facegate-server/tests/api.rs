@@ -762,6 +762,15 @@ impl Gallery for UnreachableGallery {
     fn model_id(&self) -> Result<Option<String>, facegate::gallery::GalleryError> {
         Err(gone())
     }
+    fn key_id(&self) -> Result<Option<String>, facegate::gallery::GalleryError> {
+        Err(gone())
+    }
+    fn rekey(
+        &self,
+        _: Option<&facegate::gallery::TemplateKey>,
+    ) -> Result<usize, facegate::gallery::GalleryError> {
+        Err(gone())
+    }
     fn enroll(
         &self,
         _: &str,

@@ -82,3 +82,28 @@ pub fn enroll(
 pub fn erase(actor: &str, action: &str, person: &str, what: String) -> NewAuditEvent {
     event(actor, action, Some(person), "erased", None, what)
 }
+
+/// Templates re-encrypted (`gallery rekey`): key ids only, never keys.
+pub fn rekey(
+    actor: &str,
+    old_key: Option<&str>,
+    new_key: Option<&str>,
+    templates: usize,
+) -> NewAuditEvent {
+    let decision = match new_key {
+        Some(_) => "encrypted",
+        None => "decrypted",
+    };
+    event(
+        actor,
+        "rekey",
+        None,
+        decision,
+        None,
+        format!(
+            "{templates} template(s) rewritten; key {} -> {}",
+            old_key.unwrap_or("none"),
+            new_key.unwrap_or("none")
+        ),
+    )
+}

@@ -59,7 +59,7 @@ fn mobilefacenet_matches_tensorflow_as_shipped_and_repaired() {
 
     // As shipped: the converter alone, no repairs.
     let (topology, weights) = mobilefacenet_files(&store);
-    let graph = TfjsGraph::read(&topology, Some(&[weights.clone()])).unwrap();
+    let graph = TfjsGraph::read(&topology, Some(std::slice::from_ref(&weights))).unwrap();
     let shipped = runtime
         .network(
             "mobilefacenet as shipped",
