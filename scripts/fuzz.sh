@@ -9,11 +9,19 @@
 set -euo pipefail
 cd "$(dirname "$0")/../fuzz"
 seconds=${1:-600}
-targets=(image_decode keras_h5 torch_pt dlib_dat tfjs_model)
+targets=(${FUZZ_TARGETS:-image_decode keras_h5 torch_pt dlib_dat tfjs_model gallery_template detect http_request})
 
-# Seeds: small real inputs, so the fuzzer starts past the magic numbers.
-mkdir -p corpus/image_decode corpus/tfjs_model
+# Seeds: small real inputs, so the fuzzer starts past the magic numbers. The detect and
+# http_request targets load the models from the test cache (`cargo test` fills it) and start
+# from a real face photo, shrunk with ffmpeg when it is installed.
+mkdir -p corpus/image_decode corpus/tfjs_model corpus/gallery_template corpus/detect corpus/http_request
 cp ../tests/fixtures/golden/tfjs/*_noise_seed7.png corpus/image_decode/ 2>/dev/null || true
+face=$(find ../target/facegate-test-home/models -path '*val/madonna/*' -name '*.jpg' 2>/dev/null | sort | head -n1 || true)
+if [[ -n "$face" ]] && command -v ffmpeg >/dev/null; then
+    ffmpeg -loglevel error -y -i "$face" -vf scale=96:-2 -q:v 8 corpus/detect/face96.jpg
+    cp corpus/detect/face96.jpg corpus/image_decode/
+    python3 seeds.py corpus/detect/face96.jpg corpus/http_request
+fi
 
 {
     echo "# Fuzzing results"

@@ -398,6 +398,9 @@ pub enum GalleryAction {
         #[arg(long, value_name = "GALLERY")]
         to: String,
     },
+    /// Rewrite the database files so nothing of forgotten people remains in them (SQLite
+    /// VACUUM; PostgreSQL VACUUM FULL, which locks the gallery's tables while it runs)
+    Vacuum,
     /// Make a new random key for encrypting templates (64 hex digits)
     Keygen {
         /// Write it to this file (readable by you only) instead of printing it

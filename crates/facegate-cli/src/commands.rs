@@ -874,7 +874,7 @@ fn embed(ctx: &Context, path: &Path, all_faces: bool) -> Result<ExitCode> {
 }
 
 /// Who runs this command, for the audit log.
-fn local_actor() -> String {
+pub(crate) fn local_actor() -> String {
     let user = std::env::var("USER")
         .or_else(|_| std::env::var("LOGNAME"))
         .unwrap_or_else(|_| "unknown".to_string());
@@ -882,12 +882,12 @@ fn local_actor() -> String {
 }
 
 /// Appends to the gallery's audit log; a decision that cannot be recorded is an error.
-fn record(gallery: &dyn Gallery, event: facegate::gallery::NewAuditEvent) -> Result<()> {
+pub(crate) fn record(gallery: &dyn Gallery, event: facegate::gallery::NewAuditEvent) -> Result<()> {
     gallery.append_audit(&event).map_err(Error::from)?;
     Ok(())
 }
 
-fn audit_enroll(
+pub(crate) fn audit_enroll(
     gallery: &dyn Gallery,
     name: &str,
     added: usize,
@@ -1169,6 +1169,20 @@ fn gallery(ctx: &Context, action: GalleryAction) -> Result<ExitCode> {
                     Some(id) => println!("encrypted yes (AES-256-GCM, key id {id})"),
                     None => println!("encrypted no"),
                 }
+            })?;
+            Ok(ExitCode::SUCCESS)
+        }
+        GalleryAction::Vacuum => {
+            let location = ctx.gallery_location();
+            let Some(gallery) = ctx.gallery_for_read()? else {
+                bail!("the gallery {location} does not exist");
+            };
+            let started = std::time::Instant::now();
+            gallery.compact().map_err(Error::from)?;
+            let seconds = started.elapsed().as_secs_f64();
+            let doc = json!({ "gallery": location.to_string(), "seconds": seconds });
+            ctx.emit(&doc, || {
+                println!("rewrote {location} in {seconds:.1} s: erased templates are gone from its files");
             })?;
             Ok(ExitCode::SUCCESS)
         }

@@ -16,7 +16,7 @@ use facegate::Error;
 use serde_json::json;
 
 use crate::cli::VideoArgs;
-use crate::commands::{exit, Context};
+use crate::commands::{audit_enroll, exit, local_actor, record, Context};
 
 /// Opens what the flags name.
 fn open(args: &VideoArgs) -> Result<Box<dyn FrameSource>> {
@@ -89,6 +89,8 @@ pub fn enroll(ctx: &Context, name: &str, args: &VideoArgs, frames: usize) -> Res
     let report = gallery
         .enroll(name, engine.model_id(), &templates)
         .map_err(Error::from)?;
+    let (added, already) = (report.added.len(), report.duplicates.len());
+    audit_enroll(gallery.as_ref(), name, added, already, engine.model_id())?;
     let doc = json!({
         "person": name,
         "created_person": report.created_person,
@@ -155,6 +157,8 @@ pub fn verify(ctx: &Context, name: &str, args: &VideoArgs, k: usize, n: usize) -
         &settings,
         &stop,
     )?;
+    let event = facegate::audit::video_verify(&local_actor(), &outcome, &source.describe());
+    record(gallery.as_ref(), event)?;
     ctx.emit(&outcome, || {
         let verdict = if outcome.is_match { "MATCH" } else { "NO MATCH" };
         println!(
@@ -186,6 +190,10 @@ pub fn identify(ctx: &Context, args: &VideoArgs) -> Result<ExitCode> {
     let stop = stop_on_ctrl_c();
     let mut anyone = false;
     let json = ctx.global.json;
+    let (actor, described) = (local_actor(), source.describe());
+    // One audit entry per face entering the view (not per frame); the first failure to record
+    // stops nothing mid-stream but fails the command at the end.
+    let mut audit_failure = None;
     video::identify_video(
         &engine,
         gallery.as_ref(),
@@ -194,10 +202,23 @@ pub fn identify(ctx: &Context, args: &VideoArgs) -> Result<ExitCode> {
         &stop,
         &mut |event| {
             if let PresenceEvent::Enter {
-                person: Some(_), ..
+                person,
+                distance,
+                time_s,
+                ..
             } = &event
             {
-                anyone = true;
+                anyone |= person.is_some();
+                let entry = facegate::audit::video_presence(
+                    &actor,
+                    person.as_deref(),
+                    *distance,
+                    &described,
+                    *time_s,
+                );
+                if let Err(err) = gallery.append_audit(&entry) {
+                    audit_failure.get_or_insert(err);
+                }
             }
             if json {
                 // One line per event, flushed, for piping into other programs.
@@ -240,5 +261,8 @@ pub fn identify(ctx: &Context, args: &VideoArgs) -> Result<ExitCode> {
             }
         },
     )?;
+    if let Some(err) = audit_failure {
+        return Err(Error::from(err).into());
+    }
     Ok(exit(anyone))
 }

@@ -194,6 +194,12 @@ fn enroll_then_verify_identify_compare_list_forget() {
     let r = t.run(&["verify", "alice", s(&ben)]);
     assert_eq!(r.code, 2);
     assert!(r.stderr.contains("no person named \"alice\""));
+    let r = t.run(&["gallery", "vacuum", "--json"]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert_eq!(
+        t.run(&["verify", "madonna", s(&photo("madonna", 0))]).code,
+        0
+    );
 }
 
 #[test]

@@ -1,6 +1,7 @@
-//! Crash safety and concurrency of the SQLite gallery, through the real binary: kill -9 in the
-//! middle of a folder enrollment, several enrolling processes and readers at once, and a write
-//! that runs out of space.
+//! Crash safety and concurrency of the galleries (SQLite, and PostgreSQL when
+//! `FACEGATE_TEST_POSTGRES` names a server), through the real binary: kill -9 in the middle of
+//! a folder enrollment, several enrolling processes and readers at once, and a write that runs
+//! out of space.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -19,7 +20,59 @@ fn people_dir() -> PathBuf {
         .join("train")
 }
 
-fn facegate(gallery: &Path) -> Command {
+/// A gallery to attack: a SQLite file, or a scratch PostgreSQL database.
+enum Target {
+    Sqlite(PathBuf),
+    Postgres(facegate::gallery::ScratchDatabase),
+}
+
+impl Target {
+    fn arg(&self) -> &std::ffi::OsStr {
+        match self {
+            Target::Sqlite(path) => path.as_os_str(),
+            Target::Postgres(db) => std::ffi::OsStr::new(db.url()),
+        }
+    }
+
+    /// `(person, templates)`, sorted, after checking integrity (SQLite's own check; on
+    /// PostgreSQL, that no template lacks its person).
+    fn contents(&self) -> Vec<(String, i64)> {
+        match self {
+            Target::Sqlite(path) => contents(path),
+            Target::Postgres(db) => {
+                use facegate::gallery::Gallery as _;
+                let g = facegate::gallery::PostgresGallery::open(db.url()).unwrap();
+                let orphans: i64 = g
+                    .run(|c| {
+                        c.query_one(
+                            "SELECT count(*) FROM facegate_templates t WHERE NOT EXISTS
+                             (SELECT 1 FROM facegate_people p WHERE p.name = t.person)",
+                            &[],
+                        )
+                        .map(|r| r.get(0))
+                    })
+                    .unwrap();
+                assert_eq!(orphans, 0);
+                g.people()
+                    .unwrap()
+                    .into_iter()
+                    .map(|p| (p.name, p.templates as i64))
+                    .collect()
+            }
+        }
+    }
+}
+
+/// SQLite in `dir`, and PostgreSQL when a test server is configured.
+fn targets(dir: &Path) -> Vec<(&'static str, Target)> {
+    let mut targets = vec![("sqlite", Target::Sqlite(dir.join("gallery.db")))];
+    if let Some(db) = facegate::gallery::ScratchDatabase::from_env().unwrap() {
+        targets.push(("postgres", Target::Postgres(db)));
+    }
+    targets
+}
+
+fn facegate(gallery: impl AsRef<std::ffi::OsStr>) -> Command {
     let mut command = Command::new(env!("CARGO_BIN_EXE_facegate"));
     command
         .arg("--home")
@@ -76,11 +129,20 @@ fn kill_9_during_enroll_all_never_leaves_a_half_enrolled_person() {
     );
     let complete = contents(&reference);
     assert_eq!(complete.len(), 5);
+    for (backend, gallery) in targets(dir.path()) {
+        kill_9_during_enroll_all(backend, &gallery, &people, &complete);
+    }
+}
 
-    let gallery = dir.path().join("gallery.db");
+fn kill_9_during_enroll_all(
+    backend: &str,
+    gallery: &Target,
+    people: &Path,
+    complete: &[(String, i64)],
+) {
     // Kill at spread-out moments (a fixed sequence, so a failure can be reproduced).
     for delay_ms in [300u64, 900, 1700, 2600, 3400, 4600] {
-        let mut child = facegate(&gallery)
+        let mut child = facegate(gallery.arg())
             .args(["--json", "enroll-all"])
             .arg(&people)
             .stdout(Stdio::null())
@@ -90,17 +152,17 @@ fn kill_9_during_enroll_all_never_leaves_a_half_enrolled_person() {
         std::thread::sleep(Duration::from_millis(delay_ms));
         let _ = child.kill(); // SIGKILL
         let _ = child.wait();
-        for (person, templates) in contents(&gallery) {
+        for (person, templates) in gallery.contents() {
             let expected = complete.iter().find(|(p, _)| *p == person).unwrap().1;
             assert_eq!(
                 templates, expected,
-                "{person} is half enrolled after a kill at {delay_ms} ms"
+                "{backend}: {person} is half enrolled after a kill at {delay_ms} ms"
             );
         }
     }
     // Re-running completes the enrollment; what was already there is skipped, not redone.
-    let before = contents(&gallery);
-    let out = facegate(&gallery)
+    let before = gallery.contents();
+    let out = facegate(gallery.arg())
         .args(["--json", "enroll-all"])
         .arg(&people)
         .output()
@@ -118,14 +180,19 @@ fn kill_9_during_enroll_all_never_leaves_a_half_enrolled_person() {
         .map(|p| p["already_enrolled"].as_i64().unwrap())
         .sum();
     let had: i64 = before.iter().map(|(_, n)| n).sum();
-    assert_eq!(already, had, "{doc}");
-    assert_eq!(contents(&gallery), complete);
+    assert_eq!(already, had, "{backend}: {doc}");
+    assert_eq!(gallery.contents(), complete, "{backend}");
 }
 
 #[test]
 fn concurrent_enrollments_and_readers_lose_nothing() {
     let dir = tempfile::tempdir().unwrap();
-    let gallery = dir.path().join("gallery.db");
+    for (backend, gallery) in targets(dir.path()) {
+        concurrent_enrollments_and_readers(backend, &gallery);
+    }
+}
+
+fn concurrent_enrollments_and_readers(backend: &str, gallery: &Target) {
     let people = people_dir();
     let mut folders: Vec<PathBuf> = std::fs::read_dir(&people)
         .unwrap()
@@ -137,7 +204,7 @@ fn concurrent_enrollments_and_readers_lose_nothing() {
         .iter()
         .map(|folder| {
             let name = folder.file_name().unwrap().to_string_lossy().into_owned();
-            facegate(&gallery)
+            facegate(gallery.arg())
                 .args(["--json", "enroll", &name])
                 .arg(folder)
                 .stdout(Stdio::piped())
@@ -149,12 +216,12 @@ fn concurrent_enrollments_and_readers_lose_nothing() {
     let started = Instant::now();
     let mut reads = 0;
     while started.elapsed() < Duration::from_secs(4) {
-        let out = facegate(&gallery)
+        let out = facegate(gallery.arg())
             .args(["--json", "list"])
             .output()
             .unwrap();
         let text = String::from_utf8_lossy(&out.stderr);
-        assert!(!text.contains("locked"), "a reader saw: {text}");
+        assert!(!text.contains("locked"), "{backend}: a reader saw: {text}");
         assert!(out.status.success() || text.contains("empty"), "{text}");
         reads += 1;
     }
@@ -162,12 +229,12 @@ fn concurrent_enrollments_and_readers_lose_nothing() {
     for writer in writers {
         let out = writer.wait_with_output().unwrap();
         let text = String::from_utf8_lossy(&out.stderr);
-        assert!(out.status.success(), "a writer failed: {text}");
+        assert!(out.status.success(), "{backend}: a writer failed: {text}");
         assert!(!text.contains("locked"), "{text}");
         enrolled += json(&out.stdout)["enrolled"].as_array().unwrap().len() as i64;
     }
-    let stored = contents(&gallery);
-    assert_eq!(stored.len(), 5, "{stored:?}");
+    let stored = gallery.contents();
+    assert_eq!(stored.len(), 5, "{backend}: {stored:?}");
     assert_eq!(stored.iter().map(|(_, n)| n).sum::<i64>(), enrolled);
     assert!(reads > 0);
 }

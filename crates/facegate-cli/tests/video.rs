@@ -249,6 +249,29 @@ fn enroll_verify_and_identify_from_video() {
     let end = events.last().unwrap();
     assert_eq!(end["event"], "end");
     assert!(end["frames"].as_u64().unwrap() >= 25);
+
+    // Video decisions are audited like photo ones: who, which person, the decision.
+    let (code, out, _) = facegate(&gallery, &["--json", "audit"]);
+    assert_eq!(code, 0);
+    let log: Value = serde_json::from_str(&out).unwrap();
+    let summary: Vec<String> = log["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| format!("{} {} {}", e["action"], e["person"], e["decision"]))
+        .collect();
+    let expected = [
+        r#""enroll" "ben" "added""#,
+        r#""enroll" "madonna" "added""#,
+        r#""enroll" "madonna" "added""#,
+        r#""verify" "ben" "match""#,
+        r#""verify" "ben" "no_match""#,
+        r#""verify" "madonna" "no_match""#,
+        r#""identify" "ben" "identified""#,
+        r#""identify" "madonna" "identified""#,
+    ];
+    assert_eq!(summary, expected, "{out}");
+    assert!(out.contains("video "), "the detail names the source: {out}");
 }
 
 #[test]

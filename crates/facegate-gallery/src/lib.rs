@@ -287,6 +287,11 @@ pub trait Gallery: Send + Sync {
     /// Erases a person and all their templates; returns how many templates went.
     fn forget(&self, name: &str) -> Result<usize, GalleryError>;
 
+    /// Rewrites the database files without the space deleted rows left behind, so nothing of
+    /// erased templates remains in them (SQLite `VACUUM`; PostgreSQL `VACUUM FULL`, which locks
+    /// the tables while it runs).
+    fn compact(&self) -> Result<(), GalleryError>;
+
     /// The id of the key the gallery's templates are encrypted with (none: unencrypted).
     fn key_id(&self) -> Result<Option<String>, GalleryError>;
 

@@ -1051,6 +1051,25 @@ pub(crate) fn is_transient(err: &postgres::Error) -> bool {
 }
 
 impl Gallery for PostgresGallery {
+    fn compact(&self) -> Result<(), GalleryError> {
+        self.with(|c| {
+            let e = self.error();
+            // VACUUM refuses to run inside a transaction: one statement at a time. FULL writes
+            // new files and drops the old ones (plain VACUUM leaves deleted bytes in place).
+            c.batch_execute("SET statement_timeout = 0").map_err(&e)?;
+            let result = c
+                .batch_execute("VACUUM FULL facegate_templates")
+                .and_then(|()| c.batch_execute("VACUUM FULL facegate_people"));
+            c.batch_execute("RESET statement_timeout").map_err(&e)?;
+            result.map_err(&e)?;
+            // Flushes the new files; needs a privileged role, and is only a speed-up otherwise.
+            if let Err(err) = c.batch_execute("CHECKPOINT") {
+                tracing::debug!("PostgreSQL gallery: CHECKPOINT after VACUUM FULL refused: {err}");
+            }
+            Ok(())
+        })
+    }
+
     fn key_id(&self) -> Result<Option<String>, GalleryError> {
         self.with(|c| Ok(self.bound_model(c)?.key_id))
     }

@@ -290,6 +290,13 @@ impl SqliteGallery {
 }
 
 impl Gallery for SqliteGallery {
+    fn compact(&self) -> Result<(), GalleryError> {
+        self.with(|c| {
+            c.execute_batch("VACUUM; PRAGMA wal_checkpoint(TRUNCATE);")
+                .map_err(self.db_error())
+        })
+    }
+
     fn key_id(&self) -> Result<Option<String>, GalleryError> {
         self.with(|c| {
             c.query_row("SELECT value FROM meta WHERE key = 'key_id'", [], |r| {

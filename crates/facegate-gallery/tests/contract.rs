@@ -37,6 +37,7 @@ contract!(
     quality_is_stored_with_each_template,
     the_audit_log_is_append_only,
     encrypted_templates_need_their_key_and_survive_rekeys,
+    forget_then_compact_leaves_nothing_in_the_files,
 );
 
 fn template(seed: f32, sha: &str) -> NewTemplate {
@@ -179,6 +180,90 @@ fn the_audit_log_is_append_only(b: Backend) {
         }
     }
     assert_eq!(g.audit_log(None, 10).unwrap(), log, "{}", b.name);
+}
+
+/// The files holding the gallery's data: the SQLite file and its journals, or the PostgreSQL
+/// database's directory (when the server is local and readable; `None` otherwise).
+fn database_files(b: &Backend) -> Option<Vec<std::path::PathBuf>> {
+    let dir = match &b.location {
+        facegate_gallery::GalleryLocation::Sqlite(path) => path.parent()?.to_path_buf(),
+        facegate_gallery::GalleryLocation::Postgres(url) => {
+            let db = facegate_gallery::PostgresGallery::open(url).ok()?;
+            let (data, oid): (String, u32) = db
+                .run(|c| {
+                    // Also flushes what is in memory, so the files are up to date.
+                    c.batch_execute("CHECKPOINT")?;
+                    let row = c.query_one(
+                        "SELECT current_setting('data_directory'), oid FROM pg_database
+                         WHERE datname = current_database()",
+                        &[],
+                    )?;
+                    Ok((row.get(0), row.get(1)))
+                })
+                .ok()?;
+            std::path::Path::new(&data)
+                .join("base")
+                .join(oid.to_string())
+        }
+    };
+    let files: Vec<_> = std::fs::read_dir(&dir)
+        .ok()?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.is_file())
+        .collect();
+    Some(files)
+}
+
+fn forget_then_compact_leaves_nothing_in_the_files(b: Backend) {
+    let g = b.open();
+    let marker: Vec<f32> = unit(&(0..64).map(|i| 0.321 + i as f32 * 7e-3).collect::<Vec<_>>());
+    let secret = NewTemplate {
+        embedding: marker.clone(),
+        ..template(0.0, "secret")
+    };
+    let mut state = 7u64;
+    let others: Vec<NewTemplate> = (0..50)
+        .map(|i| NewTemplate {
+            embedding: random_unit(&mut state, 64),
+            ..template(0.0, &format!("o{i}"))
+        })
+        .collect();
+    g.enroll("keeper", "m1", &others[..25]).unwrap();
+    g.enroll("ann", "m1", std::slice::from_ref(&secret))
+        .unwrap();
+    g.enroll("zoe", "m1", &others[25..]).unwrap();
+    let needle: Vec<u8> = marker.iter().flat_map(|v| v.to_le_bytes()).collect();
+    let holds_marker = || -> Option<bool> {
+        let files = database_files(&b)?;
+        Some(files.iter().any(|f| {
+            std::fs::read(f).is_ok_and(|bytes| bytes.windows(needle.len()).any(|w| w == needle))
+        }))
+    };
+    match holds_marker() {
+        Some(true) => {}
+        Some(false) => panic!("{}: the test must see the stored bytes first", b.name),
+        None => {
+            eprintln!(
+                "{}: the database files are not readable here; skipped",
+                b.name
+            );
+            return;
+        }
+    }
+    g.forget("ann").unwrap();
+    g.compact().unwrap();
+    assert_eq!(
+        holds_marker(),
+        Some(false),
+        "{}: erased bytes remain",
+        b.name
+    );
+    assert_eq!(g.counts().unwrap().templates, 50);
+    let probe = &others[30].embedding;
+    let found = TemplateIndex::load(g.as_ref(), "m1")
+        .unwrap()
+        .search(probe, 1);
+    assert_eq!(found[0].person, "zoe", "{}: the rest is intact", b.name);
 }
 
 fn new_key() -> Arc<TemplateKey> {

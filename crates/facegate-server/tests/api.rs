@@ -765,6 +765,9 @@ impl Gallery for UnreachableGallery {
     fn key_id(&self) -> Result<Option<String>, facegate::gallery::GalleryError> {
         Err(gone())
     }
+    fn compact(&self) -> Result<(), facegate::gallery::GalleryError> {
+        Err(gone())
+    }
     fn rekey(
         &self,
         _: Option<&facegate::gallery::TemplateKey>,

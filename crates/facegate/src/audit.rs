@@ -107,3 +107,54 @@ pub fn rekey(
         ),
     )
 }
+
+/// A verification from a video or camera: the K-of-N decision, with the closest frame's distance.
+pub fn video_verify(
+    actor: &str,
+    outcome: &crate::video::VideoVerifyOutcome,
+    source: &str,
+) -> NewAuditEvent {
+    let closest = outcome
+        .decisions
+        .iter()
+        .map(|d| d.distance)
+        .min_by(f32::total_cmp);
+    event(
+        actor,
+        "verify",
+        Some(&outcome.person),
+        if outcome.is_match {
+            "match"
+        } else {
+            "no_match"
+        },
+        closest,
+        format!(
+            "video {source}: {} of {} frames matched (needed {}); ended by {}",
+            outcome.matching_frames, outcome.n, outcome.k, outcome.ended_by
+        ),
+    )
+}
+
+/// A face entering a video or camera view: identified or unknown.
+pub fn video_presence(
+    actor: &str,
+    person: Option<&str>,
+    distance: Option<f32>,
+    source: &str,
+    time_s: f64,
+) -> NewAuditEvent {
+    let decision = if person.is_some() {
+        "identified"
+    } else {
+        "unknown"
+    };
+    event(
+        actor,
+        "identify",
+        person,
+        decision,
+        distance,
+        format!("video {source}: face entered at {time_s:.2} s"),
+    )
+}
