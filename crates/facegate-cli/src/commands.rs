@@ -1178,13 +1178,26 @@ fn gallery(ctx: &Context, action: GalleryAction) -> Result<ExitCode> {
                 bail!("the gallery {location} does not exist");
             };
             let started = std::time::Instant::now();
-            gallery.compact().map_err(Error::from)?;
+            let still_open = gallery.compact().map_err(Error::from)?;
             let seconds = started.elapsed().as_secs_f64();
-            let doc = json!({ "gallery": location.to_string(), "seconds": seconds });
+            let doc = json!({
+                "gallery": location.to_string(),
+                "seconds": seconds,
+                "complete": still_open == 0,
+                "older_transactions_open": still_open,
+            });
             ctx.emit(&doc, || {
-                println!("rewrote {location} in {seconds:.1} s: erased templates are gone from its files");
+                if still_open == 0 {
+                    println!("rewrote {location} in {seconds:.1} s: erased templates are gone from its files");
+                } else {
+                    println!("rewrote {location} in {seconds:.1} s, but {still_open} older transaction(s) were still open: rows they could see may remain; run it again when they have finished");
+                }
             })?;
-            Ok(ExitCode::SUCCESS)
+            Ok(if still_open == 0 {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::from(1)
+            })
         }
         GalleryAction::Keygen { output } => {
             let hex = TemplateKey::generate_hex().map_err(Error::from)?;

@@ -279,3 +279,114 @@ fn load_test_concurrent_verify() {
         ROUNDS - 1
     );
 }
+
+/// kill -9 of a server in the middle of concurrent enrollments, on SQLite and (when a test
+/// server is configured) PostgreSQL: every request is all or nothing, every answered 201 is
+/// stored, the database is intact, and a restarted server serves it.
+#[test]
+fn kill_9_of_the_server_mid_enrollment_keeps_each_request_all_or_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let sqlite = dir.path().join("gallery.db");
+    kill_server_mid_enrollment(&sqlite);
+    let c = rusqlite::Connection::open(&sqlite).unwrap();
+    let check: String = c
+        .query_row("PRAGMA integrity_check", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(check, "ok");
+    if let Some(db) = facegate::gallery::ScratchDatabase::from_env().unwrap() {
+        kill_server_mid_enrollment(std::path::Path::new(db.url()));
+    }
+}
+
+fn kill_server_mid_enrollment(gallery: &std::path::Path) {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    const PHOTOS: usize = 3;
+    let server = ServeProcess::start(gallery, &["--insecure-no-auth", "--rate-limit", "0"]);
+    let people = ["ben_afflek", "madonna", "elton_john", "mindy_kaling"];
+    let stop = Arc::new(AtomicBool::new(false));
+    let answered = Arc::new(Mutex::new(Vec::<(String, u16)>::new()));
+    let clients: Vec<_> = people
+        .iter()
+        .map(|person| {
+            let images: Vec<String> = (1..=PHOTOS)
+                .map(|n| b64(&photo("train", person, n)))
+                .collect();
+            let (stop, answered) = (stop.clone(), answered.clone());
+            let (url, person) = (format!("{}/v1/people", server.base), person.to_string());
+            std::thread::spawn(move || {
+                let http = agent();
+                for k in 0.. {
+                    if stop.load(Ordering::SeqCst) {
+                        break;
+                    }
+                    let name = format!("{person} {k}");
+                    let body = json!({ "name": name, "images": images });
+                    match http.post(&url).send_json(&body) {
+                        Ok(response) => {
+                            let status = response.status().as_u16();
+                            answered.lock().unwrap().push((name, status));
+                        }
+                        Err(_) => break, // the server is gone
+                    }
+                }
+            })
+        })
+        .collect();
+    let started = Instant::now();
+    while answered.lock().unwrap().len() < 3 && started.elapsed() < Duration::from_secs(300) {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    // Let the next requests get under way, then kill without warning.
+    std::thread::sleep(Duration::from_millis(250));
+    let killed = std::process::Command::new("kill")
+        .args(["-KILL", &server.pid().to_string()])
+        .status()
+        .unwrap();
+    assert!(killed.success());
+    stop.store(true, Ordering::SeqCst);
+    for client in clients {
+        client.join().unwrap();
+    }
+    drop(server);
+
+    let answered = answered.lock().unwrap().clone();
+    let created: Vec<&String> = answered
+        .iter()
+        .filter(|(_, status)| *status == 201)
+        .map(|(name, _)| name)
+        .collect();
+    assert!(!created.is_empty(), "{answered:?}");
+    let location = facegate::gallery::GalleryLocation::from_path(gallery);
+    let stored = location.open().unwrap().people().unwrap();
+    for person in &stored {
+        assert_eq!(
+            person.templates, PHOTOS,
+            "{} is half enrolled after the kill ({location})",
+            person.name
+        );
+    }
+    for name in created {
+        assert!(
+            stored.iter().any(|p| &p.name == name),
+            "{name} was answered 201 but is not stored ({location})"
+        );
+    }
+    eprintln!(
+        "{location}: {} requests answered before the kill, {} people stored",
+        answered.len(),
+        stored.len()
+    );
+    // A restarted server serves the same gallery.
+    let server = ServeProcess::start(gallery, &["--insecure-no-auth"]);
+    let (status, body) = read(
+        agent()
+            .get(format!("{}/v1/people?limit=500", server.base))
+            .call(),
+    );
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(
+        body["people"].as_array().unwrap().len(),
+        stored.len(),
+        "{body}"
+    );
+}

@@ -289,8 +289,10 @@ pub trait Gallery: Send + Sync {
 
     /// Rewrites the database files without the space deleted rows left behind, so nothing of
     /// erased templates remains in them (SQLite `VACUUM`; PostgreSQL `VACUUM FULL`, which locks
-    /// the tables while it runs).
-    fn compact(&self) -> Result<(), GalleryError>;
+    /// the tables while it runs, after waiting up to a minute for older transactions, which
+    /// could still see deleted rows). Returns how many such transactions were still open:
+    /// rows they could see may remain until the next compaction.
+    fn compact(&self) -> Result<usize, GalleryError>;
 
     /// The id of the key the gallery's templates are encrypted with (none: unencrypted).
     fn key_id(&self) -> Result<Option<String>, GalleryError>;

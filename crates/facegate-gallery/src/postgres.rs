@@ -9,7 +9,7 @@
 
 use std::str::FromStr;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use pgvector::Vector;
 use postgres::error::SqlState;
@@ -34,6 +34,10 @@ const CONNECTION_WAIT: Duration = Duration::from_secs(3);
 /// Retries of an operation that failed for a transient reason (a dropped connection, a
 /// restarting server, a serialization failure).
 const RETRIES: u32 = 4;
+
+/// How long compaction waits for transactions older than itself (which may still see deleted
+/// rows, so `VACUUM FULL` would keep them).
+const OLD_TRANSACTIONS_WAIT: Duration = Duration::from_secs(60);
 
 /// Serialises schema migrations between processes (an arbitrary, fixed advisory-lock key).
 const MIGRATION_LOCK: i64 = 0x6661_6365_6761_7465; // "facegate"
@@ -122,6 +126,22 @@ ALTER TABLE facegate_templates ADD COLUMN sealed bytea;
 ALTER TABLE facegate_templates ADD CONSTRAINT facegate_templates_one_form
     CHECK ((embedding IS NULL) <> (sealed IS NULL));
 INSERT INTO facegate_meta (key, value) VALUES ('key_id', '');
+",
+    ),
+    (
+        6,
+        "
+-- Vector indexes are named by dimension (facegate_templates_embedding_<D>) so a gallery
+-- rebound to another model never has to drop one; the existing index takes its name.
+DO $$
+DECLARE dimension text;
+BEGIN
+    SELECT value INTO dimension FROM facegate_meta WHERE key = 'dimension';
+    IF to_regclass('facegate_templates_embedding') IS NOT NULL AND dimension <> '0' THEN
+        EXECUTE format('ALTER INDEX facegate_templates_embedding RENAME TO %I',
+                       'facegate_templates_embedding_' || dimension);
+    END IF;
+END $$;
 ",
     ),
 ];
@@ -538,8 +558,7 @@ impl PostgresGallery {
             }
             return Ok(());
         }
-        // Empty gallery: (re)bind. The index is an expression index because the column holds
-        // vectors of any length; searches order by the same expression so the planner uses it.
+        // Empty gallery: (re)bind, with a vector index for the dimension.
         tx.execute(
             "UPDATE facegate_meta SET value = $1 WHERE key = 'model_id'",
             &[&model_id],
@@ -550,12 +569,10 @@ impl PostgresGallery {
             &[&dimension.to_string()],
         )
         .map_err(&e)?;
-        tx.batch_execute(&format!(
-            "DROP INDEX IF EXISTS facegate_templates_embedding;
-             CREATE INDEX facegate_templates_embedding ON facegate_templates
-                 USING hnsw ((embedding::vector({dimension})) vector_cosine_ops);"
-        ))
-        .map_err(&e)?;
+        // Old indexes stay (dropping one would wait for every reader of the table); an index
+        // of another dimension holds none of the new rows.
+        tx.batch_execute(&create_vector_index(dimension))
+            .map_err(&e)?;
         Ok(())
     }
 
@@ -720,8 +737,10 @@ impl PostgresGallery {
             .query(
                 &format!(
                     "SELECT person, id, embedding FROM facegate_templates
+                     WHERE {}
                      ORDER BY embedding::vector({dimension}) <=> $1::vector({dimension})
-                     LIMIT $2"
+                     LIMIT $2",
+                    indexed_rows(dimension)
                 ),
                 &[probe, &(wanted as i64)],
             )
@@ -778,7 +797,7 @@ impl PostgresGallery {
             self.lock_and_bind(&mut tx, model_id, Some(dimension))?;
             let sealing = self.sealing_for_write(&mut tx)?;
             if defer_index {
-                tx.batch_execute("DROP INDEX IF EXISTS facegate_templates_embedding")
+                tx.batch_execute(&format!("DROP INDEX IF EXISTS {}", index_name(dimension)))
                     .map_err(&e)?;
             }
             tx.batch_execute(
@@ -863,8 +882,8 @@ impl PostgresGallery {
             let bound = self.bound_model(&mut tx)?;
             let exists: bool = tx
                 .query_one(
-                    "SELECT to_regclass('facegate_templates_embedding') IS NOT NULL",
-                    &[],
+                    "SELECT to_regclass($1) IS NOT NULL",
+                    &[&index_name(bound.dimension)],
                 )
                 .map_err(&e)?
                 .get(0);
@@ -883,9 +902,8 @@ impl PostgresGallery {
             tx.batch_execute(&format!(
                 "SET LOCAL statement_timeout = 0;
                  SET LOCAL maintenance_work_mem = '{megabytes}MB';
-                 CREATE INDEX facegate_templates_embedding ON facegate_templates
-                     USING hnsw ((embedding::vector({})) vector_cosine_ops);",
-                bound.dimension
+                 {}",
+                create_vector_index(bound.dimension)
             ))
             .map_err(&e)?;
             tx.commit().map_err(&e)?;
@@ -901,8 +919,10 @@ impl PostgresGallery {
                 .query(
                     &format!(
                         "EXPLAIN SELECT person, id, embedding FROM facegate_templates
+                         WHERE {}
                          ORDER BY embedding::vector({dimension}) <=> $1::vector({dimension})
-                         LIMIT 10"
+                         LIMIT 10",
+                        indexed_rows(dimension)
                     ),
                     &[&probe],
                 )
@@ -914,6 +934,31 @@ impl PostgresGallery {
                 .join("\n"))
         })
     }
+}
+
+/// The rows the vector index holds: those of the gallery's dimension. A partial index,
+/// because building it evaluates the cast on every row still visible to some transaction —
+/// including the just-deleted rows of a previous model, which the cast would refuse.
+fn indexed_rows(dimension: usize) -> String {
+    format!("vector_dims(embedding) = {dimension}")
+}
+
+/// One vector index per dimension a gallery was ever bound to (see `lock_and_bind`).
+fn index_name(dimension: usize) -> String {
+    format!("facegate_templates_embedding_{dimension}")
+}
+
+/// The HNSW index for `dimension`-long embeddings, unless it exists (an expression index,
+/// because the column holds vectors of any length; searches order by the same expression so
+/// the planner uses it).
+fn create_vector_index(dimension: usize) -> String {
+    format!(
+        "CREATE INDEX IF NOT EXISTS {} ON facegate_templates
+             USING hnsw ((embedding::vector({dimension})) vector_cosine_ops)
+             WHERE {};",
+        index_name(dimension),
+        indexed_rows(dimension)
+    )
 }
 
 /// A value in `COPY ... FROM STDIN` text format.
@@ -1051,9 +1096,29 @@ pub(crate) fn is_transient(err: &postgres::Error) -> bool {
 }
 
 impl Gallery for PostgresGallery {
-    fn compact(&self) -> Result<(), GalleryError> {
+    fn compact(&self) -> Result<usize, GalleryError> {
         self.with(|c| {
             let e = self.error();
+            // VACUUM FULL copies deleted rows that an older transaction may still see (anywhere
+            // on the server): first let the transactions older than this call finish.
+            let started = Instant::now();
+            let older_open = |c: &mut Client| -> Result<usize, postgres::Error> {
+                let row = c.query_one(
+                    "SELECT count(*) FROM pg_stat_activity
+                     WHERE pid <> pg_backend_pid() AND backend_xmin IS NOT NULL
+                       AND xact_start < statement_timestamp() - $1::float8 * interval '1 second'",
+                    &[&started.elapsed().as_secs_f64()],
+                )?;
+                Ok(row.get::<_, i64>(0) as usize)
+            };
+            let mut still_open = older_open(c).map_err(&e)?;
+            while still_open > 0 && started.elapsed() < OLD_TRANSACTIONS_WAIT {
+                std::thread::sleep(Duration::from_millis(200));
+                still_open = older_open(c).map_err(&e)?;
+            }
+            if still_open > 0 {
+                tracing::warn!("{still_open} older transaction(s) still open: rows they can see stay in the files until the next compaction");
+            }
             // VACUUM refuses to run inside a transaction: one statement at a time. FULL writes
             // new files and drops the old ones (plain VACUUM leaves deleted bytes in place).
             c.batch_execute("SET statement_timeout = 0").map_err(&e)?;
@@ -1066,7 +1131,7 @@ impl Gallery for PostgresGallery {
             if let Err(err) = c.batch_execute("CHECKPOINT") {
                 tracing::debug!("PostgreSQL gallery: CHECKPOINT after VACUUM FULL refused: {err}");
             }
-            Ok(())
+            Ok(still_open)
         })
     }
 

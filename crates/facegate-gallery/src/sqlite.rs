@@ -111,12 +111,7 @@ impl SqliteGallery {
 
     /// How templates are stored now: the key the gallery records against the one given.
     fn sealing(&self, connection: &Connection) -> Result<Sealing<'_>, GalleryError> {
-        let stored: Option<String> = connection
-            .query_row("SELECT value FROM meta WHERE key = 'key_id'", [], |r| {
-                r.get(0)
-            })
-            .optional()
-            .map_err(self.db_error())?;
+        let stored = self.meta(connection, "key_id")?;
         Sealing::resolve(stored.as_deref(), self.key.as_deref(), || {
             connection
                 .query_row("SELECT EXISTS(SELECT 1 FROM templates)", [], |r| r.get(0))
@@ -144,14 +139,16 @@ impl SqliteGallery {
         f(&mut connection)
     }
 
-    fn check_model(&self, connection: &Connection, requested: &str) -> Result<(), GalleryError> {
-        let stored: Option<String> = connection
-            .query_row("SELECT value FROM meta WHERE key = 'model_id'", [], |r| {
-                r.get(0)
-            })
+    /// One value of the `meta` table (the model, the key id, the revision).
+    fn meta(&self, connection: &Connection, key: &str) -> Result<Option<String>, GalleryError> {
+        connection
+            .query_row("SELECT value FROM meta WHERE key = ?1", [key], |r| r.get(0))
             .optional()
-            .map_err(self.db_error())?;
-        match stored {
+            .map_err(self.db_error())
+    }
+
+    fn check_model(&self, connection: &Connection, requested: &str) -> Result<(), GalleryError> {
+        match self.meta(connection, "model_id")? {
             Some(model) if model != requested => Err(GalleryError::ModelMismatch {
                 gallery_model: model,
                 requested: requested.to_string(),
@@ -290,21 +287,17 @@ impl SqliteGallery {
 }
 
 impl Gallery for SqliteGallery {
-    fn compact(&self) -> Result<(), GalleryError> {
+    fn compact(&self) -> Result<usize, GalleryError> {
+        // VACUUM waits for readers through the busy timeout; it never copies deleted rows.
         self.with(|c| {
             c.execute_batch("VACUUM; PRAGMA wal_checkpoint(TRUNCATE);")
-                .map_err(self.db_error())
+                .map_err(self.db_error())?;
+            Ok(0)
         })
     }
 
     fn key_id(&self) -> Result<Option<String>, GalleryError> {
-        self.with(|c| {
-            c.query_row("SELECT value FROM meta WHERE key = 'key_id'", [], |r| {
-                r.get(0)
-            })
-            .optional()
-            .map_err(self.db_error())
-        })
+        self.with(|c| self.meta(c, "key_id"))
     }
 
     fn rekey(&self, new_key: Option<&TemplateKey>) -> Result<usize, GalleryError> {
@@ -392,13 +385,7 @@ impl Gallery for SqliteGallery {
     }
 
     fn model_id(&self) -> Result<Option<String>, GalleryError> {
-        self.with(|c| {
-            c.query_row("SELECT value FROM meta WHERE key = 'model_id'", [], |r| {
-                r.get(0)
-            })
-            .optional()
-            .map_err(self.db_error())
-        })
+        self.with(|c| self.meta(c, "model_id"))
     }
 
     fn enroll(
@@ -681,12 +668,7 @@ impl Gallery for SqliteGallery {
 
     fn revision(&self) -> Result<u64, GalleryError> {
         self.with(|c| {
-            let value: Option<String> = c
-                .query_row("SELECT value FROM meta WHERE key = 'revision'", [], |r| {
-                    r.get(0)
-                })
-                .optional()
-                .map_err(self.db_error())?;
+            let value = self.meta(c, "revision")?;
             Ok(value.and_then(|v| v.parse().ok()).unwrap_or(0))
         })
     }

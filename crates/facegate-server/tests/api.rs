@@ -765,7 +765,7 @@ impl Gallery for UnreachableGallery {
     fn key_id(&self) -> Result<Option<String>, facegate::gallery::GalleryError> {
         Err(gone())
     }
-    fn compact(&self) -> Result<(), facegate::gallery::GalleryError> {
+    fn compact(&self) -> Result<usize, facegate::gallery::GalleryError> {
         Err(gone())
     }
     fn rekey(
