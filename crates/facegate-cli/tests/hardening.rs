@@ -144,7 +144,7 @@ fn kill_9_during_enroll_all(
     for delay_ms in [300u64, 900, 1700, 2600, 3400, 4600] {
         let mut child = facegate(gallery.arg())
             .args(["--json", "enroll-all"])
-            .arg(&people)
+            .arg(people)
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
@@ -164,7 +164,7 @@ fn kill_9_during_enroll_all(
     let before = gallery.contents();
     let out = facegate(gallery.arg())
         .args(["--json", "enroll-all"])
-        .arg(&people)
+        .arg(people)
         .output()
         .unwrap();
     assert!(
