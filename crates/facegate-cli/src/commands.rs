@@ -396,16 +396,7 @@ fn enroll(ctx: &Context, name: &str, inputs: &[PathBuf], largest: bool) -> Resul
     }
     let templates: Vec<NewTemplate> = prepared.iter().map(|(p, _)| p.template.clone()).collect();
     let gallery = ctx.gallery_for_write()?;
-    let report = gallery
-        .enroll(name, engine.model_id(), &templates)
-        .map_err(Error::from)?;
-    audit_enroll(
-        gallery.as_ref(),
-        name,
-        report.added.len(),
-        report.duplicates.len(),
-        engine.model_id(),
-    )?;
+    let report = enroll_audited(gallery.as_ref(), name, engine.model_id(), &templates)?;
     let mut added = report.added.iter();
     let mut enrolled = Vec::new();
     let mut already = Vec::new();
@@ -599,16 +590,7 @@ fn enroll_all(ctx: &Context, dir: &Path, largest: bool) -> Result<ExitCode> {
                 }
                 continue;
             }
-            let done = gallery
-                .enroll(name, engine.model_id(), &templates)
-                .map_err(Error::from)?;
-            audit_enroll(
-                gallery.as_ref(),
-                name,
-                done.added.len(),
-                done.duplicates.len(),
-                engine.model_id(),
-            )?;
+            let done = enroll_audited(gallery.as_ref(), name, engine.model_id(), &templates)?;
             report.push(PersonEnrolled {
                 person: name.clone(),
                 added: done.added.len(),
@@ -887,17 +869,25 @@ pub(crate) fn record(gallery: &dyn Gallery, event: facegate::gallery::NewAuditEv
     Ok(())
 }
 
-pub(crate) fn audit_enroll(
+/// Stores the templates and, in the same transaction, the audit entry saying so.
+pub(crate) fn enroll_audited(
     gallery: &dyn Gallery,
     name: &str,
-    added: usize,
-    already: usize,
     model: &str,
-) -> Result<()> {
-    record(
-        gallery,
-        facegate::audit::enroll(&local_actor(), name, added, already, model),
-    )
+    templates: &[NewTemplate],
+) -> Result<facegate::gallery::EnrollReport> {
+    let actor = local_actor();
+    let audit = |report: &facegate::gallery::EnrollReport| {
+        let (added, already) = (report.added.len(), report.duplicates.len());
+        facegate::audit::enroll(&actor, name, added, already, model)
+    };
+    let options = facegate::gallery::EnrollOptions {
+        audit: Some(&audit),
+        ..Default::default()
+    };
+    Ok(gallery
+        .enroll_with(name, model, templates, &options)
+        .map_err(Error::from)?)
 }
 
 /// `facegate audit`: the log, oldest first.
@@ -1001,16 +991,13 @@ fn forget(ctx: &Context, name: &str) -> Result<ExitCode> {
             name: name.to_string(),
         })
     })?;
-    let removed = gallery.forget(name).map_err(Error::from)?;
-    record(
-        gallery.as_ref(),
-        facegate::audit::erase(
-            &local_actor(),
-            "forget",
-            name,
-            format!("{removed} template(s)"),
-        ),
-    )?;
+    let actor = local_actor();
+    let audit = |removed: usize| {
+        facegate::audit::erase(&actor, "forget", name, format!("{removed} template(s)"))
+    };
+    let removed = gallery
+        .forget_with(name, Some(&audit))
+        .map_err(Error::from)?;
     let doc = json!({ "person": name, "templates_removed": removed });
     ctx.emit(&doc, || {
         println!("forgot {name:?}: {removed} template(s) erased")
@@ -1237,17 +1224,15 @@ fn gallery(ctx: &Context, action: GalleryAction) -> Result<ExitCode> {
             }
             let gallery = ctx.gallery_for_write()?;
             let old_id = gallery.key_id().map_err(Error::from)?;
-            let rewritten = gallery.rekey(new_key.as_ref()).map_err(Error::from)?;
             let new_id = new_key.as_ref().map(|k| k.id().to_string());
-            let show = |id: &Option<String>| id.clone().unwrap_or_else(|| "none".into());
-            gallery
-                .append_audit(&facegate::audit::rekey(
-                    &local_actor(),
-                    old_id.as_deref(),
-                    new_id.as_deref(),
-                    rewritten,
-                ))
+            let actor = local_actor();
+            let audit = |rewritten: usize| {
+                facegate::audit::rekey(&actor, old_id.as_deref(), new_id.as_deref(), rewritten)
+            };
+            let rewritten = gallery
+                .rekey_with(new_key.as_ref(), Some(&audit))
                 .map_err(Error::from)?;
+            let show = |id: &Option<String>| id.clone().unwrap_or_else(|| "none".into());
             let doc = json!({
                 "gallery": location.to_string(),
                 "templates": rewritten,

@@ -16,7 +16,7 @@ use facegate::Error;
 use serde_json::json;
 
 use crate::cli::VideoArgs;
-use crate::commands::{audit_enroll, exit, local_actor, record, Context};
+use crate::commands::{enroll_audited, exit, local_actor, record, Context};
 
 /// Opens what the flags name.
 fn open(args: &VideoArgs) -> Result<Box<dyn FrameSource>> {
@@ -86,11 +86,7 @@ pub fn enroll(ctx: &Context, name: &str, args: &VideoArgs, frames: usize) -> Res
         .map(|c| c.template.clone())
         .collect();
     let gallery = ctx.gallery_for_write()?;
-    let report = gallery
-        .enroll(name, engine.model_id(), &templates)
-        .map_err(Error::from)?;
-    let (added, already) = (report.added.len(), report.duplicates.len());
-    audit_enroll(gallery.as_ref(), name, added, already, engine.model_id())?;
+    let report = enroll_audited(gallery.as_ref(), name, engine.model_id(), &templates)?;
     let doc = json!({
         "person": name,
         "created_person": report.created_person,

@@ -136,6 +136,16 @@ pub struct NewAuditEvent {
     pub detail: Option<String>,
 }
 
+/// How [`Gallery::enroll_with`] writes.
+#[derive(Default)]
+pub struct EnrollOptions<'a> {
+    /// Refuse with [`GalleryError::PersonExists`] if the person exists (creating a person with
+    /// their first photos, in the same transaction).
+    pub new_person: bool,
+    /// The audit entry for what was done, appended in the same transaction.
+    pub audit: Option<&'a dyn Fn(&EnrollReport) -> NewAuditEvent>,
+}
+
 /// A template to store.
 #[derive(Clone, Debug, PartialEq)]
 pub struct NewTemplate {
@@ -238,6 +248,18 @@ pub trait Gallery: Send + Sync {
         name: &str,
         model_id: &str,
         templates: &[NewTemplate],
+    ) -> Result<EnrollReport, GalleryError> {
+        self.enroll_with(name, model_id, templates, &EnrollOptions::default())
+    }
+
+    /// [`Gallery::enroll`], refusing an existing person and/or writing its audit entry in the
+    /// same transaction, as `options` say.
+    fn enroll_with(
+        &self,
+        name: &str,
+        model_id: &str,
+        templates: &[NewTemplate],
+        options: &EnrollOptions<'_>,
     ) -> Result<EnrollReport, GalleryError>;
 
     /// Every template of one person.
@@ -262,7 +284,17 @@ pub trait Gallery: Send + Sync {
     fn templates_info(&self, name: &str) -> Result<Vec<Template>, GalleryError>;
 
     /// Erases one template of a person.
-    fn remove_template(&self, name: &str, id: i64) -> Result<(), GalleryError>;
+    fn remove_template(&self, name: &str, id: i64) -> Result<(), GalleryError> {
+        self.remove_template_with(name, id, None)
+    }
+
+    /// [`Gallery::remove_template`], with `audit` appended in the same transaction.
+    fn remove_template_with(
+        &self,
+        name: &str,
+        id: i64,
+        audit: Option<&NewAuditEvent>,
+    ) -> Result<(), GalleryError>;
 
     /// How many people and templates the gallery holds.
     fn counts(&self) -> Result<GalleryCounts, GalleryError>;
@@ -285,7 +317,17 @@ pub trait Gallery: Send + Sync {
     fn revision(&self) -> Result<u64, GalleryError>;
 
     /// Erases a person and all their templates; returns how many templates went.
-    fn forget(&self, name: &str) -> Result<usize, GalleryError>;
+    fn forget(&self, name: &str) -> Result<usize, GalleryError> {
+        self.forget_with(name, None)
+    }
+
+    /// [`Gallery::forget`], with the audit entry (given the number of templates erased)
+    /// appended in the same transaction.
+    fn forget_with(
+        &self,
+        name: &str,
+        audit: Option<&dyn Fn(usize) -> NewAuditEvent>,
+    ) -> Result<usize, GalleryError>;
 
     /// Rewrites the database files without the space deleted rows left behind, so nothing of
     /// erased templates remains in them (SQLite `VACUUM`; PostgreSQL `VACUUM FULL`, which locks
@@ -300,7 +342,17 @@ pub trait Gallery: Send + Sync {
     /// Re-encrypts every template under `new_key` (none: stores them unencrypted), in one
     /// transaction, reading them with the key this gallery was opened with. Returns how many
     /// templates were rewritten.
-    fn rekey(&self, new_key: Option<&TemplateKey>) -> Result<usize, GalleryError>;
+    fn rekey(&self, new_key: Option<&TemplateKey>) -> Result<usize, GalleryError> {
+        self.rekey_with(new_key, None)
+    }
+
+    /// [`Gallery::rekey`], with the audit entry (given the number of templates rewritten)
+    /// appended in the same transaction.
+    fn rekey_with(
+        &self,
+        new_key: Option<&TemplateKey>,
+        audit: Option<&dyn Fn(usize) -> NewAuditEvent>,
+    ) -> Result<usize, GalleryError>;
 
     /// Appends to the audit log (append-only: the database refuses updates and deletes).
     fn append_audit(&self, event: &NewAuditEvent) -> Result<(), GalleryError>;

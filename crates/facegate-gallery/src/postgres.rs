@@ -19,8 +19,9 @@ use tokio_postgres_rustls::MakeRustlsConnect;
 
 use crate::seal::Sealing;
 use crate::{
-    check_finite, validate_name, AuditEvent, EnrollReport, Gallery, GalleryCounts, GalleryError,
-    Nearest, NearestPeople, NewAuditEvent, NewTemplate, Person, Template, TemplateKey,
+    check_finite, validate_name, AuditEvent, EnrollOptions, EnrollReport, Gallery, GalleryCounts,
+    GalleryError, Nearest, NearestPeople, NewAuditEvent, NewTemplate, Person, Template,
+    TemplateKey,
 };
 
 type Pool = r2d2::Pool<PostgresConnectionManager<MakeRustlsConnect>>;
@@ -961,6 +962,26 @@ fn create_vector_index(dimension: usize) -> String {
     )
 }
 
+/// Appends one audit entry (inside the caller's transaction, if any).
+fn insert_audit(
+    client: &mut impl postgres::GenericClient,
+    e: &NewAuditEvent,
+) -> Result<(), postgres::Error> {
+    client.execute(
+        "INSERT INTO facegate_audit (actor, action, person, decision, distance, detail)
+         VALUES ($1, $2, $3, $4, $5, $6)",
+        &[
+            &e.actor,
+            &e.action,
+            &e.person,
+            &e.decision,
+            &e.distance,
+            &e.detail,
+        ],
+    )?;
+    Ok(())
+}
+
 /// A value in `COPY ... FROM STDIN` text format.
 fn copy_text(value: &str) -> String {
     let mut out = String::with_capacity(value.len());
@@ -1139,7 +1160,11 @@ impl Gallery for PostgresGallery {
         self.with(|c| Ok(self.bound_model(c)?.key_id))
     }
 
-    fn rekey(&self, new_key: Option<&TemplateKey>) -> Result<usize, GalleryError> {
+    fn rekey_with(
+        &self,
+        new_key: Option<&TemplateKey>,
+        audit: Option<&dyn Fn(usize) -> NewAuditEvent>,
+    ) -> Result<usize, GalleryError> {
         self.with(|c| {
             let e = self.error();
             let mut tx = c.transaction().map_err(&e)?;
@@ -1187,28 +1212,16 @@ impl Gallery for PostgresGallery {
                 &[&new.key_id().unwrap_or("")],
             )
             .map_err(&e)?;
+            if let Some(audit) = audit {
+                insert_audit(&mut tx, &audit(rows.len())).map_err(&e)?;
+            }
             tx.commit().map_err(&e)?;
             Ok(rows.len())
         })
     }
 
     fn append_audit(&self, e: &NewAuditEvent) -> Result<(), GalleryError> {
-        self.with(|c| {
-            c.execute(
-                "INSERT INTO facegate_audit (actor, action, person, decision, distance, detail)
-                 VALUES ($1, $2, $3, $4, $5, $6)",
-                &[
-                    &e.actor,
-                    &e.action,
-                    &e.person,
-                    &e.decision,
-                    &e.distance,
-                    &e.detail,
-                ],
-            )
-            .map_err(self.error())?;
-            Ok(())
-        })
+        self.with(|c| insert_audit(c, e).map_err(self.error()))
     }
 
     fn audit_log(&self, after: Option<i64>, limit: usize) -> Result<Vec<AuditEvent>, GalleryError> {
@@ -1241,11 +1254,12 @@ impl Gallery for PostgresGallery {
         self.with(|c| Ok(self.bound_model(c)?.model))
     }
 
-    fn enroll(
+    fn enroll_with(
         &self,
         name: &str,
         model_id: &str,
         templates: &[NewTemplate],
+        options: &EnrollOptions<'_>,
     ) -> Result<EnrollReport, GalleryError> {
         validate_name(name)?;
         if let Some(first) = templates.first() {
@@ -1273,6 +1287,11 @@ impl Gallery for PostgresGallery {
                     == 1,
                 ..EnrollReport::default()
             };
+            if options.new_person && !report.created_person {
+                return Err(GalleryError::PersonExists {
+                    name: name.to_string(),
+                });
+            }
             for t in templates {
                 match self.insert_template(&mut tx, name, model_id, t, None, &sealing)? {
                     Some(id) => report.added.push(id),
@@ -1283,9 +1302,16 @@ impl Gallery for PostgresGallery {
                 // Nothing stored: do not leave an empty person (or a rebound model) behind.
                 tx.rollback().map_err(&e)?;
                 report.created_person = false;
+                if let Some(audit) = options.audit {
+                    // Nothing changed; the attempt is still recorded.
+                    insert_audit(c, &audit(&report)).map_err(&e)?;
+                }
                 return Ok(report);
             }
             self.bump_revision(&mut tx)?;
+            if let Some(audit) = options.audit {
+                insert_audit(&mut tx, &audit(&report)).map_err(&e)?;
+            }
             tx.commit().map_err(&e)?;
             Ok(report)
         })
@@ -1373,7 +1399,12 @@ impl Gallery for PostgresGallery {
         })
     }
 
-    fn remove_template(&self, name: &str, id: i64) -> Result<(), GalleryError> {
+    fn remove_template_with(
+        &self,
+        name: &str,
+        id: i64,
+        audit: Option<&NewAuditEvent>,
+    ) -> Result<(), GalleryError> {
         self.with(|c| {
             let e = self.error();
             let mut tx = c.transaction().map_err(&e)?;
@@ -1391,6 +1422,9 @@ impl Gallery for PostgresGallery {
                 });
             }
             self.bump_revision(&mut tx)?;
+            if let Some(audit) = audit {
+                insert_audit(&mut tx, audit).map_err(&e)?;
+            }
             tx.commit().map_err(&e)
         })
     }
@@ -1457,7 +1491,11 @@ impl Gallery for PostgresGallery {
         self.with(|c| Ok(self.bound_model(c)?.revision))
     }
 
-    fn forget(&self, name: &str) -> Result<usize, GalleryError> {
+    fn forget_with(
+        &self,
+        name: &str,
+        audit: Option<&dyn Fn(usize) -> NewAuditEvent>,
+    ) -> Result<usize, GalleryError> {
         self.with(|c| {
             let e = self.error();
             let mut tx = c.transaction().map_err(&e)?;
@@ -1473,6 +1511,9 @@ impl Gallery for PostgresGallery {
                 });
             }
             self.bump_revision(&mut tx)?;
+            if let Some(audit) = audit {
+                insert_audit(&mut tx, &audit(removed as usize)).map_err(&e)?;
+            }
             tx.commit().map_err(&e)?;
             Ok(removed as usize)
         })

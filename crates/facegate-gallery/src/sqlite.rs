@@ -8,8 +8,8 @@ use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
 
 use crate::seal::Sealing;
 use crate::{
-    check_finite, validate_name, AuditEvent, EnrollReport, Gallery, GalleryCounts, GalleryError,
-    NewAuditEvent, NewTemplate, Person, Template, TemplateKey,
+    check_finite, validate_name, AuditEvent, EnrollOptions, EnrollReport, Gallery, GalleryCounts,
+    GalleryError, NewAuditEvent, NewTemplate, Person, Template, TemplateKey,
 };
 
 const SCHEMA: &str = "
@@ -300,7 +300,11 @@ impl Gallery for SqliteGallery {
         self.with(|c| self.meta(c, "key_id"))
     }
 
-    fn rekey(&self, new_key: Option<&TemplateKey>) -> Result<usize, GalleryError> {
+    fn rekey_with(
+        &self,
+        new_key: Option<&TemplateKey>,
+        audit: Option<&dyn Fn(usize) -> NewAuditEvent>,
+    ) -> Result<usize, GalleryError> {
         self.with(|c| {
             let tx = c
                 .transaction_with_behavior(TransactionBehavior::Immediate)
@@ -335,6 +339,9 @@ impl Gallery for SqliteGallery {
                 .map_err(self.db_error())?;
             }
             set_key_id(&tx, new.key_id()).map_err(self.db_error())?;
+            if let Some(audit) = audit {
+                insert_audit(&tx, &audit(rows.len())).map_err(self.db_error())?;
+            }
             tx.commit().map_err(self.db_error())?;
             // secure_delete zeroed the old blobs; the WAL still holds their pages until this.
             erase_free_pages(c);
@@ -343,19 +350,7 @@ impl Gallery for SqliteGallery {
     }
 
     fn append_audit(&self, e: &NewAuditEvent) -> Result<(), GalleryError> {
-        self.with(|c| {
-            c.prepare_cached(
-                "INSERT INTO audit (at, actor, action, person, decision, distance, detail)
-                 VALUES (strftime('%Y-%m-%dT%H:%M:%SZ', 'now'), ?1, ?2, ?3, ?4, ?5, ?6)",
-            )
-            .and_then(|mut s| {
-                s.execute(params![
-                    e.actor, e.action, e.person, e.decision, e.distance, e.detail
-                ])
-            })
-            .map_err(self.db_error())?;
-            Ok(())
-        })
+        self.with(|c| insert_audit(c, e).map_err(self.db_error()))
     }
 
     fn audit_log(&self, after: Option<i64>, limit: usize) -> Result<Vec<AuditEvent>, GalleryError> {
@@ -388,11 +383,12 @@ impl Gallery for SqliteGallery {
         self.with(|c| self.meta(c, "model_id"))
     }
 
-    fn enroll(
+    fn enroll_with(
         &self,
         name: &str,
         model_id: &str,
         templates: &[NewTemplate],
+        options: &EnrollOptions<'_>,
     ) -> Result<EnrollReport, GalleryError> {
         validate_name(name)?;
         self.with(|c| {
@@ -426,6 +422,11 @@ impl Gallery for SqliteGallery {
                 .optional()
                 .map_err(self.db_error())?;
             let person_id = match existing {
+                Some(_) if options.new_person => {
+                    return Err(GalleryError::PersonExists {
+                        name: name.to_string(),
+                    })
+                }
                 Some(id) => id,
                 None => {
                     tx.execute(
@@ -454,9 +455,20 @@ impl Gallery for SqliteGallery {
             }
             if report.created_person && report.added.is_empty() {
                 // Nothing to keep: do not leave an empty person behind.
-                tx.rollback().map_err(self.db_error())?;
                 report.created_person = false;
+                if let Some(audit) = options.audit {
+                    // Nothing changed; the attempt is still recorded.
+                    tx.execute("DELETE FROM people WHERE id = ?1", [person_id])
+                        .map_err(self.db_error())?;
+                    insert_audit(&tx, &audit(&report)).map_err(self.db_error())?;
+                    tx.commit().map_err(self.db_error())?;
+                } else {
+                    tx.rollback().map_err(self.db_error())?;
+                }
                 return Ok(report);
+            }
+            if let Some(audit) = options.audit {
+                insert_audit(&tx, &audit(&report)).map_err(self.db_error())?;
             }
             tx.commit().map_err(self.db_error())?;
             Ok(report)
@@ -554,7 +566,12 @@ impl Gallery for SqliteGallery {
         })
     }
 
-    fn remove_template(&self, name: &str, id: i64) -> Result<(), GalleryError> {
+    fn remove_template_with(
+        &self,
+        name: &str,
+        id: i64,
+        audit: Option<&NewAuditEvent>,
+    ) -> Result<(), GalleryError> {
         self.with(|c| {
             let tx = c
                 .transaction_with_behavior(TransactionBehavior::Immediate)
@@ -575,6 +592,9 @@ impl Gallery for SqliteGallery {
             }
             self.forget_model_if_empty(&tx)?;
             bump_revision(&tx).map_err(self.db_error())?;
+            if let Some(audit) = audit {
+                insert_audit(&tx, audit).map_err(self.db_error())?;
+            }
             tx.commit().map_err(self.db_error())?;
             erase_free_pages(c);
             Ok(())
@@ -689,7 +709,11 @@ impl Gallery for SqliteGallery {
         })
     }
 
-    fn forget(&self, name: &str) -> Result<usize, GalleryError> {
+    fn forget_with(
+        &self,
+        name: &str,
+        audit: Option<&dyn Fn(usize) -> NewAuditEvent>,
+    ) -> Result<usize, GalleryError> {
         self.with(|c| {
             let tx = c
                 .transaction_with_behavior(TransactionBehavior::Immediate)
@@ -712,6 +736,9 @@ impl Gallery for SqliteGallery {
                 .map_err(self.db_error())?;
             self.forget_model_if_empty(&tx)?;
             bump_revision(&tx).map_err(self.db_error())?;
+            if let Some(audit) = audit {
+                insert_audit(&tx, &audit(removed)).map_err(self.db_error())?;
+            }
             tx.commit().map_err(self.db_error())?;
             erase_free_pages(c);
             Ok(removed)
@@ -780,6 +807,19 @@ fn add_quality_column(connection: &Connection) -> rusqlite::Result<()> {
     if !has_column {
         connection.execute_batch("ALTER TABLE templates ADD COLUMN quality TEXT")?;
     }
+    Ok(())
+}
+
+/// Appends one audit entry (inside the caller's transaction, if any).
+fn insert_audit(connection: &Connection, e: &NewAuditEvent) -> rusqlite::Result<()> {
+    connection
+        .prepare_cached(
+            "INSERT INTO audit (at, actor, action, person, decision, distance, detail)
+             VALUES (strftime('%Y-%m-%dT%H:%M:%SZ', 'now'), ?1, ?2, ?3, ?4, ?5, ?6)",
+        )?
+        .execute(params![
+            e.actor, e.action, e.person, e.decision, e.distance, e.detail
+        ])?;
     Ok(())
 }
 

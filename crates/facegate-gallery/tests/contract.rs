@@ -6,7 +6,8 @@ use std::collections::HashSet;
 use std::sync::Arc;
 
 use facegate_gallery::{
-    migrate, Gallery, GalleryCounts, GalleryError, NewTemplate, Person, TemplateIndex, TemplateKey,
+    migrate, EnrollOptions, EnrollReport, Gallery, GalleryCounts, GalleryError, NewAuditEvent,
+    NewTemplate, Person, TemplateIndex, TemplateKey,
 };
 use support::Backend;
 
@@ -38,6 +39,7 @@ contract!(
     the_audit_log_is_append_only,
     encrypted_templates_need_their_key_and_survive_rekeys,
     forget_then_compact_leaves_nothing_in_the_files,
+    changes_and_their_audit_entries_commit_together,
 );
 
 fn template(seed: f32, sha: &str) -> NewTemplate {
@@ -282,6 +284,104 @@ fn scanned(g: &dyn Gallery) -> Result<Vec<(i64, String, Vec<f32>)>, GalleryError
         seen.push((id, person.to_string(), e.to_vec()))
     })?;
     Ok(seen)
+}
+
+fn entry(action: &str, person: &str, detail: String) -> NewAuditEvent {
+    NewAuditEvent {
+        actor: "test".into(),
+        action: action.into(),
+        person: Some(person.into()),
+        decision: Some("done".into()),
+        distance: None,
+        detail: Some(detail),
+    }
+}
+
+fn changes_and_their_audit_entries_commit_together(b: Backend) {
+    let g = b.open();
+    let audited = |r: &EnrollReport| entry("enroll", "ann", format!("{} added", r.added.len()));
+    let options = EnrollOptions {
+        new_person: true,
+        audit: Some(&audited),
+    };
+    let report = g
+        .enroll_with(
+            "ann",
+            "m1",
+            &[template(0.1, "a"), template(0.2, "b")],
+            &options,
+        )
+        .unwrap();
+    assert_eq!(report.added.len(), 2);
+    // A new person who exists already: refused, nothing written, nothing logged.
+    let again = g.enroll_with("ann", "m1", &[template(0.3, "c")], &options);
+    expect_error(&b, again.map(drop), "PersonExists");
+    // A failure midway: no change, and no entry claiming one.
+    let broken = NewTemplate {
+        embedding: vec![f32::NAN, 0.0, 1.0],
+        ..template(0.0, "nan")
+    };
+    let failed = g.enroll_with(
+        "bob",
+        "m1",
+        &[template(0.4, "d"), broken],
+        &EnrollOptions {
+            audit: Some(&|_: &EnrollReport| entry("enroll", "bob", "added".into())),
+            ..EnrollOptions::default()
+        },
+    );
+    assert!(failed.is_err());
+    g.remove_template_with(
+        "ann",
+        report.added[0],
+        Some(&entry("remove_template", "ann", "one".into())),
+    )
+    .unwrap();
+    let removed = g
+        .forget_with(
+            "ann",
+            Some(&|n| entry("forget", "ann", format!("{n} erased"))),
+        )
+        .unwrap();
+    assert_eq!(removed, 1);
+    let log: Vec<(String, String)> = g
+        .audit_log(None, 100)
+        .unwrap()
+        .into_iter()
+        .map(|e| (e.action, e.detail.unwrap_or_default()))
+        .collect();
+    let expected = [
+        ("enroll", "2 added"),
+        ("remove_template", "one"),
+        ("forget", "1 erased"),
+    ]
+    .map(|(a, d)| (a.to_string(), d.to_string()));
+    assert_eq!(log, expected, "{}", b.name);
+    assert_eq!(g.counts().unwrap(), GalleryCounts::default());
+    if b.name == "postgres" {
+        // The other way round: an entry the database refuses (PostgreSQL text cannot hold
+        // NUL) undoes the change it describes.
+        g.enroll("carl", "m1", &[template(0.5, "e")]).unwrap();
+        let bad = |_: &EnrollReport| NewAuditEvent {
+            actor: "nul\0byte".into(),
+            ..entry("enroll", "carl", String::new())
+        };
+        let result = g.enroll_with(
+            "carl",
+            "m1",
+            &[template(0.6, "f")],
+            &EnrollOptions {
+                audit: Some(&bad),
+                ..EnrollOptions::default()
+            },
+        );
+        assert!(result.is_err(), "PostgreSQL must refuse a NUL in text");
+        assert_eq!(
+            g.person("carl").unwrap().templates,
+            1,
+            "the enroll was undone"
+        );
+    }
 }
 
 /// `result` failed with the error variant named `variant`.

@@ -768,17 +768,19 @@ impl Gallery for UnreachableGallery {
     fn compact(&self) -> Result<usize, facegate::gallery::GalleryError> {
         Err(gone())
     }
-    fn rekey(
+    fn rekey_with(
         &self,
         _: Option<&facegate::gallery::TemplateKey>,
+        _: Option<&dyn Fn(usize) -> facegate::gallery::NewAuditEvent>,
     ) -> Result<usize, facegate::gallery::GalleryError> {
         Err(gone())
     }
-    fn enroll(
+    fn enroll_with(
         &self,
         _: &str,
         _: &str,
         _: &[facegate::gallery::NewTemplate],
+        _: &facegate::gallery::EnrollOptions<'_>,
     ) -> Result<facegate::gallery::EnrollReport, facegate::gallery::GalleryError> {
         Err(gone())
     }
@@ -823,7 +825,12 @@ impl Gallery for UnreachableGallery {
     ) -> Result<Vec<facegate::gallery::Template>, facegate::gallery::GalleryError> {
         Err(gone())
     }
-    fn remove_template(&self, _: &str, _: i64) -> Result<(), facegate::gallery::GalleryError> {
+    fn remove_template_with(
+        &self,
+        _: &str,
+        _: i64,
+        _: Option<&facegate::gallery::NewAuditEvent>,
+    ) -> Result<(), facegate::gallery::GalleryError> {
         Err(gone())
     }
     fn counts(&self) -> Result<facegate::gallery::GalleryCounts, facegate::gallery::GalleryError> {
@@ -832,7 +839,11 @@ impl Gallery for UnreachableGallery {
     fn revision(&self) -> Result<u64, facegate::gallery::GalleryError> {
         Err(gone())
     }
-    fn forget(&self, _: &str) -> Result<usize, facegate::gallery::GalleryError> {
+    fn forget_with(
+        &self,
+        _: &str,
+        _: Option<&dyn Fn(usize) -> facegate::gallery::NewAuditEvent>,
+    ) -> Result<usize, facegate::gallery::GalleryError> {
         Err(gone())
     }
     fn append_audit(

@@ -4,6 +4,7 @@ use axum::extract::rejection::{PathRejection, QueryRejection};
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::Json;
+use facegate::gallery::{EnrollOptions, EnrollReport, GalleryError};
 use facegate::ops;
 use serde::Deserialize;
 
@@ -206,11 +207,10 @@ pub async fn delete_person(
         let name = name.clone();
         state
             .with_gallery(move |g| {
-                let removed = g.forget(&name)?;
-                actor.record(g, |who| {
-                    audit::erase(who, "forget", &name, format!("{removed} template(s)"))
-                })?;
-                Ok(removed)
+                let audit = |removed: usize| {
+                    audit::erase(&actor.0, "forget", &name, format!("{removed} template(s)"))
+                };
+                g.forget_with(&name, Some(&audit))
             })
             .await?
     };
@@ -246,15 +246,9 @@ pub async fn delete_template(
         let name = name.clone();
         state
             .with_gallery(move |g| {
-                g.remove_template(&name, template_id)?;
-                actor.record(g, |who| {
-                    audit::erase(
-                        who,
-                        "remove_template",
-                        &name,
-                        format!("template {template_id}"),
-                    )
-                })
+                let what = format!("template {template_id}");
+                let entry = audit::erase(&actor.0, "remove_template", &name, what);
+                g.remove_template_with(&name, template_id, Some(&entry))
             })
             .await?;
     }
@@ -289,8 +283,13 @@ async fn enroll(
     let max_pixels = state.limits.max_pixels;
     let result = state
         .infer(move |engine, gallery| {
-            if !new_person {
-                gallery.person(&name)?;
+            // Before any inference: an unknown person, or one who already exists.
+            match (new_person, gallery.person(&name)) {
+                (false, Err(err)) => return Err(err.into()),
+                (true, Ok(_)) => {
+                    return Err(GalleryError::PersonExists { name: name.clone() }.into())
+                }
+                _ => {}
             }
             let mut prepared = Vec::with_capacity(images.len());
             for upload in &images {
@@ -298,33 +297,27 @@ async fn enroll(
                 prepared.push(ops::prepare_template(engine, &image, largest)?);
             }
             shared.metrics.faces_embedded.inc_by(prepared.len() as u64);
-            if new_person {
-                gallery.create_person(&name)?;
-            }
             let templates: Vec<_> = prepared.iter().map(|p| p.template.clone()).collect();
-            let report = if templates.is_empty() {
-                Default::default()
-            } else {
-                match gallery.enroll(&name, engine.model_id(), &templates) {
-                    Ok(report) => report,
-                    Err(err) => {
-                        if new_person {
-                            // All or nothing: the person was created by this request.
-                            let _ = gallery.forget(&name);
-                        }
-                        return Err(err.into());
-                    }
-                }
+            let audit = |report: &EnrollReport| {
+                let (added, already) = (report.added.len(), report.duplicates.len());
+                audit::enroll(&actor.0, &name, added, already, engine.model_id())
             };
-            actor.record(gallery, |who| {
-                audit::enroll(
-                    who,
-                    &name,
-                    report.added.len(),
-                    report.duplicates.len(),
-                    engine.model_id(),
-                )
-            })?;
+            let report = if templates.is_empty() {
+                // A person without photos yet: nothing biometric to write with the entry.
+                if new_person {
+                    gallery.create_person(&name)?;
+                }
+                let report = EnrollReport::default();
+                actor.record(gallery, |_| audit(&report))?;
+                report
+            } else {
+                // Person, templates and audit entry: one transaction.
+                let options = EnrollOptions {
+                    new_person,
+                    audit: Some(&audit),
+                };
+                gallery.enroll_with(&name, engine.model_id(), &templates, &options)?
+            };
             Ok(EnrollResult {
                 person: person_detail(gallery, &name)?,
                 added: report.added,
