@@ -301,7 +301,15 @@ fn kill_9_of_the_server_mid_enrollment_keeps_each_request_all_or_nothing() {
 fn kill_server_mid_enrollment(gallery: &std::path::Path) {
     use std::sync::atomic::{AtomicBool, Ordering};
     const PHOTOS: usize = 3;
-    let server = ServeProcess::start(gallery, &["--insecure-no-auth", "--rate-limit", "0"]);
+    // Quality off: every request should succeed, so the kill lands among real writes.
+    let serve = [
+        "--insecure-no-auth",
+        "--rate-limit",
+        "0",
+        "--quality",
+        "off",
+    ];
+    let server = ServeProcess::start(gallery, &serve);
     let people = ["ben_afflek", "madonna", "elton_john", "mindy_kaling"];
     let stop = Arc::new(AtomicBool::new(false));
     let answered = Arc::new(Mutex::new(Vec::<(String, u16)>::new()));
@@ -333,7 +341,8 @@ fn kill_server_mid_enrollment(gallery: &std::path::Path) {
         })
         .collect();
     let started = Instant::now();
-    while answered.lock().unwrap().len() < 3 && started.elapsed() < Duration::from_secs(300) {
+    let created = |answered: &[(String, u16)]| answered.iter().filter(|(_, s)| *s == 201).count();
+    while created(&answered.lock().unwrap()) < 3 && started.elapsed() < Duration::from_secs(300) {
         std::thread::sleep(Duration::from_millis(20));
     }
     // Let the next requests get under way, then kill without warning.
@@ -372,8 +381,9 @@ fn kill_server_mid_enrollment(gallery: &std::path::Path) {
         );
     }
     eprintln!(
-        "{location}: {} requests answered before the kill, {} people stored",
+        "{location}: {} requests answered before the kill ({:?}), {} people stored",
         answered.len(),
+        answered.iter().map(|(_, s)| s).collect::<Vec<_>>(),
         stored.len()
     );
     // A restarted server serves the same gallery.
