@@ -25,6 +25,16 @@ pub struct Face {
 }
 
 impl Face {
+    /// The same face in an image `sx` times wider and `sy` times taller.
+    pub fn scaled(&self, sx: f32, sy: f32) -> Face {
+        let [x1, y1, x2, y2] = self.bbox;
+        Face {
+            bbox: [x1 * sx, y1 * sy, x2 * sx, y2 * sy],
+            score: self.score,
+            landmarks: self.landmarks.map(|[x, y]| [x * sx, y * sy]),
+        }
+    }
+
     pub fn width(&self) -> f32 {
         self.bbox[2] - self.bbox[0]
     }

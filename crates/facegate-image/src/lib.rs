@@ -176,6 +176,12 @@ pub fn image_crop(image: &RgbImage, x: u32, y: u32, width: u32, height: u32) -> 
     image::imageops::crop_imm(image, x, y, width, height).to_image()
 }
 
+/// The image resized to `width x height` (bilinear; for shrinking large photos before
+/// detection).
+pub fn resize(image: &RgbImage, width: u32, height: u32) -> RgbImage {
+    image::imageops::resize(image, width, height, image::imageops::FilterType::Triangle)
+}
+
 /// The image mirrored left-right.
 pub fn flip_horizontal(image: &RgbImage) -> RgbImage {
     image::imageops::flip_horizontal(image)

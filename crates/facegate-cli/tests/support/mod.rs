@@ -28,6 +28,13 @@ pub fn artifacts() -> PathBuf {
     dir
 }
 
+/// A file under the repository's `tests/fixtures`.
+pub fn fixture(relative: &str) -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../../tests/fixtures")
+        .join(relative)
+}
+
 pub fn photo_path(split: &str, person: &str, n: usize) -> PathBuf {
     let dir = ModelStore::new(home().join("models"))
         .celebrity_dataset(&SilentObserver)

@@ -25,6 +25,12 @@ use crate::{DetectError, Detector, Face};
 /// Bump when the emitted graphs change, so cached ONNX files are rebuilt.
 const GRAPH_REVISION: u32 = 1;
 
+/// The largest image the cascade runs on. Bigger photos are shrunk to this first and the faces
+/// scaled back: the pyramid's memory grows with the pixels (a 49-megapixel photo took 4.7 GB
+/// and 18 s at full size), and in such photos faces smaller than the minimum times the shrink
+/// factor are too small to verify anyway.
+pub const MAX_DETECTION_PIXELS: u64 = 4_000_000;
+
 /// The cascade's settings; the defaults are MTCNN's published ones.
 #[derive(Clone, Debug)]
 pub struct MtcnnConfig {
@@ -259,6 +265,19 @@ impl Detector for Mtcnn {
         image: &RgbImage,
         min_face_size: u32,
     ) -> Result<Vec<Face>, DetectError> {
+        let pixels = u64::from(image.width()) * u64::from(image.height());
+        if pixels > MAX_DETECTION_PIXELS {
+            let shrink = (MAX_DETECTION_PIXELS as f64 / pixels as f64).sqrt();
+            let width = ((f64::from(image.width()) * shrink).floor() as u32).max(1);
+            let height = ((f64::from(image.height()) * shrink).floor() as u32).max(1);
+            let small = facegate_image::resize(image, width, height);
+            let (sx, sy) = (
+                image.width() as f32 / width as f32,
+                image.height() as f32 / height as f32,
+            );
+            let faces = self.detect_down_to(&small, min_face_size)?;
+            return Ok(faces.into_iter().map(|f| f.scaled(sx, sy)).collect());
+        }
         let planar = Planar::from_rgb(image);
         let min_face_size = min_face_size.max(self.config.min_face_size);
         let proposals = self.proposals(&planar, min_face_size)?;
