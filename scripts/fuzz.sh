@@ -22,14 +22,15 @@ if [[ -n "$face" ]] && command -v ffmpeg >/dev/null; then
     cp corpus/detect/face96.jpg corpus/image_decode/
     python3 seeds.py corpus/detect/face96.jpg corpus/http_request
 fi
+bash model_seeds.sh
 
 {
     echo "# Fuzzing results"
     echo
     echo "$(date -u +%Y-%m-%dT%H:%MZ), ${seconds} s per target, $(nproc) cores, $(rustup run nightly rustc --version)"
     echo
-    echo "| target | executions | crashes | notes |"
-    echo "|---|---|---|---|"
+    echo "| target | executions | crashes | slow inputs | notes |"
+    echo "|---|---|---|---|---|"
 } > results.md
 for target in "${targets[@]}"; do
     log=$(mktemp)
@@ -40,10 +41,12 @@ for target in "${targets[@]}"; do
     if [ -z "$runs" ]; then
         runs=$(grep -oE '^#[0-9]+' "$log" | tail -1 | tr -d '#' || true)
     fi
-    crashes=$(ls "artifacts/$target" 2>/dev/null | wc -l)
+    # Crashes, out-of-memory and timeouts stop the run; slow inputs (over 10 s) are only noted.
+    crashes=$(ls "artifacts/$target" 2>/dev/null | grep -cE '^(crash|oom|leak|timeout)-' || true)
+    slow=$(ls "artifacts/$target" 2>/dev/null | grep -c '^slow-unit-' || true)
     note="ok"
     [ "$status" -ne 0 ] && note="stopped with status $status: $(grep -m1 -E 'ERROR|panicked' "$log" | cut -c1-120)"
-    echo "| $target | ${runs:-?} | $crashes | $note |" >> results.md
+    echo "| $target | ${runs:-?} | $crashes | $slow | $note |" >> results.md
     tail -n 3 "$log"
     rm -f "$log"
 done
