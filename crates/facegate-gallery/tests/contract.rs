@@ -834,11 +834,7 @@ fn postgres_bulk_load_matches_enroll() {
     let Some(b) = support::postgres() else {
         return;
     };
-    let db = facegate_gallery::PostgresGallery::open(match &b.location {
-        facegate_gallery::GalleryLocation::Postgres(url) => url,
-        _ => unreachable!(),
-    })
-    .unwrap();
+    let db = facegate_gallery::PostgresGallery::open(b.url()).unwrap();
     use facegate_gallery::Gallery as _;
     db.enroll("existing", "m1", &[template(0.1, "e")]).unwrap();
     let tricky = r"back\slash \t not a tab";
@@ -882,9 +878,7 @@ fn postgres_rebinds_while_old_rows_are_still_visible_elsewhere() {
     let Some(b) = support::postgres() else {
         return;
     };
-    let facegate_gallery::GalleryLocation::Postgres(url) = &b.location else {
-        unreachable!()
-    };
+    let url = b.url();
     let g = b.open_with("search=index");
     g.enroll("alice", "m1", &[template(0.1, "a")]).unwrap();
     let mut reader = ::postgres::Client::connect(url, ::postgres::NoTls).unwrap();
@@ -913,9 +907,7 @@ fn postgres_bulk_load_encrypts_too() {
     let Some(b) = support::postgres() else {
         return;
     };
-    let facegate_gallery::GalleryLocation::Postgres(url) = &b.location else {
-        unreachable!()
-    };
+    let url = b.url();
     let key = new_key();
     let db = facegate_gallery::PostgresGallery::open(url)
         .unwrap()

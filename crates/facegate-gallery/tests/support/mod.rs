@@ -21,6 +21,14 @@ impl Backend {
         self.location.open().expect("open the gallery")
     }
 
+    /// The database URL (PostgreSQL backends only).
+    pub fn url(&self) -> &str {
+        match &self.location {
+            GalleryLocation::Postgres(url) => url,
+            other => panic!("{other} is not a PostgreSQL gallery"),
+        }
+    }
+
     /// The same gallery with extra URL settings (PostgreSQL only).
     pub fn open_with(&self, settings: &str) -> Arc<dyn Gallery> {
         match &self.location {
