@@ -51,9 +51,24 @@ pub fn crop_resize(image: &RgbImage, b: [f32; 4], width: u32, height: u32) -> Rg
 
 fn sample(image: &RgbImage, x: f32, y: f32) -> Rgb<u8> {
     let (w, h) = (image.width() as i64, image.height() as i64);
-    let (x0, y0) = (x.floor(), y.floor());
+    let (x0, y0) = (floor(x), floor(y));
     let (fx, fy) = (x - x0, y - y0);
     let (x0, y0) = (x0 as i64, y0 as i64);
+    let blend = |p00: [f32; 3], p10: [f32; 3], p01: [f32; 3], p11: [f32; 3]| {
+        Rgb(std::array::from_fn(|c| {
+            let top = p00[c] * (1.0 - fx) + p10[c] * fx;
+            let bottom = p01[c] * (1.0 - fx) + p11[c] * fx;
+            round_to_u8(top * (1.0 - fy) + bottom * fy)
+        }))
+    };
+    if x0 >= 0 && y0 >= 0 && x0 + 1 < w && y0 + 1 < h {
+        // All four neighbours inside: read them straight from the buffer (the common case).
+        let raw = image.as_raw();
+        let row = w as usize * 3;
+        let i = y0 as usize * row + x0 as usize * 3;
+        let at = |i: usize| [raw[i], raw[i + 1], raw[i + 2]].map(f32::from);
+        return blend(at(i), at(i + 3), at(i + row), at(i + row + 3));
+    }
     let pixel = |px: i64, py: i64| -> [f32; 3] {
         if px < 0 || py < 0 || px >= w || py >= h {
             [0.0; 3]
@@ -61,17 +76,42 @@ fn sample(image: &RgbImage, x: f32, y: f32) -> Rgb<u8> {
             image.get_pixel(px as u32, py as u32).0.map(f32::from)
         }
     };
-    let (p00, p10, p01, p11) = (
+    blend(
         pixel(x0, y0),
         pixel(x0 + 1, y0),
         pixel(x0, y0 + 1),
         pixel(x0 + 1, y0 + 1),
-    );
-    Rgb(std::array::from_fn(|c| {
-        let top = p00[c] * (1.0 - fx) + p10[c] * fx;
-        let bottom = p01[c] * (1.0 - fx) + p11[c] * fx;
-        (top * (1.0 - fy) + bottom * fy).round().clamp(0.0, 255.0) as u8
-    }))
+    )
+}
+
+/// `x.floor()` without a call into libm (baseline x86-64 has no rounding instruction): exact
+/// for every `|x| < 2^31`, and far outside any image beyond that.
+fn floor(x: f32) -> f32 {
+    if x.abs() >= 2_147_483_648.0 || x.is_nan() {
+        return x.floor();
+    }
+    let truncated = x as i32 as f32;
+    if truncated > x {
+        truncated - 1.0
+    } else if truncated == x {
+        x // keeps the sign of -0.0
+    } else {
+        truncated
+    }
+}
+
+/// `v.round().clamp(0.0, 255.0) as u8` for the non-negative values bilinear blending yields,
+/// without a call into libm per channel (the rounding is the same: half away from zero).
+fn round_to_u8(v: f32) -> u8 {
+    if v.is_nan() || v <= 0.0 {
+        return 0;
+    }
+    if v >= 255.0 {
+        return 255;
+    }
+    let whole = v as u32;
+    let up = u32::from(v - whole as f32 >= 0.5);
+    (whole + up) as u8
 }
 
 /// When shrinking by more than 2x, average a small grid of bilinear samples so the crop is not
@@ -94,4 +134,95 @@ fn sample_area(image: &RgbImage, x: f32, y: f32, sx: f32, sy: f32) -> Rgb<u8> {
     }
     let n = (steps * steps) as f32;
     Rgb(acc.map(|v| (v / n).round() as u8))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn floor_matches_libm() {
+        let mut values = vec![
+            -0.0,
+            0.0,
+            -0.5,
+            -1.0,
+            -1.5,
+            1.0,
+            0.99999994,
+            -0.99999994,
+            1e9,
+            -1e9,
+            3e9,
+            -3e9,
+            f32::MAX,
+            f32::MIN,
+            8388609.0,
+            -8388609.0,
+        ];
+        values.extend((-200_000..200_000).map(|i| i as f32 * 0.00137));
+        for v in values {
+            assert_eq!(floor(v).to_bits(), v.floor().to_bits(), "{v}");
+        }
+    }
+
+    #[test]
+    fn rounding_matches_round_then_clamp() {
+        let mut values = vec![
+            0.0,
+            -0.0,
+            -0.3,
+            0.49999997,
+            0.5,
+            1.5,
+            2.5,
+            254.49998,
+            254.5,
+            255.0,
+            255.4,
+            300.0,
+            f32::NAN,
+        ];
+        // Every float between 0 and 256 in steps that land on and beside the halves.
+        values.extend((0..2_560_000).map(|i| i as f32 * 1e-4));
+        for v in values {
+            let expected = v.round().clamp(0.0, 255.0) as u8;
+            assert_eq!(round_to_u8(v), expected, "{v}");
+        }
+    }
+
+    #[test]
+    fn sampling_inside_and_across_the_border_agree_with_plain_bilinear() {
+        let image = RgbImage::from_fn(7, 5, |x, y| {
+            Rgb([(x * 37 + y * 11) as u8, (x * y) as u8, 200])
+        });
+        let reference = |x: f32, y: f32| -> [u8; 3] {
+            let (x0, y0) = (x.floor(), y.floor());
+            let (fx, fy) = (x - x0, y - y0);
+            let get = |px: f32, py: f32| -> [f32; 3] {
+                if px < 0.0 || py < 0.0 || px >= 7.0 || py >= 5.0 {
+                    [0.0; 3]
+                } else {
+                    image.get_pixel(px as u32, py as u32).0.map(f32::from)
+                }
+            };
+            let (a, b, c, d) = (
+                get(x0, y0),
+                get(x0 + 1.0, y0),
+                get(x0, y0 + 1.0),
+                get(x0 + 1.0, y0 + 1.0),
+            );
+            std::array::from_fn(|k| {
+                let top = a[k] * (1.0 - fx) + b[k] * fx;
+                let bottom = c[k] * (1.0 - fx) + d[k] * fx;
+                (top * (1.0 - fy) + bottom * fy).round().clamp(0.0, 255.0) as u8
+            })
+        };
+        for j in -8..48 {
+            for i in -8..64 {
+                let (x, y) = (i as f32 * 0.137 - 0.9, j as f32 * 0.121 - 0.9);
+                assert_eq!(sample(&image, x, y).0, reference(x, y), "at ({x}, {y})");
+            }
+        }
+    }
 }

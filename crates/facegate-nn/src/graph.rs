@@ -155,8 +155,55 @@ impl GraphBuilder {
         self.op("PRelu", name, &[x, slope], Vec::new())
     }
 
+    /// Parametric ReLU with one slope per channel of an NCHW map, spelled so that ONNX Runtime
+    /// keeps it in its blocked (NCHWc) convolution layout:
+    /// `relu(x) + depthwise(relu(depthwise(x, -1)), -slope)`. Exactly one of the two terms is
+    /// non-zero and each is a single exact multiply, so the result is bit-for-bit that of
+    /// `PRelu`; but ONNX Runtime runs `PRelu` with a broadcast slope outside that layout, and
+    /// the reorders around it made MTCNN's networks twice as slow (measured: R-Net on 51 crops
+    /// 5.7 ms as `PRelu`, 2.9 ms spelled this way, on one thread).
+    pub fn prelu_channels(&mut self, name: &str, x: &Value, slope: &[f32]) -> Value {
+        let channels = slope.len();
+        let minus_one = self.weight(
+            &format!("{name}.minus_one"),
+            &[channels, 1, 1, 1],
+            vec![-1.0; channels],
+        );
+        let minus_slope = self.weight(
+            &format!("{name}.minus_slope"),
+            &[channels, 1, 1, 1],
+            slope.iter().map(|s| -s).collect(),
+        );
+        let positive = self.relu(&format!("{name}.positive"), x);
+        let negated = self.depthwise_scale(&format!("{name}.negated"), x, &minus_one, channels);
+        let negative = self.relu(&format!("{name}.negative"), &negated);
+        let scaled =
+            self.depthwise_scale(&format!("{name}.scaled"), &negative, &minus_slope, channels);
+        self.add(name, &positive, &scaled)
+    }
+
+    /// A 1x1 depthwise convolution: each channel multiplied by its own factor.
+    fn depthwise_scale(
+        &mut self,
+        name: &str,
+        x: &Value,
+        factors: &Value,
+        channels: usize,
+    ) -> Value {
+        self.op(
+            "Conv",
+            name,
+            &[x, factors],
+            vec![ints("kernel_shape", &[1, 1]), int("group", channels as i64)],
+        )
+    }
+
     /// Max pooling without padding; `ceil_mode` rounds the output size up, as PyTorch's
     /// `ceil_mode=True` does.
+    ///
+    /// Ceil mode is written as `stride - 1` pixels of end padding (which max pooling ignores):
+    /// for `kernel >= stride` the windows are exactly those of ceil mode, and ONNX Runtime keeps
+    /// padded pooling in its blocked convolution layout, which it does not for `ceil_mode`.
     pub fn max_pool(
         &mut self,
         name: &str,
@@ -165,6 +212,11 @@ impl GraphBuilder {
         strides: [usize; 2],
         ceil_mode: bool,
     ) -> Value {
+        assert!(
+            kernel[0] >= strides[0] && kernel[1] >= strides[1],
+            "max pooling with a stride larger than its window"
+        );
+        let end = |axis: usize| if ceil_mode { strides[axis] - 1 } else { 0 };
         self.op(
             "MaxPool",
             name,
@@ -172,7 +224,7 @@ impl GraphBuilder {
             vec![
                 ints("kernel_shape", &kernel),
                 ints("strides", &strides),
-                int("ceil_mode", i64::from(ceil_mode)),
+                ints("pads", &[0, 0, end(0), end(1)]),
             ],
         )
     }

@@ -186,6 +186,9 @@ pub struct EmbeddedFace {
     pub face: Face,
     #[serde(skip)]
     pub embedding: Vec<f32>,
+    /// Measured while the face was being aligned; [`Engine::judge_quality`] applies the rules.
+    #[serde(skip)]
+    pub quality: QualityReport,
 }
 
 /// The loaded pipeline: detector, aligner settings, embedder(s).
@@ -299,7 +302,20 @@ impl Engine {
         faces_in_image: usize,
         level: QualityLevel,
     ) -> Result<QualityReport, Error> {
-        let report = QualityReport::measure(&image.rgb, face, faces_in_image);
+        self.judge_quality(
+            image,
+            QualityReport::measure(&image.rgb, face, faces_in_image),
+            level,
+        )
+    }
+
+    /// Applies `level`'s rules to an already measured report (see [`EmbeddedFace::quality`]).
+    pub fn judge_quality(
+        &self,
+        image: &LoadedImage,
+        report: QualityReport,
+        level: QualityLevel,
+    ) -> Result<QualityReport, Error> {
         if let Some(rules) = level.rules() {
             let reasons = report.failures(&rules);
             if !reasons.is_empty() {
@@ -545,11 +561,32 @@ impl Engine {
                     .collect()
             }
         };
-        let embeddings = self.embed_at(&image.rgb, &selected)?;
+        // The quality figures need their own aligned crop; cutting it on the other core while
+        // the embedders' crops are cut takes it off a verify's critical path.
+        let (crops, qualities): (Vec<Vec<RgbImage>>, Vec<QualityReport>) = rayon::join(
+            || {
+                selected
+                    .iter()
+                    .map(|f| self.aligned_crops(&image.rgb, f))
+                    .collect()
+            },
+            || {
+                selected
+                    .iter()
+                    .map(|f| QualityReport::measure(&image.rgb, f, found))
+                    .collect()
+            },
+        );
+        let embeddings = self.embed_crops(&crops)?;
         let embedded = selected
             .into_iter()
             .zip(embeddings)
-            .map(|(face, embedding)| EmbeddedFace { face, embedding })
+            .zip(qualities)
+            .map(|((face, embedding), quality)| EmbeddedFace {
+                face,
+                embedding,
+                quality,
+            })
             .collect();
         Ok((embedded, found))
     }

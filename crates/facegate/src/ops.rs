@@ -35,9 +35,12 @@ pub fn prepare_template(
         FacePolicy::Single
     };
     let (mut faces, faces_found) = engine.embed_faces(image, policy)?;
-    let EmbeddedFace { face, embedding } = faces.remove(0);
-    let quality =
-        engine.check_quality(image, &face, faces_found, engine.options().enroll_quality)?;
+    let EmbeddedFace {
+        face,
+        embedding,
+        quality,
+    } = faces.remove(0);
+    let quality = engine.judge_quality(image, quality, engine.options().enroll_quality)?;
     let liveness = engine.liveness(&image.rgb, &face)?;
     if let Some(score) = liveness.as_ref().filter(|s| !s.live) {
         // A template made from a replayed photo would let the attack in again later.
@@ -116,33 +119,29 @@ pub fn verify(
     };
     let (faces, faces_found) = engine.embed_faces(image, policy)?;
     let threshold = engine.threshold();
-    let mut verdicts: Vec<FaceVerdict> = faces
+    let mut verdicts: Vec<(FaceVerdict, QualityReport)> = faces
         .into_iter()
         .filter_map(|f| {
             let (template, distances) = closest(&f.embedding, &templates, &threshold)?;
-            Some(FaceVerdict {
+            let verdict = FaceVerdict {
                 is_match: threshold.is_match(&distances),
                 distance: distances.get(threshold.metric),
                 distances,
                 best_template_id: template.id,
                 face: f.face,
-            })
+            };
+            Some((verdict, f.quality))
         })
         .collect();
-    let best = verdicts
-        .iter()
-        .min_by(|a, b| a.distance.total_cmp(&b.distance))
+    verdicts.sort_by(|a, b| a.0.distance.total_cmp(&b.0.distance));
+    let (best, quality) = verdicts
+        .first()
         .cloned()
         .ok_or_else(|| GalleryError::UnknownPerson {
             name: person.to_string(),
         })?;
-    verdicts.sort_by(|a, b| a.distance.total_cmp(&b.distance));
-    let quality = engine.check_quality(
-        image,
-        &best.face,
-        faces_found,
-        engine.options().verify_quality,
-    )?;
+    let verdicts: Vec<FaceVerdict> = verdicts.into_iter().map(|(v, _)| v).collect();
+    let quality = engine.judge_quality(image, quality, engine.options().verify_quality)?;
     let liveness = engine.liveness(&image.rgb, &best.face)?;
     Ok(VerifyOutcome {
         accepted: best.is_match && liveness.as_ref().is_none_or(|l| l.live),
@@ -355,8 +354,7 @@ pub fn identify_with(
             .first()
             .filter(|c| c.is_match)
             .map(|c| c.person.clone());
-        let quality =
-            engine.check_quality(image, &f.face, faces_found, engine.options().verify_quality)?;
+        let quality = engine.judge_quality(image, f.quality, engine.options().verify_quality)?;
         let liveness = engine.liveness(&image.rgb, &f.face)?;
         identified.push(IdentifiedFace {
             face: f.face,
@@ -447,8 +445,8 @@ pub fn compare(engine: &Engine, a: &LoadedImage, b: &LoadedImage) -> Result<Comp
     let (mut fb, found_b) = engine.embed_faces(b, FacePolicy::Largest)?;
     let (fa, fb) = (fa.remove(0), fb.remove(0));
     let level = engine.options().verify_quality;
-    let quality_a = engine.check_quality(a, &fa.face, found_a, level)?;
-    let quality_b = engine.check_quality(b, &fb.face, found_b, level)?;
+    let quality_a = engine.judge_quality(a, fa.quality.clone(), level)?;
+    let quality_b = engine.judge_quality(b, fb.quality.clone(), level)?;
     let threshold = engine.threshold();
     let distances = Distances::between(&fa.embedding, &fb.embedding);
     let note = match (found_a > 1, found_b > 1) {

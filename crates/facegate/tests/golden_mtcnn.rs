@@ -50,7 +50,18 @@ fn each_network_matches_pytorch_on_the_same_input() {
                 input[c * w * h + i] = (f32::from(p.0[c]) - 127.5) * 0.0078125;
             }
         }
-        let outputs = mtcnn.networks()[index].run(&[1, 3, h, w], input).unwrap();
+        let mut outputs = mtcnn.networks()[index].run(&[1, 3, h, w], input).unwrap();
+        if key == "pnet" {
+            // Our P-Net leaves the softmax over its two logit channels to the caller.
+            let logits = &mut outputs[1];
+            let plane = logits.shape[2] * logits.shape[3];
+            let face = facegate_detect::mtcnn::pnet::face_probability(&logits.data, plane);
+            logits.data = face
+                .iter()
+                .map(|p| 1.0 - p)
+                .chain(face.iter().copied())
+                .collect();
+        }
         let expected = spec["outputs"].as_array().unwrap();
         assert_eq!(outputs.len(), expected.len(), "{key}: output count");
         for (ours, theirs) in outputs.iter().zip(expected) {
@@ -131,4 +142,31 @@ fn cascade_finds_the_same_faces_as_facenet_pytorch() {
         }
     }
     assert!(compared >= 27, "compared {compared} faces");
+}
+
+#[test]
+fn large_levels_split_in_two_give_exactly_the_same_candidates_and_faces() {
+    let split = load_mtcnn();
+    let whole = Mtcnn::load(
+        &common::store(),
+        &common::runtime(),
+        MtcnnConfig {
+            split_large_levels: false,
+            ..MtcnnConfig::default()
+        },
+        &SilentObserver,
+    )
+    .expect("load MTCNN");
+    let mut faces = 0;
+    for (_, path) in common::celebrity_photos().iter().take(40) {
+        let image = facegate_image::load(path, DEFAULT_MAX_PIXELS).unwrap();
+        let a = split.proposals_of(&image.rgb).unwrap();
+        let b = whole.proposals_of(&image.rgb).unwrap();
+        assert_eq!(a, b, "{}: P-Net candidates", path.display());
+        let a = split.detect(&image.rgb).unwrap();
+        let b = whole.detect(&image.rgb).unwrap();
+        assert_eq!(a, b, "{}", path.display());
+        faces += a.len();
+    }
+    assert!(faces >= 40, "{faces} faces");
 }

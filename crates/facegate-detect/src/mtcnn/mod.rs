@@ -9,6 +9,7 @@ pub mod onet;
 pub mod pnet;
 pub mod rnet;
 
+use std::ops::Range;
 use std::path::Path;
 
 use facegate_image::RgbImage;
@@ -23,7 +24,7 @@ use crate::resample::Planar;
 use crate::{DetectError, Detector, Face};
 
 /// Bump when the emitted graphs change, so cached ONNX files are rebuilt.
-const GRAPH_REVISION: u32 = 1;
+const GRAPH_REVISION: u32 = 3;
 
 /// The largest image the cascade runs on. Bigger photos are shrunk to this first and the faces
 /// scaled back: the pyramid's memory grows with the pixels (a 49-megapixel photo took 4.7 GB
@@ -45,6 +46,8 @@ pub struct MtcnnConfig {
     /// Network replicas: pyramid levels and candidate batches run this many at a time
     /// (0 = one per core).
     pub parallel: usize,
+    /// Run each large pyramid level as two strips side by side (same candidates, sooner).
+    pub split_large_levels: bool,
 }
 
 impl Default for MtcnnConfig {
@@ -55,6 +58,7 @@ impl Default for MtcnnConfig {
             thresholds: [0.6, 0.7, 0.7],
             threads: 0,
             parallel: 0,
+            split_large_levels: true,
         }
     }
 }
@@ -124,6 +128,14 @@ impl Mtcnn {
         [&self.pnet, &self.rnet, &self.onet]
     }
 
+    /// The first stage's candidates (box after P-Net's regression, score), before R-Net: for
+    /// tests and diagnostics of the pyramid.
+    pub fn proposals_of(&self, image: &RgbImage) -> Result<Vec<([f32; 4], f32)>, DetectError> {
+        let planar = Planar::from_rgb(image);
+        let proposals = self.proposals(&planar, self.config.min_face_size)?;
+        Ok(proposals.into_iter().map(|c| (c.bbox, c.score)).collect())
+    }
+
     /// Pyramid scales for an image of this size.
     fn scales(&self, height: usize, width: usize, min_face_size: u32) -> Vec<f64> {
         let m = 12.0 / f64::from(min_face_size.max(1));
@@ -144,28 +156,67 @@ impl Mtcnn {
         let w = (image.width as f64 * scale + 1.0) as usize;
         let mut level = image.resize(h, w);
         normalize(&mut level.data);
-        let outputs = self.pnet.run(&[1, 3, h, w], level.data)?;
-        let (regression, probability) = (&outputs[0], &outputs[1]);
-        let (oh, ow) = (probability.shape[2], probability.shape[3]);
+        let output_rows = pnet_output_size(h);
+        let found = if self.config.split_large_levels && h >= SPLIT_LEVEL_ROWS && output_rows >= 2 {
+            // A large level is the longest task of the pyramid: its two halves go to two cores.
+            let middle = output_rows / 2;
+            let (top, bottom) = rayon::join(
+                || self.level_rows(&level, 0..pnet_input_rows(middle), scale),
+                || self.level_rows(&level, 2 * middle..h, scale),
+            );
+            let mut found = top?;
+            found.extend(bottom?);
+            found
+        } else {
+            self.level_rows(&level, 0..h, scale)?
+        };
+        Ok(suppress(found, 0.5, Overlap::Union))
+    }
+
+    /// P-Net over the input rows `rows` of a level (`rows.start` even): the candidates of the
+    /// output rows those input rows fully contain, exactly as the whole level would give them
+    /// (P-Net sees a 12-row window every 2 rows, and pools pairs of rows from the strip's top).
+    fn level_rows(
+        &self,
+        level: &Planar,
+        rows: Range<usize>,
+        scale: f64,
+    ) -> Result<Vec<Candidate>, DetectError> {
+        let (h, w) = (rows.len(), level.width);
+        let input = if h == level.height {
+            level.data.clone()
+        } else {
+            let plane = level.height * w;
+            (0..3)
+                .flat_map(|c| &level.data[c * plane + rows.start * w..c * plane + rows.end * w])
+                .copied()
+                .collect()
+        };
+        let outputs = self.pnet.run(&[1, 3, h, w], input)?;
+        let (regression, logits) = (&outputs[0], &outputs[1]);
+        let (oh, ow) = (logits.shape[2], logits.shape[3]);
         let plane = oh * ow;
+        let probability = pnet::face_probability(&logits.data, plane);
+        let first_row = rows.start / 2;
         let mut found = Vec::new();
         for y in 0..oh {
             for x in 0..ow {
-                let score = probability.data[plane + y * ow + x];
+                let score = probability[y * ow + x];
                 if score < self.config.thresholds[0] {
                     continue;
                 }
                 // In float32, as the reference computes it: `63 / 0.6` must floor to 104.
                 let scale32 = scale as f32;
                 let cell = |offset: usize, v: usize| ((2 * v + offset) as f32 / scale32).floor();
+                let row = first_row + y;
                 found.push(Candidate {
-                    bbox: [cell(1, x), cell(1, y), cell(12, x), cell(12, y)],
+                    bbox: [cell(1, x), cell(1, row), cell(12, x), cell(12, row)],
                     score,
                     regression: std::array::from_fn(|c| regression.data[c * plane + y * ow + x]),
                 });
             }
         }
-        Ok(suppress(found, 0.5, Overlap::Union))
+        Ok(found)
     }
 
     fn proposals(&self, image: &Planar, min_face_size: u32) -> Result<Vec<Candidate>, DetectError> {
@@ -198,11 +249,10 @@ impl Mtcnn {
         image: &Planar,
         candidates: Vec<Candidate>,
     ) -> Result<Vec<Candidate>, DetectError> {
-        let (candidates, batch) = crops(image, candidates, 24);
+        let (candidates, outputs) = crop_and_run(&self.rnet, image, candidates, 24)?;
         if candidates.is_empty() {
             return Ok(candidates);
         }
-        let outputs = run_split(&self.rnet, candidates.len(), 24, batch)?;
         let (regression, probability) = (&outputs[0], &outputs[1]);
         let passed: Vec<Candidate> = candidates
             .iter()
@@ -224,11 +274,10 @@ impl Mtcnn {
     }
 
     fn finish(&self, image: &Planar, candidates: Vec<Candidate>) -> Result<Vec<Face>, DetectError> {
-        let (candidates, batch) = crops(image, candidates, 48);
+        let (candidates, outputs) = crop_and_run(&self.onet, image, candidates, 48)?;
         if candidates.is_empty() {
             return Ok(Vec::new());
         }
-        let outputs = run_split(&self.onet, candidates.len(), 48, batch)?;
         let (regression, points, probability) = (&outputs[0], &outputs[1], &outputs[2]);
         let mut faces = Vec::new();
         for (i, c) in candidates.iter().enumerate() {
@@ -302,32 +351,45 @@ fn read(path: &Path) -> Result<Vec<u8>, ModelError> {
     })
 }
 
-/// Runs a batch of `n` crops of `size x size`, split over the network's replicas, and joins
-/// the outputs back in batch order.
-fn run_split(
+/// Cuts each candidate out of the image (clipped to it, as facenet-pytorch does), resampled to
+/// `size x size` and normalised, and runs the network on the crops. The candidates are split
+/// into one contiguous part per network replica; each part is cut and run on its own core, and
+/// the outputs are joined back in candidate order. Candidates entirely outside the image are
+/// dropped.
+fn crop_and_run(
     network: &Network,
-    n: usize,
+    image: &Planar,
+    candidates: Vec<Candidate>,
     size: usize,
-    batch: Vec<f32>,
-) -> Result<Vec<TensorOutput>, DetectError> {
-    let per_crop = 3 * size * size;
-    let parts = network.replicas().min(n).max(1);
-    if parts == 1 {
-        return Ok(network.run(&[n, 3, size, size], batch)?);
+) -> Result<(Vec<Candidate>, Vec<TensorOutput>), DetectError> {
+    let inside: Vec<(Candidate, [usize; 4])> = candidates
+        .into_iter()
+        .filter_map(|c| Some((c, window(image, &c)?)))
+        .collect();
+    if inside.is_empty() {
+        return Ok((Vec::new(), Vec::new()));
     }
-    let chunk = n.div_ceil(parts);
-    let results: Vec<Vec<TensorOutput>> = batch
-        .par_chunks(chunk * per_crop)
-        .map(|part| network.run(&[part.len() / per_crop, 3, size, size], part.to_vec()))
+    let n = inside.len();
+    let chunk = n.div_ceil(network.replicas().min(n).max(1));
+    let parts: Vec<Vec<TensorOutput>> = inside
+        .par_chunks(chunk)
+        .map(|part| {
+            let mut batch = Vec::with_capacity(part.len() * 3 * size * size);
+            for (_, [y0, y1, x0, x1]) in part {
+                batch.extend(image.crop_resize(*y0, *y1, *x0, *x1, size, size).data);
+            }
+            normalize(&mut batch);
+            network.run(&[part.len(), 3, size, size], batch)
+        })
         .collect::<Result<_, _>>()?;
-    let mut joined: Vec<TensorOutput> = results[0]
+    let mut joined: Vec<TensorOutput> = parts[0]
         .iter()
         .map(|t| TensorOutput {
             shape: t.shape.clone(),
-            data: Vec::with_capacity(t.data.len() / results[0][0].shape[0] * n),
+            data: Vec::with_capacity(t.data.len() / parts[0][0].shape[0] * n),
         })
         .collect();
-    for part in &results {
+    for part in &parts {
         for (out, piece) in joined.iter_mut().zip(part) {
             out.data.extend_from_slice(&piece.data);
         }
@@ -335,7 +397,33 @@ fn run_split(
     for out in &mut joined {
         out.shape[0] = n;
     }
-    Ok(joined)
+    Ok((inside.into_iter().map(|(c, _)| c).collect(), joined))
+}
+
+/// The candidate's pixel window `[y0, y1, x0, x1)` clipped to the image, with facenet-pytorch's
+/// integer arithmetic; `None` when nothing of it is inside.
+fn window(image: &Planar, c: &Candidate) -> Option<[usize; 4]> {
+    let (w, h) = (image.width as i64, image.height as i64);
+    let x = (c.bbox[0].trunc() as i64).max(1);
+    let y = (c.bbox[1].trunc() as i64).max(1);
+    let ex = (c.bbox[2].trunc() as i64).min(w);
+    let ey = (c.bbox[3].trunc() as i64).min(h);
+    (ey > y - 1 && ex > x - 1)
+        .then(|| [(y - 1) as usize, ey as usize, (x - 1) as usize, ex as usize])
+}
+
+/// Levels at least this tall are run as two strips side by side.
+const SPLIT_LEVEL_ROWS: usize = 96;
+
+/// P-Net's output rows for `input_rows` rows: 3x3 conv, 2x2 pool (ceil), two 3x3 convs.
+fn pnet_output_size(input_rows: usize) -> usize {
+    (input_rows.saturating_sub(2)).div_ceil(2).saturating_sub(4)
+}
+
+/// The input rows P-Net needs for `output_rows` rows: each output row sees 12 input rows, and
+/// the next starts 2 rows lower.
+fn pnet_input_rows(output_rows: usize) -> usize {
+    2 * output_rows + 10
 }
 
 /// MTCNN's input scaling: pixels to roughly [-1, 1].
@@ -374,38 +462,21 @@ fn square(b: [f32; 4]) -> [f32; 4] {
     [x1, y1, x1 + side, y1 + side]
 }
 
-/// Cuts each candidate out of the image (clipped to it, as facenet-pytorch does), resamples to
-/// `size x size` and normalises. Candidates entirely outside the image are dropped.
-fn crops(image: &Planar, candidates: Vec<Candidate>, size: usize) -> (Vec<Candidate>, Vec<f32>) {
-    let (w, h) = (image.width as i64, image.height as i64);
-    let mut kept = Vec::with_capacity(candidates.len());
-    let mut batch = Vec::with_capacity(candidates.len() * 3 * size * size);
-    for c in candidates {
-        let x = (c.bbox[0].trunc() as i64).max(1);
-        let y = (c.bbox[1].trunc() as i64).max(1);
-        let ex = (c.bbox[2].trunc() as i64).min(w);
-        let ey = (c.bbox[3].trunc() as i64).min(h);
-        if ey > y - 1 && ex > x - 1 {
-            let crop = image.crop_resize(
-                (y - 1) as usize,
-                ey as usize,
-                (x - 1) as usize,
-                ex as usize,
-                size,
-                size,
-            );
-            let mut data = crop.data;
-            normalize(&mut data);
-            batch.extend(data);
-            kept.push(c);
-        }
-    }
-    (kept, batch)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn pnet_rows_arithmetic() {
+        // 12 input rows give one output; each 2 more rows give one more.
+        assert_eq!(pnet_output_size(12), 1);
+        assert_eq!(pnet_output_size(13), 2);
+        assert_eq!(pnet_output_size(151), 71);
+        assert_eq!(pnet_input_rows(1), 12);
+        for out in 1..100 {
+            assert_eq!(pnet_output_size(pnet_input_rows(out)), out);
+        }
+    }
 
     #[test]
     fn square_keeps_centre_and_longer_side() {

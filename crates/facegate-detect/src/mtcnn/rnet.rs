@@ -6,7 +6,7 @@ use facegate_models::ModelError;
 use facegate_nn::graph::Dim;
 use facegate_nn::GraphBuilder;
 
-use super::layers::{conv, flatten_whc, linear, prelu_map, prelu_vec};
+use super::layers::{blocked, conv, dense_over_map, linear, prelu_map, prelu_vec};
 
 pub fn build(sd: &StateDict) -> Result<Vec<u8>, ModelError> {
     let mut g = GraphBuilder::new("mtcnn_rnet");
@@ -14,16 +14,16 @@ pub fn build(sd: &StateDict) -> Result<Vec<u8>, ModelError> {
         "image",
         &[Dim::Batch, Dim::Fixed(3), Dim::Fixed(24), Dim::Fixed(24)],
     );
-    let x = conv(&mut g, sd, "conv1", &x, [28, 3, 3, 3])?;
-    let x = prelu_map(&mut g, sd, "prelu1", &x, 28)?;
+    let c1 = blocked(28);
+    let x = conv(&mut g, sd, "conv1", &x, [28, 3, 3, 3], [c1, 3])?;
+    let x = prelu_map(&mut g, sd, "prelu1", &x, 28, c1)?;
     let x = g.max_pool("pool1", &x, [3, 3], [2, 2], true);
-    let x = conv(&mut g, sd, "conv2", &x, [48, 28, 3, 3])?;
-    let x = prelu_map(&mut g, sd, "prelu2", &x, 48)?;
+    let x = conv(&mut g, sd, "conv2", &x, [48, 28, 3, 3], [48, c1])?;
+    let x = prelu_map(&mut g, sd, "prelu2", &x, 48, 48)?;
     let x = g.max_pool("pool2", &x, [3, 3], [2, 2], true);
-    let x = conv(&mut g, sd, "conv3", &x, [64, 48, 2, 2])?;
-    let x = prelu_map(&mut g, sd, "prelu3", &x, 64)?;
-    let x = flatten_whc(&mut g, &x);
-    let x = linear(&mut g, sd, "dense4", &x, 128, 576)?;
+    let x = conv(&mut g, sd, "conv3", &x, [64, 48, 2, 2], [64, 48])?;
+    let x = prelu_map(&mut g, sd, "prelu3", &x, 64, 64)?;
+    let x = dense_over_map(&mut g, sd, "dense4", &x, 128, [64, 3, 3])?;
     let x = prelu_vec(&mut g, sd, "prelu4", &x, 128)?;
     let a = linear(&mut g, sd, "dense5_1", &x, 2, 128)?;
     let a = g.softmax("softmax5_1", &a, 1);
