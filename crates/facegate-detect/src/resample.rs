@@ -78,6 +78,23 @@ impl Planar {
         }
     }
 
+    /// The rows `rows` of every plane, as an image of their own.
+    pub fn rows(&self, rows: std::ops::Range<usize>) -> Planar {
+        let plane = self.height * self.width;
+        let data = (0..self.channels)
+            .flat_map(|c| {
+                &self.data[c * plane + rows.start * self.width..c * plane + rows.end * self.width]
+            })
+            .copied()
+            .collect();
+        Planar {
+            channels: self.channels,
+            height: rows.len(),
+            width: self.width,
+            data,
+        }
+    }
+
     pub fn resize(&self, out_h: usize, out_w: usize) -> Planar {
         self.crop_resize(0, self.height, 0, self.width, out_h, out_w)
     }
@@ -108,6 +125,19 @@ mod tests {
         };
         let out = img.resize(1, 2);
         assert_eq!(out.data, vec![3.0, 7.0]);
+    }
+
+    #[test]
+    fn rows_cut_every_plane() {
+        let img = Planar {
+            channels: 2,
+            height: 3,
+            width: 2,
+            data: (0..12).map(|v| v as f32).collect(),
+        };
+        let strip = img.rows(1..3);
+        assert_eq!((strip.height, strip.width), (2, 2));
+        assert_eq!(strip.data, vec![2.0, 3.0, 4.0, 5.0, 8.0, 9.0, 10.0, 11.0]);
     }
 
     #[test]

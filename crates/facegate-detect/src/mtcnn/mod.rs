@@ -9,7 +9,6 @@ pub mod onet;
 pub mod pnet;
 pub mod rnet;
 
-use std::ops::Range;
 use std::path::Path;
 
 use facegate_image::RgbImage;
@@ -161,43 +160,35 @@ impl Mtcnn {
             // A large level is the longest task of the pyramid: its two halves go to two cores.
             let middle = output_rows / 2;
             let (top, bottom) = rayon::join(
-                || self.level_rows(&level, 0..pnet_input_rows(middle), scale),
-                || self.level_rows(&level, 2 * middle..h, scale),
+                || self.level_rows(level.rows(0..pnet_input_rows(middle)), 0, scale),
+                || self.level_rows(level.rows(2 * middle..h), 2 * middle, scale),
             );
             let mut found = top?;
             found.extend(bottom?);
             found
         } else {
-            self.level_rows(&level, 0..h, scale)?
+            self.level_rows(level, 0, scale)?
         };
         Ok(suppress(found, 0.5, Overlap::Union))
     }
 
-    /// P-Net over the input rows `rows` of a level (`rows.start` even): the candidates of the
-    /// output rows those input rows fully contain, exactly as the whole level would give them
+    /// P-Net over `strip`, the rows of a level from `first_row` (even) on: the candidates of
+    /// the output rows the strip fully contains, exactly as the whole level would give them
     /// (P-Net sees a 12-row window every 2 rows, and pools pairs of rows from the strip's top).
     fn level_rows(
         &self,
-        level: &Planar,
-        rows: Range<usize>,
+        strip: Planar,
+        first_row: usize,
         scale: f64,
     ) -> Result<Vec<Candidate>, DetectError> {
-        let (h, w) = (rows.len(), level.width);
-        let input = if h == level.height {
-            level.data.clone()
-        } else {
-            let plane = level.height * w;
-            (0..3)
-                .flat_map(|c| &level.data[c * plane + rows.start * w..c * plane + rows.end * w])
-                .copied()
-                .collect()
-        };
+        let (h, w) = (strip.height, strip.width);
+        let input = strip.data;
         let outputs = self.pnet.run(&[1, 3, h, w], input)?;
         let (regression, logits) = (&outputs[0], &outputs[1]);
         let (oh, ow) = (logits.shape[2], logits.shape[3]);
         let plane = oh * ow;
         let probability = pnet::face_probability(&logits.data, plane);
-        let first_row = rows.start / 2;
+        let first_output_row = first_row / 2;
         let mut found = Vec::new();
         for y in 0..oh {
             for x in 0..ow {
@@ -208,7 +199,7 @@ impl Mtcnn {
                 // In float32, as the reference computes it: `63 / 0.6` must floor to 104.
                 let scale32 = scale as f32;
                 let cell = |offset: usize, v: usize| ((2 * v + offset) as f32 / scale32).floor();
-                let row = first_row + y;
+                let row = first_output_row + y;
                 found.push(Candidate {
                     bbox: [cell(1, x), cell(1, row), cell(12, x), cell(12, row)],
                     score,
