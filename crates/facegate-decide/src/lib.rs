@@ -7,6 +7,8 @@
 pub mod eval;
 
 use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::sync::OnceLock;
 
 /// Which distance a threshold applies to.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -170,9 +172,14 @@ struct ShippedCalibration {
 static SHIPPED: &str = include_str!("../data/lfw_calibration.json");
 
 fn shipped(model_id: &str) -> Option<ShippedCalibration> {
-    let all: std::collections::BTreeMap<String, ShippedCalibration> =
-        serde_json::from_str(SHIPPED).ok()?;
-    all.get(model_id).cloned()
+    // Parsed once: every verify asks for its threshold and FAR estimate, and parsing the
+    // 68 KB of impostor curves each time cost a warm verify about a millisecond.
+    static PARSED: OnceLock<Option<BTreeMap<String, ShippedCalibration>>> = OnceLock::new();
+    PARSED
+        .get_or_init(|| serde_json::from_str(SHIPPED).ok())
+        .as_ref()?
+        .get(model_id)
+        .cloned()
 }
 
 /// The default threshold for a model: calibrated on LFW for a false accept rate of 1e-3.

@@ -153,8 +153,7 @@ impl Mtcnn {
     fn level(&self, image: &Planar, scale: f64) -> Result<Vec<Candidate>, DetectError> {
         let h = (image.height as f64 * scale + 1.0) as usize;
         let w = (image.width as f64 * scale + 1.0) as usize;
-        let mut level = image.resize(h, w);
-        normalize(&mut level.data);
+        let level = image.resize_with(h, w, scaled);
         let output_rows = pnet_output_size(h);
         let found = if self.config.split_large_levels && h >= SPLIT_LEVEL_ROWS && output_rows >= 2 {
             // A large level is the longest task of the pyramid: its two halves go to two cores.
@@ -318,11 +317,17 @@ impl Detector for Mtcnn {
             let faces = self.detect_down_to(&small, min_face_size)?;
             return Ok(faces.into_iter().map(|f| f.scaled(sx, sy)).collect());
         }
-        let planar = Planar::from_rgb(image);
         let min_face_size = min_face_size.max(self.config.min_face_size);
-        let proposals = self.proposals(&planar, min_face_size)?;
-        let refined = self.refine(&planar, proposals)?;
-        self.finish(&planar, refined)
+        // The whole cascade is one job on the rayon pool: each stage's parallel part then
+        // starts on a worker that is already running, where from another thread every stage
+        // would wake a worker and put the caller to sleep until the stage ends (three
+        // hand-offs, 0.1-0.3 ms each on this VM and sometimes milliseconds).
+        rayon::scope(|_| {
+            let planar = Planar::from_rgb(image);
+            let proposals = self.proposals(&planar, min_face_size)?;
+            let refined = self.refine(&planar, proposals)?;
+            self.finish(&planar, refined)
+        })
     }
 
     fn min_face_size(&self) -> u32 {
@@ -365,11 +370,11 @@ fn crop_and_run(
     let parts: Vec<Vec<TensorOutput>> = inside
         .par_chunks(chunk)
         .map(|part| {
-            let mut batch = Vec::with_capacity(part.len() * 3 * size * size);
-            for (_, [y0, y1, x0, x1]) in part {
-                batch.extend(image.crop_resize(*y0, *y1, *x0, *x1, size, size).data);
+            let crop = 3 * size * size;
+            let mut batch = vec![0.0; part.len() * crop];
+            for ((_, window), out) in part.iter().zip(batch.chunks_exact_mut(crop)) {
+                image.crop_resize_into(*window, size, size, out, scaled);
             }
-            normalize(&mut batch);
             network.run(&[part.len(), 3, size, size], batch)
         })
         .collect::<Result<_, _>>()?;
@@ -418,10 +423,8 @@ fn pnet_input_rows(output_rows: usize) -> usize {
 }
 
 /// MTCNN's input scaling: pixels to roughly [-1, 1].
-fn normalize(data: &mut [f32]) {
-    for v in data {
-        *v = (*v - 127.5) * 0.0078125;
-    }
+fn scaled(pixel: f32) -> f32 {
+    (pixel - 127.5) * 0.0078125
 }
 
 fn suppress(candidates: Vec<Candidate>, threshold: f32, overlap: Overlap) -> Vec<Candidate> {
