@@ -499,13 +499,14 @@ impl Engine {
         self.embed_crops(&crops)
     }
 
-    /// Detects, selects faces by `policy`, aligns and embeds them. Also returns how many faces
-    /// the detector found in total.
-    pub fn embed_faces(
+    /// [`Engine::embed_faces`] up to the embedding: the selected faces, how many were found,
+    /// each face's crops (one per embedder) and quality figures.
+    #[allow(clippy::type_complexity)]
+    fn detect_select_and_crop(
         &self,
         image: &LoadedImage,
         policy: FacePolicy,
-    ) -> Result<(Vec<EmbeddedFace>, usize), Error> {
+    ) -> Result<(Vec<Face>, usize, Vec<Vec<RgbImage>>, Vec<QualityReport>), Error> {
         let mut faces = self.detect(&image.rgb)?;
         if faces.is_empty() && self.options.min_face_size > self.detector.min_face_size() {
             // Only smaller faces, if any: search again to say "too small" rather than "none".
@@ -577,6 +578,22 @@ impl Engine {
                     .collect()
             },
         );
+        Ok((selected, found, crops, qualities))
+    }
+
+    /// Detects, selects faces by `policy`, aligns and embeds them. Also returns how many faces
+    /// the detector found in total.
+    pub fn embed_faces(
+        &self,
+        image: &LoadedImage,
+        policy: FacePolicy,
+    ) -> Result<(Vec<EmbeddedFace>, usize), Error> {
+        // Detection, selection and cropping run as one job on the rayon pool, so their
+        // parallel parts start on a worker that is already running rather than each handing
+        // off from this thread (measured: about half a millisecond per verify on 2 cores).
+        // The embedding runs here: ONNX Runtime has its own threads for it.
+        let (selected, found, crops, qualities) =
+            rayon::scope(|_| self.detect_select_and_crop(image, policy))?;
         let embeddings = self.embed_crops(&crops)?;
         let embedded = selected
             .into_iter()
