@@ -119,7 +119,11 @@ mod tests {
     #[test]
     fn prewhiten_equals_the_per_pixel_formula() {
         let face = RgbImage::from_fn(160, 160, |x, y| {
-            Rgb([(x * 7 % 256) as u8, (y * 3 % 256) as u8, ((x + y) % 200) as u8])
+            Rgb([
+                (x * 7 % 256) as u8,
+                (y * 3 % 256) as u8,
+                ((x + y) % 200) as u8,
+            ])
         });
         let values: Vec<f64> = face.as_raw().iter().map(|&v| f64::from(v)).collect();
         let n = values.len() as f64;
