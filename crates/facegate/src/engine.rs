@@ -499,14 +499,12 @@ impl Engine {
         self.embed_crops(&crops)
     }
 
-    /// [`Engine::embed_faces`] up to the embedding: the selected faces, how many were found,
-    /// each face's crops (one per embedder) and quality figures.
-    #[allow(clippy::type_complexity)]
+    /// [`Engine::embed_faces`] up to the embedding.
     fn detect_select_and_crop(
         &self,
         image: &LoadedImage,
         policy: FacePolicy,
-    ) -> Result<(Vec<Face>, usize, Vec<Vec<RgbImage>>, Vec<QualityReport>), Error> {
+    ) -> Result<SelectedFaces, Error> {
         let mut faces = self.detect(&image.rgb)?;
         if faces.is_empty() && self.options.min_face_size > self.detector.min_face_size() {
             // Only smaller faces, if any: search again to say "too small" rather than "none".
@@ -578,7 +576,12 @@ impl Engine {
                     .collect()
             },
         );
-        Ok((selected, found, crops, qualities))
+        Ok(SelectedFaces {
+            faces: selected,
+            found,
+            crops,
+            qualities,
+        })
     }
 
     /// Detects, selects faces by `policy`, aligns and embeds them. Also returns how many faces
@@ -592,21 +595,31 @@ impl Engine {
         // parallel parts start on a worker that is already running rather than each handing
         // off from this thread (measured: about half a millisecond per verify on 2 cores).
         // The embedding runs here: ONNX Runtime has its own threads for it.
-        let (selected, found, crops, qualities) =
-            rayon::scope(|_| self.detect_select_and_crop(image, policy))?;
-        let embeddings = self.embed_crops(&crops)?;
+        let selected = rayon::scope(|_| self.detect_select_and_crop(image, policy))?;
+        let embeddings = self.embed_crops(&selected.crops)?;
         let embedded = selected
+            .faces
             .into_iter()
             .zip(embeddings)
-            .zip(qualities)
+            .zip(selected.qualities)
             .map(|((face, embedding), quality)| EmbeddedFace {
                 face,
                 embedding,
                 quality,
             })
             .collect();
-        Ok((embedded, found))
+        Ok((embedded, selected.found))
     }
+}
+
+/// The faces a policy selected in a photo, before embedding.
+struct SelectedFaces {
+    faces: Vec<Face>,
+    /// How many faces the detector found in all.
+    found: usize,
+    /// Per face, one aligned crop per embedder.
+    crops: Vec<Vec<RgbImage>>,
+    qualities: Vec<QualityReport>,
 }
 
 #[cfg(test)]
