@@ -193,13 +193,24 @@ def main():
             _, rss, text = run([py[tool], frpeer, "warm", photos, str(count)])
             warm[tool] = last_json(text)
         else:
-            _, rss, text = run(fg + ["--json", "bench", photos, "--limit", str(count + 3)])
-            doc = json.loads(text)
+            # Three runs (one moves by about 0.05x on a 2-core VM); the run with the median
+            # verify-over-network ratio is reported, with the other two ratios beside it.
+            runs = []
+            for _ in range(3):
+                _, rss, text = run(fg + ["--json", "bench", photos, "--limit", str(count + 3)])
+                doc = json.loads(text)
+                runs.append((doc["verify_end_to_end"]["median_ms"]
+                             / doc["bare_facenet_network"]["median_ms"], rss, doc))
+            runs.sort(key=lambda r: r[0])
+            _, rss, doc = runs[1]
             warm[tool] = {"verify_end_to_end_ms": doc["verify_end_to_end"]["median_ms"],
                           "bare_embed_ms": doc["bare_facenet_network"]["median_ms"],
                           "detect_ms": doc["detect"]["median_ms"],
+                          "detect_largest_first_ms": doc["detect_largest_first"]["median_ms"],
+                          "largest_first_other_face": doc["largest_first_other_face"],
                           "embed_ms": doc["embed"]["median_ms"],
-                          "model_load_ms": doc["model_load_ms"]}
+                          "model_load_ms": doc["model_load_ms"],
+                          "ratios_of_three_runs": [round(r[0], 3) for r in runs]}
         warm[tool]["peak_rss_mib"] = rss
     # facegate with a larger face-size floor (kiosk/camera use): a smaller detection pyramid.
     log("warm verify: facegate --min-face-size 60")
@@ -208,7 +219,8 @@ def main():
     doc = json.loads(text)
     warm["facegate_min60"] = {"verify_end_to_end_ms": doc["verify_end_to_end"]["median_ms"],
                               "bare_embed_ms": doc["bare_facenet_network"]["median_ms"],
-                              "detect_ms": doc["detect"]["median_ms"]}
+                              "detect_ms": doc["detect"]["median_ms"],
+                              "detect_largest_first_ms": doc["detect_largest_first"]["median_ms"]}
     results["warm_verify"] = warm
 
     # (c) 1:N identify on synthetic unit vectors.
@@ -302,7 +314,10 @@ def render(res, sizes, mode):
         "",
         f"facegate details: warm verify {fmt(fw['verify_end_to_end_ms'])} ms = "
         f"{fmt(over_bare, 2)}x the bare FaceNet network on one face ({fmt(fw['bare_embed_ms'])} ms; "
-        f"detect {fmt(fw['detect_ms'])} ms, embed {fmt(fw['embed_ms'])} ms); models load in "
+        f"the three runs: {', '.join(fmt(r, 2) + 'x' for r in fw['ratios_of_three_runs'])}; "
+        f"largest-first detection {fmt(fw['detect_largest_first_ms'])} ms, the whole cascade "
+        f"{fmt(fw['detect_ms'])} ms, another largest face on {fw['largest_first_other_face']} "
+        f"photos; embed {fmt(fw['embed_ms'])} ms); models load in "
         f"{fmt(fw['model_load_ms'])} ms. 1:N at {sizes[-1]:,}: exact {fmt(last['ms'])} ms "
         f"(f32 full scan {fmt(last['full_scan_ms'])} ms, same answers: "
         f"{fmt(last['exact_same_as_full_scan'], 2)}), approximate int8 {fmt(last['int8_ms'])} ms "
@@ -313,7 +328,7 @@ def render(res, sizes, mode):
     f60 = res["warm_verify"]["facegate_min60"]
     lines += [
         f"With `--min-face-size 60` (faces under 60 px are not searched for): detect "
-        f"{fmt(f60['detect_ms'])} ms, warm verify {fmt(f60['verify_end_to_end_ms'])} ms = "
+        f"{fmt(f60['detect_ms'])} ms (largest-first {fmt(f60['detect_largest_first_ms'])} ms), warm verify {fmt(f60['verify_end_to_end_ms'])} ms = "
         f"{fmt(ratio(f60['verify_end_to_end_ms'], f60['bare_embed_ms']), 2)}x the bare network "
         f"({fmt(f60['bare_embed_ms'])} ms).",
         "",

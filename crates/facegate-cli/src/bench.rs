@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Result};
 use facegate::gallery::{Gallery, SqliteGallery};
-use facegate::{ops, ModelChoice, ModelKind};
+use facegate::{ops, Face, ModelChoice, ModelKind};
 use serde_json::json;
 
 use facegate::embed::facenet::prewhiten;
@@ -86,14 +86,17 @@ pub fn run(ctx: &Context, dir: Option<&Path>, limit: usize) -> Result<ExitCode> 
     } else {
         None
     };
-    let (mut decode, mut detect, mut align, mut embed, mut verify, mut network) = (
-        Samples::default(),
+    let (mut decode, mut detect, mut detect_largest, mut align, mut embed) = (
         Samples::default(),
         Samples::default(),
         Samples::default(),
         Samples::default(),
         Samples::default(),
     );
+    let (mut verify, mut network) = (Samples::default(), Samples::default());
+    // Photos where the largest-first search (what a verify runs) chose another face than the
+    // whole cascade: a check of its exactness on the user's own photos.
+    let mut largest_differs = 0usize;
     let mut pixels = 0u64;
     let bar = progress::bar(photos.len() as u64, ctx.interactive(), "timing");
     for photo in &photos {
@@ -105,6 +108,20 @@ pub fn run(ctx: &Context, dir: Option<&Path>, limit: usize) -> Result<ExitCode> 
         let t = Instant::now();
         let faces = engine.detect(&image.rgb)?;
         detect.0.push(t.elapsed());
+        let t = Instant::now();
+        let largest_first = engine.detect_largest_first(&image.rgb)?;
+        detect_largest.0.push(t.elapsed());
+        let (w, h) = image.rgb.dimensions();
+        let largest_of = |faces: &[Face]| {
+            faces
+                .iter()
+                .filter(|f| f.width().min(f.height()) >= engine.options().min_face_size as f32)
+                .max_by(|a, b| a.visible_area(w, h).total_cmp(&b.visible_area(w, h)))
+                .cloned()
+        };
+        if largest_of(&faces) != largest_of(&largest_first) {
+            largest_differs += 1;
+        }
         let Some(face) = faces.iter().max_by(|a, b| a.area().total_cmp(&b.area())) else {
             continue;
         };
@@ -137,6 +154,8 @@ pub fn run(ctx: &Context, dir: Option<&Path>, limit: usize) -> Result<ExitCode> 
         "model_load_ms": load.as_secs_f64() * 1e3,
         "decode": decode.summary(),
         "detect": detect.summary(),
+        "detect_largest_first": detect_largest.summary(),
+        "largest_first_other_face": largest_differs,
         "align": align.summary(),
         "embed": embed.summary(),
         "verify_end_to_end": verify.summary(),
@@ -157,6 +176,7 @@ pub fn run(ctx: &Context, dir: Option<&Path>, limit: usize) -> Result<ExitCode> 
         for key in [
             "decode",
             "detect",
+            "detect_largest_first",
             "align",
             "embed",
             "verify_end_to_end",
@@ -172,6 +192,11 @@ pub fn run(ctx: &Context, dir: Option<&Path>, limit: usize) -> Result<ExitCode> 
                 s["median_ms"].as_f64().unwrap_or(f64::NAN),
                 s["mean_ms"].as_f64().unwrap_or(f64::NAN),
                 s["p90_ms"].as_f64().unwrap_or(f64::NAN)
+            );
+        }
+        if largest_differs > 0 {
+            println!(
+                "largest-first detection chose another face than the whole cascade on {largest_differs} photo(s)"
             );
         }
     })?;

@@ -439,6 +439,15 @@ impl Engine {
             .detect_down_to(image, self.options.min_face_size)?)
     }
 
+    /// The faces a verify needs, highest score first: the largest face [`Engine::detect`]
+    /// finds, and the others unless they are much smaller (see
+    /// [`Detector::detect_largest_first`]).
+    pub fn detect_largest_first(&self, image: &RgbImage) -> Result<Vec<Face>, Error> {
+        Ok(self
+            .detector
+            .detect_largest_first(image, self.options.min_face_size)?)
+    }
+
     /// The aligned crops the embedders see, one per embedder.
     pub fn aligned_crops(&self, image: &RgbImage, face: &Face) -> Vec<RgbImage> {
         self.embedders
@@ -505,7 +514,14 @@ impl Engine {
         image: &LoadedImage,
         policy: FacePolicy,
     ) -> Result<SelectedFaces, Error> {
-        let mut faces = self.detect(&image.rgb)?;
+        let mut faces = match policy {
+            // Only the largest face is used: faces too small to be it need not be searched
+            // for, and the finest pyramid levels are most of MTCNN's work.
+            FacePolicy::Largest => self.detect_largest_first(&image.rgb)?,
+            FacePolicy::Single | FacePolicy::Central | FacePolicy::All => {
+                self.detect(&image.rgb)?
+            }
+        };
         if faces.is_empty() && self.options.min_face_size > self.detector.min_face_size() {
             // Only smaller faces, if any: search again to say "too small" rather than "none".
             faces = self.detector.detect(&image.rgb)?;
@@ -585,7 +601,8 @@ impl Engine {
     }
 
     /// Detects, selects faces by `policy`, aligns and embeds them. Also returns how many faces
-    /// the detector found in total.
+    /// the detector found in total (with [`FacePolicy::Largest`], faces under half the size
+    /// of the largest may not be searched for, and so not counted).
     pub fn embed_faces(
         &self,
         image: &LoadedImage,

@@ -87,6 +87,8 @@ pub struct VerifyOutcome {
     pub model: String,
     /// The face the decision is about (the largest, or with `--all-faces` the closest).
     pub face: Face,
+    /// Faces in the photo; without `--all-faces`, faces under a third of the largest one's
+    /// size are not searched for (see [`crate::Detector::detect_largest_first`]).
     pub faces_found: usize,
     /// Every face compared (one unless `--all-faces`).
     pub faces: Vec<FaceVerdict>,
@@ -189,6 +191,7 @@ pub struct IdentifyOutcome {
     /// Identity of the decision face (largest, or the first face with `--all-faces`).
     pub identity: Option<String>,
     pub faces: Vec<IdentifiedFace>,
+    /// Faces in the photo (as [`VerifyOutcome::faces_found`] counts them).
     pub faces_found: usize,
     pub threshold: Threshold,
     pub model: String,

@@ -1,11 +1,13 @@
 //! Golden parity: our MTCNN against facenet-pytorch 2.6.0 (PyTorch 2.2) — each network on the
-//! same input tensor, and the whole cascade on real photos.
+//! same input tensor, and the whole cascade on real photos. Also: the faster ways of running
+//! the cascade (split levels, largest-first search) give the same faces as the plain one.
 //! Fixtures: tools/golden/gen_mtcnn.py.
 
 mod common;
 
-use facegate_detect::{Detector, Mtcnn, MtcnnConfig};
-use facegate_image::DEFAULT_MAX_PIXELS;
+use facegate_detect::mtcnn::Search;
+use facegate_detect::{Detector, Face, Mtcnn, MtcnnConfig};
+use facegate_image::{RgbImage, DEFAULT_MAX_PIXELS};
 use facegate_models::SilentObserver;
 
 fn golden() -> serde_json::Value {
@@ -169,4 +171,89 @@ fn large_levels_split_in_two_give_exactly_the_same_candidates_and_faces() {
         faces += a.len();
     }
     assert!(faces >= 40, "{faces} faces");
+}
+
+/// The face a caller keeping the largest one takes (as the engine picks it).
+fn largest(faces: &[Face], image: &RgbImage) -> Option<Face> {
+    let (w, h) = image.dimensions();
+    faces
+        .iter()
+        .filter(|f| f.width().min(f.height()) >= 20.0)
+        .max_by(|a, b| a.visible_area(w, h).total_cmp(&b.visible_area(w, h)))
+        .cloned()
+}
+
+#[test]
+fn largest_first_search_finds_the_same_largest_face_and_usually_stops_early() {
+    let mtcnn = load_mtcnn();
+    let photos = common::celebrity_photos();
+    let mut stopped_early = 0;
+    for (_, path) in &photos {
+        let image = facegate_image::load(path, DEFAULT_MAX_PIXELS).unwrap().rgb;
+        let every = mtcnn.detect(&image).unwrap();
+        let (faces, search) = mtcnn.detect_largest_first_traced(&image, 20).unwrap();
+        assert_eq!(
+            largest(&faces, &image),
+            largest(&every, &image),
+            "{}: the largest face",
+            path.display()
+        );
+        match search {
+            Search::StoppedEarly => stopped_early += 1,
+            Search::WholePyramid => assert_eq!(faces, every, "{}", path.display()),
+        }
+    }
+    // Most are portraits, a few of them too small to skip any level (78 of 118 stop early).
+    assert!(
+        stopped_early * 2 >= photos.len(),
+        "stopped early on {stopped_early} of {} photos",
+        photos.len()
+    );
+}
+
+#[test]
+fn largest_first_search_skips_small_faces_only_beside_a_large_one() {
+    let mtcnn = load_mtcnn();
+    // The photo with the largest face, at twice its size (a larger photo has more skippable
+    // levels), and a copy shrunk until its face is about 24 px wide.
+    let (portrait, big) = common::celebrity_photos()
+        .iter()
+        .filter_map(|(_, path)| {
+            let image = facegate_image::load(path, DEFAULT_MAX_PIXELS).unwrap().rgb;
+            let face = largest(&mtcnn.detect(&image).unwrap(), &image)?;
+            Some((image, face))
+        })
+        .max_by(|a, b| a.1.width().total_cmp(&b.1.width()))
+        .unwrap();
+    let (w, h) = portrait.dimensions();
+    let portrait = facegate_image::resize(&portrait, 2 * w, 2 * h);
+    let shrink = 24.0 / big.width();
+    let small = facegate_image::resize(
+        &portrait,
+        (w as f32 * shrink) as u32,
+        (h as f32 * shrink) as u32,
+    );
+    let mut both = portrait.clone();
+    image::imageops::replace(&mut both, &small, 0, 0);
+    let every = mtcnn.detect(&both).unwrap();
+    let small_faces = every
+        .iter()
+        .filter(|f| f.width() < big.width() / 2.0)
+        .count();
+    assert!(small_faces >= 1, "the small face: {every:?}");
+    let (faces, search) = mtcnn.detect_largest_first_traced(&both, 20).unwrap();
+    assert_eq!(search, Search::StoppedEarly);
+    assert_eq!(largest(&faces, &both), largest(&every, &both));
+    assert!(faces.len() < every.len(), "{faces:?} vs {every:?}");
+
+    // Only the small face, on a grey canvas as large: every level runs, and the faces are
+    // exactly the whole cascade's.
+    let (w, h) = both.dimensions();
+    let mut canvas = RgbImage::from_pixel(w, h, image::Rgb([128, 128, 128]));
+    image::imageops::replace(&mut canvas, &small, i64::from(w / 3), i64::from(h / 3));
+    let every = mtcnn.detect(&canvas).unwrap();
+    assert!(!every.is_empty(), "the small face");
+    let (faces, search) = mtcnn.detect_largest_first_traced(&canvas, 20).unwrap();
+    assert_eq!(search, Search::WholePyramid);
+    assert_eq!(faces, every);
 }
