@@ -265,10 +265,17 @@ impl Mtcnn {
                     if first_run == 0 {
                         return Ok((faces, Search::WholePyramid));
                     }
+                    // A face's size here is its shorter side, or less when the border cuts it:
+                    // callers choose by visible area, and a skipped face must not win there.
+                    let (width, height) = (planar.width as u32, planar.height as u32);
                     let largest = faces
                         .iter()
-                        .map(|f| f.width().min(f.height()))
-                        .filter(|&side| side >= min_face_size as f32)
+                        .filter(|f| f.width().min(f.height()) >= min_face_size as f32)
+                        .map(|f| {
+                            f.width()
+                                .min(f.height())
+                                .min(f.visible_area(width, height).sqrt())
+                        })
                         .fold(0.0, f32::max);
                     let needed = scales[..first_run]
                         .iter()
