@@ -6,8 +6,9 @@ use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Result};
+use facegate::detect::largest_visible;
 use facegate::gallery::{Gallery, SqliteGallery};
-use facegate::{ops, Face, ModelChoice, ModelKind};
+use facegate::{ops, ModelChoice, ModelKind};
 use serde_json::json;
 
 use facegate::embed::facenet::prewhiten;
@@ -112,14 +113,8 @@ pub fn run(ctx: &Context, dir: Option<&Path>, limit: usize) -> Result<ExitCode> 
         let largest_first = engine.detect_largest_first(&image.rgb)?;
         detect_largest.0.push(t.elapsed());
         let (w, h) = image.rgb.dimensions();
-        let largest_of = |faces: &[Face]| {
-            faces
-                .iter()
-                .filter(|f| f.width().min(f.height()) >= engine.options().min_face_size as f32)
-                .max_by(|a, b| a.visible_area(w, h).total_cmp(&b.visible_area(w, h)))
-                .cloned()
-        };
-        if largest_of(&faces) != largest_of(&largest_first) {
+        let min = engine.options().min_face_size as f32;
+        if largest_visible(&faces, w, h, min) != largest_visible(&largest_first, w, h, min) {
             largest_differs += 1;
         }
         let Some(face) = faces.iter().max_by(|a, b| a.area().total_cmp(&b.area())) else {

@@ -65,6 +65,19 @@ impl Face {
     }
 }
 
+/// The face with the largest visible area in a `width x height` image among those at least
+/// `min_side` pixels on their shorter side: the face a verify uses. Its own definition, so
+/// that the largest-first search and its callers agree on what "largest" means.
+pub fn largest_visible(faces: &[Face], width: u32, height: u32, min_side: f32) -> Option<&Face> {
+    faces
+        .iter()
+        .filter(|f| f.width().min(f.height()) >= min_side)
+        .max_by(|a, b| {
+            a.visible_area(width, height)
+                .total_cmp(&b.visible_area(width, height))
+        })
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum DetectError {
     #[error(transparent)]

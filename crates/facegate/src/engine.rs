@@ -556,9 +556,8 @@ impl Engine {
             }
             FacePolicy::Single | FacePolicy::Largest => {
                 let (w, h) = image.rgb.dimensions();
-                faces
-                    .into_iter()
-                    .max_by(|a, b| a.visible_area(w, h).total_cmp(&b.visible_area(w, h)))
+                facegate_detect::largest_visible(&faces, w, h, min)
+                    .cloned()
                     .into_iter()
                     .collect()
             }
@@ -601,8 +600,8 @@ impl Engine {
     }
 
     /// Detects, selects faces by `policy`, aligns and embeds them. Also returns how many faces
-    /// the detector found in total (with [`FacePolicy::Largest`], faces under half the size
-    /// of the largest may not be searched for, and so not counted).
+    /// the detector found in total (with [`FacePolicy::Largest`], faces under a third of the
+    /// size of the largest may not be searched for, and so not counted).
     pub fn embed_faces(
         &self,
         image: &LoadedImage,

@@ -176,11 +176,7 @@ fn large_levels_split_in_two_give_exactly_the_same_candidates_and_faces() {
 /// The face a caller keeping the largest one takes (as the engine picks it).
 fn largest(faces: &[Face], image: &RgbImage) -> Option<Face> {
     let (w, h) = image.dimensions();
-    faces
-        .iter()
-        .filter(|f| f.width().min(f.height()) >= 20.0)
-        .max_by(|a, b| a.visible_area(w, h).total_cmp(&b.visible_area(w, h)))
-        .cloned()
+    facegate_detect::largest_visible(faces, w, h, 20.0).cloned()
 }
 
 #[test]

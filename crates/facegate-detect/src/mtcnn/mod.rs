@@ -260,6 +260,7 @@ impl Mtcnn {
                     .take_while(|&&scale| level_face_size(scale) < first_pass_face)
                     .count();
                 let mut levels = self.levels(&planar, &scales[first_run..])?;
+                let (width, height) = (planar.width as u32, planar.height as u32);
                 loop {
                     let faces = self.cascade(&planar, &levels)?;
                     if first_run == 0 {
@@ -267,7 +268,6 @@ impl Mtcnn {
                     }
                     // A face's size here is its shorter side, or less when the border cuts it:
                     // callers choose by visible area, and a skipped face must not win there.
-                    let (width, height) = (planar.width as u32, planar.height as u32);
                     let largest = faces
                         .iter()
                         .filter(|f| f.width().min(f.height()) >= min_face_size as f32)
@@ -420,8 +420,9 @@ const FIRST_PASS_FRACTION: f64 = 1.0 / 8.0;
 /// How much larger than a level's faces the largest face found must be for that level to be
 /// skipped. The cascade's box regressions can grow a box well past its level's window: on
 /// 3,000 LFW and 93 other photos a face's shorter side reached at most 2.6 times its window
-/// (99.9% within 2.2), so a skipped level's face cannot come out larger, nor overlap enough to
-/// suppress the largest one or be suppressed by it (NMS needs IoU over 0.7).
+/// (99.9% within 2.2), so a skipped level's face cannot come out larger. A margin of 2 was
+/// not enough: a face from a 28 px level came out 49 px wide and replaced, through NMS, the
+/// coarser candidate of the same face (a box 1-2 px off).
 const LARGEST_MARGIN: f64 = 3.0;
 
 /// The face size a pyramid level finds: P-Net's 12-pixel window at that scale.
