@@ -3,6 +3,7 @@
 use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
+use facegate::decide::SecurityLevel;
 use facegate::quality::QualityLevel;
 use facegate::ModelChoice;
 
@@ -64,6 +65,12 @@ pub struct Global {
     /// Decision threshold (Euclidean distance between unit embeddings) instead of the model's default
     #[arg(long, global = true, value_name = "DISTANCE")]
     pub threshold: Option<f32>,
+    /// 1:1 security level, as a target false accept rate on the calibration data: low = 1e-2, medium = 1e-3, high = 1e-4 [default: the calibration's own target, 1e-3 for the shipped one]
+    #[arg(long, global = true, env = "FACEGATE_SECURITY", value_parser = SecurityLevel::parse, value_name = "LEVEL")]
+    pub security: Option<SecurityLevel>,
+    /// 1:N: the share of searches for someone not enrolled that may return a name; identify's threshold follows from it and the number of people searched (stricter in larger galleries) [default: as calibrated, else 0.01]
+    #[arg(long, global = true, env = "FACEGATE_TARGET_FPIR", value_parser = parse_rate, value_name = "RATE")]
+    pub target_fpir: Option<f64>,
     /// ONNX Runtime threads per network [default: one per core]
     #[arg(long, global = true, default_value_t = 0, value_name = "N")]
     pub threads: usize,
@@ -169,13 +176,31 @@ pub enum Command {
         #[command(subcommand)]
         kind: EvalKind,
     },
-    /// Choose the threshold that meets a target false accept rate on a pairs file, and store it
+    /// Choose the threshold that meets a target false accept rate on a pairs file, or on every
+    /// pair of a folder of people, and store it with the impostor curve that 1:N and FAR
+    /// estimates use
     Calibrate {
-        #[command(flatten)]
-        pairs: PairsArgs,
+        /// Pairs file: TSV with columns img_a, img_b, same[, fold] (header first), or LFW's pairs.txt
+        #[arg(
+            long,
+            value_name = "FILE",
+            required_unless_present = "all_pairs",
+            conflicts_with = "all_pairs",
+            requires = "root"
+        )]
+        pairs: Option<PathBuf>,
+        /// Directory the image paths in the pairs file are relative to
+        #[arg(long, value_name = "DIR")]
+        root: Option<PathBuf>,
+        /// Compare every pair of photos under DIR (one subfolder per person): all different-person pairs measure the FAR, all same-person pairs the TAR
+        #[arg(long, value_name = "DIR")]
+        all_pairs: Option<PathBuf>,
         /// The false accept rate to meet (fraction of impostor pairs accepted)
-        #[arg(long, default_value_t = 1e-3)]
+        #[arg(long, default_value_t = 1e-3, value_parser = parse_rate)]
         target_far: f64,
+        /// Also store a 1:N target: the false positive identification rate identify keeps to
+        #[arg(long, value_parser = parse_rate, value_name = "RATE")]
+        target_fpir: Option<f64>,
     },
     /// Manage the pinned models
     Models {
@@ -285,9 +310,23 @@ fn parse_duration(text: &str) -> Result<std::time::Duration, String> {
     std::time::Duration::try_from_secs_f64(seconds).map_err(|e| format!("{text:?}: {e}"))
 }
 
+/// A rate strictly between 0 and 1 (e.g. `1e-3`).
+pub fn parse_rate(text: &str) -> Result<f64, String> {
+    let value: f64 = text
+        .parse()
+        .map_err(|_| format!("{text:?} is not a number (e.g. 1e-3)"))?;
+    if value > 0.0 && value < 1.0 {
+        Ok(value)
+    } else {
+        Err(format!(
+            "a rate must be between 0 and 1 (e.g. 1e-3), got {text}"
+        ))
+    }
+}
+
 #[derive(Debug, Args)]
 pub struct PairsArgs {
-    /// Pairs file: TSV with columns img_a, img_b, same, fold (header first), or LFW's pairs.txt
+    /// Pairs file: TSV with columns img_a, img_b, same[, fold] (header first; without a fold column folds are assigned), or LFW's pairs.txt
     #[arg(long, value_name = "FILE")]
     pub pairs: PathBuf,
     /// Directory the image paths in the pairs file are relative to

@@ -18,7 +18,7 @@ use serde_json::json;
 use crate::cli::{AlignArg, Cli, Command, GalleryAction, Global, ModelsAction};
 use crate::progress::{self, Spinner};
 
-pub const IMAGE_EXTENSIONS: [&str; 5] = ["jpg", "jpeg", "png", "webp", "bmp"];
+pub use facegate::eval::IMAGE_EXTENSIONS;
 
 /// What every command needs: resolved paths and output mode.
 pub struct Context {
@@ -87,6 +87,8 @@ impl Context {
             threads: self.global.threads,
             parallel: 0,
             threshold: self.global.threshold,
+            security: self.global.security,
+            target_fpir: self.global.target_fpir,
         }
     }
 
@@ -211,8 +213,21 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
         Command::Audit { after, limit } => audit_log(&ctx, after, limit),
         Command::Models { action } => models(&ctx, action),
         Command::Eval { kind } => crate::eval::run(&ctx, kind),
-        Command::Calibrate { pairs, target_far } => {
-            crate::eval::calibrate(&ctx, &pairs, target_far)
+        Command::Calibrate {
+            pairs,
+            root,
+            all_pairs,
+            target_far,
+            target_fpir,
+        } => {
+            let input = match (pairs, root, all_pairs) {
+                (_, _, Some(dir)) => crate::eval::CalibrationInput::AllPairs(dir),
+                (Some(pairs), Some(root), None) => {
+                    crate::eval::CalibrationInput::Pairs(crate::cli::PairsArgs { pairs, root })
+                }
+                _ => anyhow::bail!("calibrate needs --pairs FILE --root DIR, or --all-pairs DIR"),
+            };
+            crate::eval::calibrate(&ctx, &input, target_far, target_fpir)
         }
         Command::Serve(args) => crate::serve::serve(&ctx, &args),
         Command::Keys { action } => crate::serve::keys(&ctx, action),

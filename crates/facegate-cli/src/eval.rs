@@ -41,16 +41,22 @@ fn run_pairs(
     engine: &Engine,
     args: &PairsArgs,
 ) -> Result<(Vec<PairSpec>, PairsReport, f64)> {
-    let specs = eval::read_pairs(&args.pairs)?;
+    let file = eval::read_pairs_file(&args.pairs)?;
+    eval::check_pair_images(&args.pairs, &args.root, &file.pairs)?;
+    if let Some(note) = &file.folds_note {
+        eprintln!("note: {note}");
+    }
+    let specs = file.pairs;
     let start = Instant::now();
     let images = eval::pair_images(&specs);
     let embeddings = embed_all(ctx, engine, &args.root, &images)?;
-    let report = eval::score_pairs(
+    let mut report = eval::score_pairs(
         &specs,
         &embeddings,
         engine.model_id(),
         &eval::eval_pipeline_id(engine),
     );
+    report.folds_note = file.folds_note;
     Ok((specs, report, start.elapsed().as_secs_f64()))
 }
 
@@ -85,11 +91,19 @@ pub fn run(ctx: &Context, kind: EvalKind) -> Result<ExitCode> {
             let start = Instant::now();
             let images: Vec<PathBuf> = entries.iter().map(|e| e.path.clone()).collect();
             let embeddings = embed_all(ctx, &engine, &root, &images)?;
+            let people = entries
+                .iter()
+                .filter(|e| e.role == eval::Role::Gallery)
+                .map(|e| e.identity.as_str())
+                .collect::<std::collections::BTreeSet<_>>()
+                .len();
+            let threshold = engine.identification_threshold(people);
             let report = eval::score_identification(
                 &entries,
                 &embeddings,
                 &eval::eval_pipeline_id(&engine),
                 open_set_far,
+                Some((threshold.value, engine.target_fpir())),
             );
             let seconds = start.elapsed().as_secs_f64();
             let mut doc = serde_json::to_value(&report)?;
@@ -106,12 +120,34 @@ pub fn run(ctx: &Context, kind: EvalKind) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-pub fn calibrate(ctx: &Context, args: &PairsArgs, target_far: f64) -> Result<ExitCode> {
-    if !(target_far > 0.0 && target_far < 1.0) {
-        bail!("--target-far must be between 0 and 1 (e.g. 1e-3), got {target_far}");
-    }
-    let engine = ctx.standalone_engine()?;
-    let (_, report, _) = run_pairs(ctx, &engine, args)?;
+/// What `facegate calibrate` measures on.
+pub enum CalibrationInput {
+    /// A pairs file, as `eval pairs` reads it.
+    Pairs(PairsArgs),
+    /// Every pair of photos of a folder of people (one subfolder per person).
+    AllPairs(PathBuf),
+}
+
+/// The distances a calibration rests on.
+struct Measured {
+    value: f32,
+    measured_far: f64,
+    measured_tar: f64,
+    genuine_pairs: usize,
+    impostor_pairs: usize,
+    source: String,
+    impostor_cdf: facegate::decide::ImpostorCdf,
+    /// `(FAR, threshold, TAR, resolved)` at the usual operating points.
+    operating_points: Vec<(f64, f32, f64, bool)>,
+}
+
+fn measure_pairs(
+    ctx: &Context,
+    engine: &Engine,
+    args: &PairsArgs,
+    target_far: f64,
+) -> Result<Measured> {
+    let (_, report, _) = run_pairs(ctx, engine, args)?;
     let impostors = &report.impostor_distances;
     if (impostors.len() as f64) * target_far < 1.0 {
         eprintln!(
@@ -119,56 +155,182 @@ pub fn calibrate(ctx: &Context, args: &PairsArgs, target_far: f64) -> Result<Exi
             impostors.len()
         );
     }
-    let value = threshold_for_far(impostors, target_far)
-        .context("the pairs file has no impostor (different-person) pairs")?;
     let mut sorted = impostors.clone();
     sorted.sort_by(f32::total_cmp);
-    let measured_far = far_at(&sorted, value);
-    let measured_tar = report
-        .genuine_distances
-        .iter()
-        .filter(|&&d| d <= value)
-        .count() as f64
-        / report.genuine_distances.len().max(1) as f64;
+    let tar = |value: f32| {
+        report
+            .genuine_distances
+            .iter()
+            .filter(|&&d| d <= value)
+            .count() as f64
+            / report.genuine_distances.len().max(1) as f64
+    };
+    let value = threshold_for_far(impostors, target_far)
+        .context("the pairs file has no impostor (different-person) pairs")?;
     let source = args.pairs.display().to_string();
-    let calibrated = CalibratedThreshold {
-        metric: Metric::Euclidean,
+    let operating_points = OPERATING_POINTS
+        .iter()
+        .filter_map(|&far| {
+            let t = threshold_for_far(impostors, far)?;
+            Some((far, t, tar(t), far * impostors.len() as f64 >= 1.0))
+        })
+        .collect();
+    Ok(Measured {
         value,
-        target_far,
-        measured_far,
-        measured_tar,
+        measured_far: far_at(&sorted, value),
+        measured_tar: tar(value),
         genuine_pairs: report.genuine_pairs,
         impostor_pairs: report.impostor_pairs,
-        source: source.clone(),
-        pipeline: eval::eval_pipeline_id(&engine),
         impostor_cdf: eval::impostor_cdf(&report, &source),
+        source,
+        operating_points,
+    })
+}
+
+const OPERATING_POINTS: [f64; 6] = [1e-2, 1e-3, 1e-4, 1e-5, 1e-6, 1e-7];
+
+fn measure_all_pairs(
+    ctx: &Context,
+    engine: &Engine,
+    dir: &Path,
+    target_far: f64,
+) -> Result<Measured> {
+    let entries = eval::read_people_folder(dir)?;
+    let images: Vec<PathBuf> = entries.iter().map(|e| e.path.clone()).collect();
+    let embeddings = embed_all(ctx, engine, dir, &images)?;
+    let items: Vec<(&str, &[f32])> = entries
+        .iter()
+        .map(|e| {
+            (
+                e.identity.as_str(),
+                embeddings[&e.path].embedding.as_slice(),
+            )
+        })
+        .collect();
+    if ctx.interactive() {
+        eprintln!("comparing every pair of {} photos", items.len());
+    }
+    let all = eval::AllPairs::measure(&items);
+    if all.genuine_pairs() == 0 {
+        bail!(
+            "{} has one photo per person: the TAR needs at least one person with two photos",
+            dir.display()
+        );
+    }
+    let source = format!(
+        "every pair of {} ({} photos of {} people)",
+        dir.display(),
+        all.images,
+        all.identities
+    );
+    let cdf = all.impostor_cdf(&source);
+    let at = |far: f64| cdf.distance_at_far(far).context("no impostor pairs");
+    let target = at(target_far)?;
+    if !target.measured {
+        eprintln!(
+            "warning: {} impostor pairs cannot resolve a FAR of {target_far:e}; the threshold is the smallest impostor distance",
+            all.impostor_pairs()
+        );
+    }
+    let operating_points = OPERATING_POINTS
+        .iter()
+        .filter_map(|&far| {
+            let t = cdf.distance_at_far(far)?;
+            Some((far, t.distance, all.tar_at(t.distance), t.measured))
+        })
+        .collect();
+    Ok(Measured {
+        value: target.distance,
+        measured_far: all.far_at(target.distance),
+        measured_tar: all.tar_at(target.distance),
+        genuine_pairs: all.genuine_pairs() as usize,
+        impostor_pairs: all.impostor_pairs() as usize,
+        impostor_cdf: cdf,
+        source,
+        operating_points,
+    })
+}
+
+pub fn calibrate(
+    ctx: &Context,
+    input: &CalibrationInput,
+    target_far: f64,
+    target_fpir: Option<f64>,
+) -> Result<ExitCode> {
+    if !(target_far > 0.0 && target_far < 1.0) {
+        bail!("--target-far must be between 0 and 1 (e.g. 1e-3), got {target_far}");
+    }
+    let engine = ctx.standalone_engine()?;
+    let m = match input {
+        CalibrationInput::Pairs(args) => measure_pairs(ctx, &engine, args, target_far)?,
+        CalibrationInput::AllPairs(dir) => measure_all_pairs(ctx, &engine, dir, target_far)?,
+    };
+    let calibrated = CalibratedThreshold {
+        metric: Metric::Euclidean,
+        value: m.value,
+        target_far,
+        measured_far: m.measured_far,
+        measured_tar: m.measured_tar,
+        genuine_pairs: m.genuine_pairs,
+        impostor_pairs: m.impostor_pairs,
+        source: m.source.clone(),
+        pipeline: eval::eval_pipeline_id(&engine),
+        impostor_cdf: m.impostor_cdf,
+        target_fpir,
     };
     let mut config = Config::load(ctx.home.data_dir())?;
     config
         .thresholds
         .insert(engine.model_id().to_string(), calibrated.clone());
     config.save(ctx.home.data_dir())?;
+    let points: Vec<serde_json::Value> = m
+        .operating_points
+        .iter()
+        .map(|(far, t, tar, measured)| {
+            json!({"far": far, "threshold": t, "tar": tar, "measured": measured})
+        })
+        .collect();
     let doc = json!({
         "model": engine.model_id(),
-        "threshold": value,
+        "threshold": m.value,
         "metric": "euclidean",
         "target_far": target_far,
-        "measured_far": measured_far,
-        "measured_tar": measured_tar,
-        "genuine_pairs": report.genuine_pairs,
-        "impostor_pairs": report.impostor_pairs,
+        "target_fpir": target_fpir,
+        "measured_far": m.measured_far,
+        "measured_tar": m.measured_tar,
+        "genuine_pairs": m.genuine_pairs,
+        "impostor_pairs": m.impostor_pairs,
+        "source": m.source,
+        "operating_points": points,
         "config": Config::path(ctx.home.data_dir()),
     });
     ctx.emit(&doc, || {
         println!(
-            "calibrated {}: threshold {value:.4} (euclidean) for FAR {target_far:e}",
-            engine.model_id()
+            "calibrated {}: threshold {:.4} (euclidean) for FAR {target_far:e}",
+            engine.model_id(),
+            m.value
         );
         println!(
-            "  on {}: measured FAR {measured_far:.2e} ({} impostor pairs), TAR {measured_tar:.4} ({} genuine pairs)",
-            source, report.impostor_pairs, report.genuine_pairs
+            "  on {}: measured FAR {:.2e} ({} impostor pairs), TAR {:.4} ({} genuine pairs)",
+            m.source, m.measured_far, m.impostor_pairs, m.measured_tar, m.genuine_pairs
         );
-        println!("  stored in {}; verify and identify use it from now on", Config::path(ctx.home.data_dir()).display());
+        for (far, t, tar, measured) in &m.operating_points {
+            println!(
+                "  FAR {far:.0e}: threshold {t:.4}, TAR {tar:.4}{}",
+                if *measured {
+                    ""
+                } else {
+                    " (not resolved: too few impostor pairs)"
+                }
+            );
+        }
+        if let Some(fpir) = target_fpir {
+            println!("  1:N: identify keeps the false positive identification rate at {fpir:e}");
+        }
+        println!(
+            "  stored in {}; verify and identify use it from now on",
+            Config::path(ctx.home.data_dir()).display()
+        );
     })?;
     Ok(ExitCode::SUCCESS)
 }

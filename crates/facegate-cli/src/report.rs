@@ -158,6 +158,17 @@ pub fn identify_markdown(r: &IdentifyReport, split: &Path, seconds: f64) -> Stri
             r.open_set_far
         )),
     }
+    if let Some(at) = &r.identify_threshold {
+        md.push_str(&format!(
+            "| at `identify`'s threshold for {} people ({:.3}, target FPIR {:.0e}) | FPIR {:.2}%, FNIR {:.2}%, DIR {:.2}% |\n",
+            r.gallery_identities,
+            at.threshold,
+            at.target_fpir,
+            at.fpir * 100.0,
+            at.fnir * 100.0,
+            at.dir * 100.0
+        ));
+    }
     md.push_str(&format!(
         "| images without a detected face | {} of {} |\n",
         r.images_without_face, r.images

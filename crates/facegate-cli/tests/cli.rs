@@ -164,6 +164,48 @@ fn enroll_then_verify_identify_compare_list_forget() {
     assert_eq!(r.code, 0);
     assert_eq!(r.json()["identity"], "madonna");
     assert_eq!(r.json()["faces"][0]["candidates"][0]["person"], "madonna");
+    // 1:N decides at the threshold for its target FPIR among the people searched, never
+    // looser than 1:1; every rate says it was measured on LFW.
+    let doc = r.json();
+    assert_eq!(doc["target_fpir"], 0.01);
+    assert_eq!(doc["people_searched"], 2);
+    let note = doc["threshold"]["note"].as_str().unwrap();
+    assert!(note.contains("FPIR"), "{note}");
+    assert!(note.contains("other photo populations differ"), "{note}");
+    let verify_threshold = t.run(&["verify", "--json", "alice", s(&ben)]).json()["threshold"]
+        ["value"]
+        .as_f64()
+        .unwrap();
+    assert!(doc["threshold"]["value"].as_f64().unwrap() <= verify_threshold);
+    // A stricter target in the same gallery: a smaller threshold.
+    let strict = t.run(&[
+        "identify",
+        "--json",
+        "--target-fpir",
+        "1e-5",
+        s(&photo("madonna", 3)),
+    ]);
+    let strict_threshold = strict.json()["threshold"]["value"].as_f64().unwrap();
+    assert!(
+        strict_threshold < doc["threshold"]["value"].as_f64().unwrap(),
+        "{}",
+        strict.stdout
+    );
+    assert!(strict.json()["threshold"]["note"]
+        .as_str()
+        .unwrap()
+        .contains("FPIR 1e-5"));
+    // Security levels move the 1:1 threshold: high is stricter than the default, low looser.
+    let level = |name: &str| {
+        t.run(&["verify", "--json", "--security", name, "alice", s(&ben)])
+            .json()["threshold"]["value"]
+            .as_f64()
+            .unwrap()
+    };
+    assert!(level("high") < verify_threshold && verify_threshold < level("low"));
+    let r = t.run(&["verify", "--security", "paranoid", "alice", s(&ben)]);
+    assert_eq!(r.code, 2);
+    assert!(r.stderr.contains("choose low"), "{}", r.stderr);
 
     // Nobody enrolled looks like Elton John: unknown, exit 1.
     let r = t.run(&["identify", s(&photo("elton_john", 0))]);

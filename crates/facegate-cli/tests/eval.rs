@@ -206,3 +206,123 @@ fn bad_pairs_files_are_clear_errors() {
     assert_eq!(code, 2);
     assert!(stderr.contains("expected a TSV header"), "{stderr}");
 }
+
+#[test]
+fn calibration_on_every_pair_of_a_folder_of_people() {
+    let dir = tempfile::tempdir().unwrap();
+    let home = private_home(dir.path());
+    let (_, root) = write_pairs(dir.path());
+    let (code, stdout, stderr) = facegate(
+        &home,
+        &[
+            "calibrate",
+            "--json",
+            "--all-pairs",
+            root.to_str().unwrap(),
+            "--target-far",
+            "0.01",
+            "--target-fpir",
+            "0.05",
+        ],
+    );
+    assert_eq!(code, 0, "{stderr}");
+    let cal: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+    // Every pair of the photos: n(n-1)/2 of them, split into same-person and different-people.
+    let photos: usize = std::fs::read_dir(&root)
+        .unwrap()
+        .map(|p| std::fs::read_dir(p.unwrap().path()).unwrap().count())
+        .sum();
+    let (genuine, impostor) = (
+        cal["genuine_pairs"].as_u64().unwrap() as usize,
+        cal["impostor_pairs"].as_u64().unwrap() as usize,
+    );
+    assert_eq!(genuine + impostor, photos * (photos - 1) / 2);
+    assert!(genuine > 0 && impostor > genuine);
+    let far = cal["measured_far"].as_f64().unwrap();
+    assert!(far <= 0.0101, "{far}");
+    assert_eq!(cal["target_fpir"], 0.05);
+    // Operating points: thresholds grow with the FAR; those the data cannot resolve say so.
+    let points = cal["operating_points"].as_array().unwrap();
+    let thresholds: Vec<f64> = points
+        .iter()
+        .map(|p| p["threshold"].as_f64().unwrap())
+        .collect();
+    assert!(
+        thresholds.windows(2).all(|w| w[0] >= w[1]),
+        "{thresholds:?}"
+    );
+    let unresolved = points
+        .iter()
+        .find(|p| p["far"].as_f64().unwrap() < 1.0 / impostor as f64)
+        .unwrap();
+    assert_eq!(unresolved["measured"], false);
+
+    // The stored target FPIR is what identify keeps to.
+    let madonna = root.join("madonna");
+    let mut photos: Vec<PathBuf> = std::fs::read_dir(&madonna)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    photos.sort();
+    let (code, _, stderr) = facegate(&home, &["enroll", "madonna", photos[0].to_str().unwrap()]);
+    assert_eq!(code, 0, "{stderr}");
+    let (_, stdout, _) = facegate(&home, &["identify", "--json", photos[1].to_str().unwrap()]);
+    let doc: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+    assert_eq!(doc["target_fpir"], 0.05);
+    assert_eq!(doc["threshold"]["source"], "calibrated");
+}
+
+#[test]
+fn pairs_without_a_fold_column_get_folds_and_bad_lines_are_named() {
+    let dir = tempfile::tempdir().unwrap();
+    let home = private_home(dir.path());
+    let (pairs, root) = write_pairs(dir.path());
+    let text = std::fs::read_to_string(&pairs).unwrap();
+    let no_folds: Vec<String> = text
+        .lines()
+        .map(|l| l.rsplit_once('\t').unwrap().0.to_string())
+        .collect();
+    let plain = dir.path().join("plain.tsv");
+    std::fs::write(&plain, no_folds.join("\n")).unwrap();
+    let (code, stdout, stderr) = facegate(
+        &home,
+        &[
+            "eval",
+            "pairs",
+            "--json",
+            "--pairs",
+            plain.to_str().unwrap(),
+            "--root",
+            root.to_str().unwrap(),
+        ],
+    );
+    assert_eq!(code, 0, "{stderr}");
+    let doc: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+    assert!(
+        doc["folds_note"]
+            .as_str()
+            .unwrap()
+            .contains("folds assigned"),
+        "{doc}"
+    );
+    assert_eq!(doc["folds"].as_array().unwrap().len(), 10);
+    assert!(stderr.contains("no fold column"));
+
+    // A path that does not exist: refused before any work, naming the pair.
+    let mut broken = no_folds.clone();
+    broken.push("nobody/x.jpg\tmadonna/y.jpg\t0".to_string());
+    std::fs::write(&plain, broken.join("\n")).unwrap();
+    let (code, _, stderr) = facegate(
+        &home,
+        &[
+            "eval",
+            "pairs",
+            "--pairs",
+            plain.to_str().unwrap(),
+            "--root",
+            root.to_str().unwrap(),
+        ],
+    );
+    assert_eq!(code, 2);
+    assert!(stderr.contains("nobody/x.jpg"), "{stderr}");
+}

@@ -28,6 +28,10 @@ pub struct CalibratedThreshold {
     pub pipeline: String,
     /// For estimating the FAR of any distance.
     pub impostor_cdf: ImpostorCdf,
+    /// The 1:N target stored by `calibrate --target-fpir` (see
+    /// [`crate::Engine::identification_threshold`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub target_fpir: Option<f64>,
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]

@@ -1,7 +1,7 @@
 use std::path::Path;
 
 use facegate_align::AlignMode;
-use facegate_decide::{ImpostorCdf, Threshold, ThresholdSource};
+use facegate_decide::{ImpostorCdf, SecurityLevel, Threshold, ThresholdSource};
 use facegate_detect::{Detector, Face, Mtcnn, MtcnnConfig};
 use facegate_embed::{DlibResnet, Embedder, FaceNet, MobileFaceNet};
 use facegate_image::{LoadedImage, RgbImage};
@@ -153,6 +153,13 @@ pub struct EngineOptions {
     pub parallel: usize,
     /// Overrides the model's default threshold (Euclidean on unit embeddings).
     pub threshold: Option<f32>,
+    /// A named target FAR instead of the calibrated one (`None`: the calibration's own target).
+    pub security: Option<SecurityLevel>,
+    /// 1:N: the share of searches for people who are not enrolled that may still return
+    /// someone. The identification threshold follows from it and the number of people
+    /// searched (see [`Engine::identification_threshold`]); `None`: the calibration's own
+    /// target, else [`DEFAULT_TARGET_FPIR`].
+    pub target_fpir: Option<f64>,
     /// The quality gate for enrollment photos.
     pub enroll_quality: QualityLevel,
     /// The quality gate for verification probes (off by default: a poor probe is reported,
@@ -173,12 +180,18 @@ impl Default for EngineOptions {
             threads: 0,
             parallel: 0,
             threshold: None,
+            security: None,
+            target_fpir: None,
             enroll_quality: QualityLevel::Standard,
             verify_quality: QualityLevel::Off,
             liveness: false,
         }
     }
 }
+
+/// The false positive identification rate 1:N searches keep to unless told otherwise: one in
+/// a hundred searches for someone who is not enrolled returns a name.
+pub const DEFAULT_TARGET_FPIR: f64 = 1e-2;
 
 /// One face of a photo with its embedding.
 #[derive(Clone, Debug, Serialize)]
@@ -359,13 +372,18 @@ impl Engine {
         self.calibrated.as_ref()
     }
 
+    /// This model's impostor distance curve: one's own calibration, or the one shipped.
+    pub fn impostor_cdf(&self) -> Option<ImpostorCdf> {
+        match &self.calibrated {
+            Some(c) => Some(c.impostor_cdf.clone()),
+            None => facegate_decide::default_impostor_cdf(self.model_id()),
+        }
+    }
+
     /// The estimated false accept rate of accepting at `distance` (Euclidean), from this
     /// model's calibration data, or the impostor distances shipped with its default.
     pub fn estimated_far(&self, distance: f32) -> Option<FarEstimate> {
-        let cdf: ImpostorCdf = match &self.calibrated {
-            Some(c) => c.impostor_cdf.clone(),
-            None => facegate_decide::default_impostor_cdf(self.model_id())?,
-        };
+        let cdf = self.impostor_cdf()?;
         Some(match cdf.far_at(distance) {
             Some(far) => FarEstimate {
                 far,
@@ -412,12 +430,89 @@ impl Engine {
                 ),
             };
         }
+        if let Some(level) = self
+            .options
+            .security
+            .filter(|_| self.options.threshold.is_none())
+        {
+            if let Some(cdf) = self.impostor_cdf() {
+                if let Some(at) = cdf.distance_at_far(level.target_far()) {
+                    threshold.value = at.distance;
+                    threshold.note = format!(
+                        "security {}: FAR {:.0e} on {} ({} impostor pairs{}); {}",
+                        level.name(),
+                        level.target_far(),
+                        cdf.source,
+                        cdf.pairs,
+                        if at.measured {
+                            ""
+                        } else {
+                            "; too few to resolve this rate, so the smallest impostor distance is used"
+                        },
+                        facegate_decide::OTHER_POPULATIONS
+                    );
+                }
+            }
+        }
         if let Some(value) = self.options.threshold {
             threshold.value = value;
             threshold.source = ThresholdSource::Flag;
             threshold.note = "given with --threshold".to_string();
         }
         threshold
+    }
+
+    /// The target false positive identification rate in force: the option, else the one
+    /// stored by `calibrate --target-fpir`, else [`DEFAULT_TARGET_FPIR`].
+    pub fn target_fpir(&self) -> f64 {
+        self.options
+            .target_fpir
+            .or_else(|| self.calibrated.as_ref().and_then(|c| c.target_fpir))
+            .unwrap_or(DEFAULT_TARGET_FPIR)
+    }
+
+    /// The 1:N threshold for a search through `people` people: the distance at which the
+    /// chance that a person who is not enrolled is matched to someone stays at the target
+    /// FPIR (per comparison `FAR = 1 − (1 − FPIR)^(1/people)`, read off the impostor curve),
+    /// and never looser than the 1:1 threshold. A threshold given with `--threshold` is used
+    /// as it is.
+    pub fn identification_threshold(&self, people: usize) -> Threshold {
+        let verify = self.threshold();
+        if verify.source == ThresholdSource::Flag {
+            return verify;
+        }
+        let fpir = self.target_fpir();
+        let far = facegate_decide::far_for_fpir(fpir, people);
+        let Some((cdf, at)) = self
+            .impostor_cdf()
+            .and_then(|cdf| cdf.distance_at_far(far).map(|at| (cdf, at)))
+        else {
+            return verify;
+        };
+        if at.distance >= verify.value {
+            let mut t = verify;
+            t.note = format!(
+                "{}; for {people} people this also keeps FPIR at or below {fpir:.0e}",
+                t.note
+            );
+            return t;
+        }
+        Threshold {
+            metric: verify.metric,
+            value: at.distance,
+            source: verify.source,
+            note: format!(
+                "1:N for FPIR {fpir:.0e} among {people} people: FAR {far:.1e} per comparison on {} ({} impostor pairs{}); {}",
+                cdf.source,
+                cdf.pairs,
+                if at.measured {
+                    ""
+                } else {
+                    "; too few to resolve this rate, so the smallest impostor distance is used and the FPIR is not known"
+                },
+                facegate_decide::OTHER_POPULATIONS
+            ),
+        }
     }
 
     pub fn load_image(&self, path: &Path) -> Result<LoadedImage, Error> {

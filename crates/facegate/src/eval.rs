@@ -83,31 +83,70 @@ impl<'t> Table<'t> {
     }
 }
 
-/// Reads a pairs file: a TSV with columns `img_a img_b same fold` (header line first), or
-/// the original LFW `pairs.txt` (`folds n`, then per fold n matched `name i j` and n mismatched
-/// `name1 i name2 j` lines, images at `name/name_%04d.jpg`).
+/// A pairs file as read: the pairs, and how their folds were assigned when the file had none.
+#[derive(Clone, Debug, PartialEq)]
+pub struct PairsFile {
+    pub pairs: Vec<PairSpec>,
+    /// `None` when the file gave the folds; else how facegate assigned them.
+    pub folds_note: Option<String>,
+}
+
+/// Folds assigned to a pairs file without a `fold` column.
+pub const ASSIGNED_FOLDS: usize = 10;
+
+/// Reads a pairs file: a TSV with columns `img_a img_b same` and optionally `fold` (header
+/// line first), or the original LFW `pairs.txt` (`folds n`, then per fold n matched `name i j`
+/// and n mismatched `name1 i name2 j` lines, images at `name/name_%04d.jpg`).
+///
+/// Refused with the offending line named: labels other than 0/1 (or true/false), a pair listed
+/// twice (in either order), an image compared with itself; and files with no genuine or no
+/// impostor pair. Without a `fold` column, folds are assigned (see [`assign_folds`]).
 pub fn read_pairs(path: &Path) -> Result<Vec<PairSpec>, Error> {
+    Ok(read_pairs_file(path)?.pairs)
+}
+
+/// [`read_pairs`], also saying how the folds were assigned.
+pub fn read_pairs_file(path: &Path) -> Result<PairsFile, Error> {
     let bad = |message: String| input_error(path, message);
     let text = std::fs::read_to_string(path).map_err(|e| bad(e.to_string()))?;
     let table = Table::parse(path, &text)?;
     let mut pairs = Vec::new();
+    let mut lines = Vec::new();
+    let mut folds_note = None;
     if table.header.contains(&"img_a") {
-        let (ia, ib, is, ifold) = (
+        let (ia, ib, is) = (
             table.column("img_a")?,
             table.column("img_b")?,
             table.column("same")?,
-            table.column("fold")?,
         );
+        let ifold = table.header.iter().position(|h| *h == "fold");
         for (line, cells) in &table.rows {
             let get = |c: usize| table.cell(*line, cells, c);
+            let same = match get(is)? {
+                "1" | "true" | "True" => true,
+                "0" | "false" | "False" => false,
+                other => {
+                    return Err(bad(format!(
+                        "line {line}: `same` is {other:?}; it must be 1 (same person) or 0 (different people)"
+                    )))
+                }
+            };
+            let fold = match ifold {
+                Some(c) => get(c)?
+                    .parse()
+                    .map_err(|_| bad(format!("line {line}: fold is not a number")))?,
+                None => 0,
+            };
             pairs.push(PairSpec {
                 a: PathBuf::from(get(ia)?),
                 b: PathBuf::from(get(ib)?),
-                same: matches!(get(is)?, "1" | "true" | "True"),
-                fold: get(ifold)?
-                    .parse()
-                    .map_err(|_| bad(format!("line {line}: fold is not a number")))?,
+                same,
+                fold,
             });
+            lines.push(*line);
+        }
+        if ifold.is_none() && !pairs.is_empty() {
+            folds_note = Some(assign_folds(&mut pairs, ASSIGNED_FOLDS));
         }
     } else {
         let counts: Vec<usize> = table
@@ -119,7 +158,7 @@ pub fn read_pairs(path: &Path) -> Result<Vec<PairSpec>, Error> {
         let per_half = match counts.as_slice() {
             [_, n] | [n] => *n,
             _ => return Err(bad(
-                "expected a TSV header with img_a/img_b/same/fold, or LFW's `folds n` first line"
+                "expected a TSV header with img_a/img_b/same[/fold], or LFW's `folds n` first line"
                     .into(),
             )),
         };
@@ -142,12 +181,152 @@ pub fn read_pairs(path: &Path) -> Result<Vec<PairSpec>, Error> {
                 }
             };
             pairs.push(PairSpec { a, b, same, fold });
+            lines.push(*line);
         }
     }
     if pairs.is_empty() {
         return Err(bad("no pairs in the file".into()));
     }
-    Ok(pairs)
+    let mut seen: HashMap<(&Path, &Path), usize> = HashMap::new();
+    for (pair, &line) in pairs.iter().zip(&lines) {
+        if pair.a == pair.b {
+            return Err(bad(format!(
+                "line {line}: {} is compared with itself",
+                pair.a.display()
+            )));
+        }
+        let key = if pair.a <= pair.b {
+            (pair.a.as_path(), pair.b.as_path())
+        } else {
+            (pair.b.as_path(), pair.a.as_path())
+        };
+        if let Some(first) = seen.insert(key, line) {
+            return Err(bad(format!(
+                "line {line}: the pair {} / {} is already listed on line {first}",
+                pair.a.display(),
+                pair.b.display()
+            )));
+        }
+    }
+    if !pairs.iter().any(|p| p.same) {
+        return Err(bad(
+            "no same-person pair (same = 1): the TAR and accuracy need at least one".into(),
+        ));
+    }
+    if !pairs.iter().any(|p| !p.same) {
+        return Err(bad(
+            "no different-person pair (same = 0): the FAR needs at least one; a file of one identity only cannot measure it".into(),
+        ));
+    }
+    Ok(PairsFile { pairs, folds_note })
+}
+
+/// Checks that every image of `pairs` exists under `root`, naming the first that does not.
+pub fn check_pair_images(path: &Path, root: &Path, pairs: &[PairSpec]) -> Result<(), Error> {
+    for (n, pair) in pairs.iter().enumerate() {
+        for image in [&pair.a, &pair.b] {
+            if !root.join(image).is_file() {
+                return Err(input_error(
+                    path,
+                    format!(
+                        "pair {} ({} / {}): no image at {}",
+                        n + 1,
+                        pair.a.display(),
+                        pair.b.display(),
+                        root.join(image).display()
+                    ),
+                ));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The person an image path names: its folder (`name/photo.jpg`, as LFW lays them out), else
+/// the file name without a trailing `_NNNN` number.
+fn identity_of(path: &Path) -> String {
+    match path.parent().filter(|p| !p.as_os_str().is_empty()) {
+        Some(parent) => parent.display().to_string(),
+        None => {
+            let stem = path
+                .file_stem()
+                .map_or_else(String::new, |s| s.to_string_lossy().to_string());
+            match stem.rsplit_once('_') {
+                Some((name, number)) if number.chars().all(|c| c.is_ascii_digit()) => {
+                    name.to_string()
+                }
+                _ => stem,
+            }
+        }
+    }
+}
+
+/// Assigns `folds` folds to pairs given without them, identity-disjoint where it can: people
+/// linked by any pair stay in one fold (so no fold's threshold is chosen on the people it is
+/// tested on). When one group of linked people holds more than a fold's share of the pairs,
+/// disjoint folds cannot be balanced, and pairs are dealt round-robin instead. Returns what
+/// was done, in words.
+pub fn assign_folds(pairs: &mut [PairSpec], folds: usize) -> String {
+    let folds = folds.max(2);
+    let mut ids: HashMap<String, usize> = HashMap::new();
+    let mut ends = Vec::with_capacity(pairs.len());
+    for p in pairs.iter() {
+        let mut id = |path: &Path| {
+            let name = identity_of(path);
+            let next = ids.len();
+            *ids.entry(name).or_insert(next)
+        };
+        ends.push((id(&p.a), id(&p.b)));
+    }
+    // Union-find over identities.
+    let mut parent: Vec<usize> = (0..ids.len()).collect();
+    fn root(parent: &mut [usize], mut i: usize) -> usize {
+        while parent[i] != i {
+            parent[i] = parent[parent[i]];
+            i = parent[i];
+        }
+        i
+    }
+    for &(a, b) in &ends {
+        let (ra, rb) = (root(&mut parent, a), root(&mut parent, b));
+        if ra != rb {
+            parent[ra] = rb;
+        }
+    }
+    let mut groups: HashMap<usize, Vec<usize>> = HashMap::new();
+    for (i, &(a, _)) in ends.iter().enumerate() {
+        groups.entry(root(&mut parent, a)).or_default().push(i);
+    }
+    let largest = groups.values().map(Vec::len).max().unwrap_or(0);
+    if groups.len() >= folds && largest * folds <= pairs.len() + folds {
+        let mut ordered: Vec<Vec<usize>> = groups.into_values().collect();
+        // Largest groups first, each to the fold with the fewest pairs; ties by first pair.
+        ordered.sort_by(|a, b| b.len().cmp(&a.len()).then(a[0].cmp(&b[0])));
+        let mut sizes = vec![0usize; folds];
+        for group in &ordered {
+            let fold = (0..folds).min_by_key(|&f| (sizes[f], f)).unwrap_or(0);
+            sizes[fold] += group.len();
+            for &i in group {
+                pairs[i].fold = fold;
+            }
+        }
+        format!(
+            "the file has no fold column: {folds} folds assigned, identity-disjoint ({} groups of linked people; identities read from the image folders)",
+            ordered.len()
+        )
+    } else {
+        // Genuine and impostor pairs dealt separately, so every fold holds both.
+        let (mut genuine, mut impostor) = (0usize, 0usize);
+        for p in pairs.iter_mut() {
+            let counter = if p.same { &mut genuine } else { &mut impostor };
+            p.fold = *counter % folds;
+            *counter += 1;
+        }
+        format!(
+            "the file has no fold column: {folds} folds assigned round-robin, NOT identity-disjoint (the people are too linked by the pairs to split apart; the largest group holds {largest} of {} pairs), so the accuracy may be slightly optimistic",
+            pairs.len()
+        )
+    }
 }
 
 /// What one image contributed.
@@ -372,6 +551,9 @@ pub struct PairsReport {
     pub genuine_pairs: usize,
     pub impostor_pairs: usize,
     pub folds: Vec<FoldResult>,
+    /// How the folds were assigned when the pairs file had none.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub folds_note: Option<String>,
     pub accuracy_mean: f64,
     pub accuracy_std: f64,
     pub auc: f64,
@@ -453,6 +635,7 @@ pub fn score_pairs(
         genuine_pairs: genuine_distances.len(),
         impostor_pairs: impostors,
         folds,
+        folds_note: None,
         accuracy_mean,
         accuracy_std,
         auc: eval::auc(&curve),
@@ -693,6 +876,146 @@ pub fn impostor_cdf(report: &PairsReport, source: &str) -> ImpostorCdf {
     ImpostorCdf::from_distances(&report.impostor_distances, 200, source)
 }
 
+/// The photos of a folder of people: every image file (searched recursively) under each
+/// subfolder of `dir`, the subfolder's name being the person; paths relative to `dir`, sorted.
+pub fn read_people_folder(dir: &Path) -> Result<Vec<SplitEntry>, Error> {
+    let bad = |message: String| input_error(dir, message);
+    let mut entries = Vec::new();
+    let mut people = std::fs::read_dir(dir)
+        .map_err(|e| bad(e.to_string()))?
+        .filter_map(Result::ok)
+        .filter(|e| e.path().is_dir())
+        .map(|e| e.file_name())
+        .collect::<Vec<_>>();
+    people.sort();
+    for person in people {
+        let identity = person.to_string_lossy().to_string();
+        if identity.starts_with('.') || identity.starts_with('_') {
+            // Hidden and metadata folders (e.g. LFW's `_meta`) are not people.
+            continue;
+        }
+        let mut stack = vec![PathBuf::from(&person)];
+        while let Some(relative) = stack.pop() {
+            let listing = std::fs::read_dir(dir.join(&relative)).map_err(|e| bad(e.to_string()))?;
+            for item in listing.filter_map(Result::ok) {
+                let path = relative.join(item.file_name());
+                if item.path().is_dir() {
+                    stack.push(path);
+                } else if path
+                    .extension()
+                    .and_then(|e| e.to_str())
+                    .is_some_and(|e| IMAGE_EXTENSIONS.contains(&e.to_ascii_lowercase().as_str()))
+                {
+                    entries.push(SplitEntry {
+                        path,
+                        identity: identity.clone(),
+                        role: Role::Gallery,
+                    });
+                }
+            }
+        }
+    }
+    entries.sort_by(|a, b| a.path.cmp(&b.path));
+    let identities: BTreeSet<&str> = entries.iter().map(|e| e.identity.as_str()).collect();
+    if identities.len() < 2 {
+        return Err(bad(format!(
+            "found photos of {} person(s); calibration needs at least two people, one subfolder each",
+            identities.len()
+        )));
+    }
+    Ok(entries)
+}
+
+/// Image file extensions facegate reads.
+pub const IMAGE_EXTENSIONS: [&str; 5] = ["jpg", "jpeg", "png", "webp", "bmp"];
+
+/// Histograms of the distances of every pair of a labelled set: same person (genuine) and
+/// different people (impostor), in [`AllPairs::BINS`] bins over the Euclidean range [0, 2].
+#[derive(Clone, Debug)]
+pub struct AllPairs {
+    pub genuine: Vec<u64>,
+    pub impostor: Vec<u64>,
+    pub images: usize,
+    pub identities: usize,
+}
+
+impl AllPairs {
+    /// Bins over [0, 2]: 2/65536 ≈ 3e-5 wide, far finer than thresholds are ever given.
+    pub const BINS: usize = 65_536;
+    pub const BIN_WIDTH: f32 = 2.0 / Self::BINS as f32;
+
+    /// Compares every pair exactly (n² / 2 dot products, in parallel; 13,233 LFW images are
+    /// 87.5 million pairs).
+    pub fn measure(items: &[(&str, &[f32])]) -> AllPairs {
+        let bins = Self::BINS;
+        let empty = || (vec![0u64; bins], vec![0u64; bins]);
+        let (genuine, impostor) = (0..items.len())
+            .into_par_iter()
+            .fold(empty, |(mut genuine, mut impostor), i| {
+                let (identity, a) = items[i];
+                for &(other, b) in &items[i + 1..] {
+                    let d = euclidean(a, b);
+                    let bin = ((d / Self::BIN_WIDTH) as usize).min(bins - 1);
+                    if identity == other {
+                        genuine[bin] += 1;
+                    } else {
+                        impostor[bin] += 1;
+                    }
+                }
+                (genuine, impostor)
+            })
+            .reduce(empty, |(mut g, mut i), (g2, i2)| {
+                g.iter_mut().zip(g2).for_each(|(a, b)| *a += b);
+                i.iter_mut().zip(i2).for_each(|(a, b)| *a += b);
+                (g, i)
+            });
+        let identities: BTreeSet<&str> = items.iter().map(|(id, _)| *id).collect();
+        AllPairs {
+            genuine,
+            impostor,
+            images: items.len(),
+            identities: identities.len(),
+        }
+    }
+
+    pub fn genuine_pairs(&self) -> u64 {
+        self.genuine.iter().sum()
+    }
+
+    pub fn impostor_pairs(&self) -> u64 {
+        self.impostor.iter().sum()
+    }
+
+    pub fn impostor_cdf(&self, source: &str) -> ImpostorCdf {
+        ImpostorCdf::from_histogram(&self.impostor, Self::BIN_WIDTH, source)
+    }
+
+    /// The share of genuine pairs at or below `distance` (interpolated within its bin).
+    pub fn tar_at(&self, distance: f32) -> f64 {
+        share_at(&self.genuine, distance)
+    }
+
+    /// The share of impostor pairs at or below `distance` (interpolated within its bin).
+    pub fn far_at(&self, distance: f32) -> f64 {
+        share_at(&self.impostor, distance)
+    }
+}
+
+fn share_at(counts: &[u64], distance: f32) -> f64 {
+    let total: u64 = counts.iter().sum();
+    if total == 0 || distance < 0.0 {
+        return 0.0;
+    }
+    let position = distance / AllPairs::BIN_WIDTH;
+    let bin = position as usize;
+    if bin >= counts.len() {
+        return 1.0;
+    }
+    let below: u64 = counts[..bin].iter().sum();
+    let within = counts[bin] as f64 * f64::from(position - bin as f32);
+    (below as f64 + within) / total as f64
+}
+
 /// Role of an image in an identification split.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Role {
@@ -753,17 +1076,36 @@ pub struct IdentifyReport {
     /// ...and the detection-and-identification rate there: mated probes found at rank 1
     /// within the threshold.
     pub open_set_dir: Option<f64>,
+    /// The threshold `identify` would use for a gallery of this many people (its target FPIR
+    /// and the impostor curve), and what it gives here.
+    pub identify_threshold: Option<IdentifyAtThreshold>,
     pub images: usize,
     pub images_without_face: usize,
     pub no_face_policy: String,
 }
 
-/// Closed-set rank-1/rank-5 and open-set DIR at `open_set_far`.
+/// What a 1:N threshold gives on a split.
+#[derive(Clone, Debug, Serialize)]
+pub struct IdentifyAtThreshold {
+    pub threshold: f32,
+    /// The FPIR the threshold was chosen for.
+    pub target_fpir: f64,
+    /// Non-mated searches that returned someone.
+    pub fpir: f64,
+    /// Mated probes not returned as their person within the threshold.
+    pub fnir: f64,
+    /// `1 − fnir`: mated probes found at rank 1 within the threshold.
+    pub dir: f64,
+}
+
+/// Closed-set rank-1/rank-5, open-set DIR at `open_set_far`, and FPIR/FNIR at
+/// `identify_threshold` (`(threshold, target FPIR)`) when given.
 pub fn score_identification(
     entries: &[SplitEntry],
     embeddings: &HashMap<PathBuf, EvalImage>,
     pipeline: &str,
     open_set_far: f64,
+    identify_threshold: Option<(f32, f64)>,
 ) -> IdentifyReport {
     let gallery: Vec<&SplitEntry> = entries.iter().filter(|e| e.role == Role::Gallery).collect();
     let identities: BTreeSet<&str> = gallery.iter().map(|e| e.identity.as_str()).collect();
@@ -802,7 +1144,20 @@ pub fn score_identification(
         mated.iter().filter(|r| r.1 == Some(0) && r.2 <= t).count() as f64
             / mated.len().max(1) as f64
     });
+    let identify_threshold = identify_threshold.map(|(t, target_fpir)| {
+        let found = mated.iter().filter(|r| r.1 == Some(0) && r.2 <= t).count() as f64
+            / mated.len().max(1) as f64;
+        IdentifyAtThreshold {
+            threshold: t,
+            target_fpir,
+            fpir: non_mated.iter().filter(|&&d| d <= t).count() as f64
+                / non_mated.len().max(1) as f64,
+            fnir: 1.0 - found,
+            dir: found,
+        }
+    });
     IdentifyReport {
+        identify_threshold,
         pipeline: pipeline.to_string(),
         gallery_images: gallery.len(),
         gallery_identities: identities.len(),
@@ -850,6 +1205,173 @@ mod tests {
             vec![0, 0, 1, 1]
         );
         assert!(read_pairs(&dir.path().join("missing")).is_err());
+    }
+
+    #[test]
+    fn pairs_without_folds_get_identity_disjoint_folds() {
+        let dir = tempfile::tempdir().unwrap();
+        let tsv = dir.path().join("pairs.tsv");
+        // 20 people, each with one genuine pair and one impostor pair to a partner: 10 linked
+        // groups of two people.
+        let mut text = String::from("img_a\timg_b\tsame\n");
+        for i in 0..20 {
+            let partner = i ^ 1;
+            text += &format!("p{i}/a.jpg\tp{i}/b.jpg\t1\n");
+            if i < partner {
+                text += &format!("p{i}/a.jpg\tp{partner}/a.jpg\t0\n");
+            }
+        }
+        std::fs::write(&tsv, text).unwrap();
+        let file = read_pairs_file(&tsv).unwrap();
+        assert!(file
+            .folds_note
+            .as_deref()
+            .unwrap()
+            .contains("identity-disjoint"));
+        let folds: BTreeSet<usize> = file.pairs.iter().map(|p| p.fold).collect();
+        assert_eq!(folds.len(), ASSIGNED_FOLDS);
+        // No person appears in two folds.
+        let mut fold_of: HashMap<String, usize> = HashMap::new();
+        for p in &file.pairs {
+            for path in [&p.a, &p.b] {
+                let who = identity_of(path);
+                assert_eq!(*fold_of.entry(who).or_insert(p.fold), p.fold, "{p:?}");
+            }
+        }
+        // One tightly linked group: round-robin, and said so.
+        let mut text = String::from("img_a\timg_b\tsame\n");
+        for i in 0..12 {
+            text += &format!("a_{i:04}.jpg\ta_{:04}.jpg\t1\n", i + 100);
+            text += &format!("a_{i:04}.jpg\tb_{i:04}.jpg\t0\n");
+        }
+        std::fs::write(&tsv, text).unwrap();
+        let file = read_pairs_file(&tsv).unwrap();
+        assert!(file
+            .folds_note
+            .as_deref()
+            .unwrap()
+            .contains("NOT identity-disjoint"));
+        for fold in 0..ASSIGNED_FOLDS {
+            let in_fold: Vec<&PairSpec> = file.pairs.iter().filter(|p| p.fold == fold).collect();
+            assert!(in_fold.iter().any(|p| p.same) && in_fold.iter().any(|p| !p.same));
+        }
+        // A file with folds keeps them and says nothing.
+        std::fs::write(
+            &tsv,
+            "img_a\timg_b\tsame\tfold\na/1.jpg\ta/2.jpg\t1\t3\na/1.jpg\tb/1.jpg\t0\t4\n",
+        )
+        .unwrap();
+        let file = read_pairs_file(&tsv).unwrap();
+        assert_eq!(file.folds_note, None);
+        assert_eq!(file.pairs[1].fold, 4);
+    }
+
+    #[test]
+    fn bad_pairs_files_name_the_line() {
+        let dir = tempfile::tempdir().unwrap();
+        let tsv = dir.path().join("pairs.tsv");
+        let check = |text: &str, expected: &str| {
+            std::fs::write(&tsv, text).unwrap();
+            let err = read_pairs(&tsv).unwrap_err().to_string();
+            assert!(err.contains(expected), "{err}");
+        };
+        let head = "img_a\timg_b\tsame\n";
+        check(
+            &format!("{head}a/1.jpg\ta/2.jpg\tyes\na/1.jpg\tb/1.jpg\t0\n"),
+            "line 2: `same` is \"yes\"",
+        );
+        check(
+            &format!("{head}a/1.jpg\ta/2.jpg\t1\na/1.jpg\tb/1.jpg\t0\na/2.jpg\ta/1.jpg\t1\n"),
+            "line 4: the pair a/2.jpg / a/1.jpg is already listed on line 2",
+        );
+        check(
+            &format!("{head}a/1.jpg\ta/1.jpg\t1\na/1.jpg\tb/1.jpg\t0\n"),
+            "line 2: a/1.jpg is compared with itself",
+        );
+        check(
+            &format!("{head}a/1.jpg\ta/2.jpg\t1\na/1.jpg\ta/3.jpg\t1\n"),
+            "no different-person pair",
+        );
+        check(
+            &format!("{head}a/1.jpg\tb/2.jpg\t0\n"),
+            "no same-person pair",
+        );
+        check(
+            &format!("{head}a/1.jpg\ta/2.jpg\n"),
+            "line 2 has too few columns",
+        );
+        // Images that do not exist are named with their pair.
+        std::fs::create_dir_all(dir.path().join("a")).unwrap();
+        std::fs::write(dir.path().join("a/1.jpg"), b"x").unwrap();
+        let pairs = vec![PairSpec {
+            a: "a/1.jpg".into(),
+            b: "a/9.jpg".into(),
+            same: true,
+            fold: 0,
+        }];
+        let err = check_pair_images(&tsv, dir.path(), &pairs)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("pair 1 (a/1.jpg / a/9.jpg): no image at"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn all_pairs_counts_every_pair_once() {
+        let unit = |angle: f32| vec![angle.cos(), angle.sin()];
+        let (a0, a1, b0) = (unit(0.0), unit(0.1), unit(1.0));
+        let items: Vec<(&str, &[f32])> = vec![("a", &a0), ("a", &a1), ("b", &b0)];
+        let all = AllPairs::measure(&items);
+        assert_eq!(all.genuine_pairs(), 1);
+        assert_eq!(all.impostor_pairs(), 2);
+        assert_eq!(all.identities, 2);
+        let genuine = euclidean(&a0, &a1);
+        assert!(all.tar_at(genuine + 1e-3) == 1.0 && all.tar_at(genuine - 1e-3) == 0.0);
+        let closest_impostor = euclidean(&a1, &b0);
+        assert!((all.far_at(closest_impostor + 1e-3) - 0.5).abs() < 1e-9);
+        let cdf = all.impostor_cdf("t");
+        assert_eq!(cdf.pairs, 2);
+        // FAR 0.5 holds from the closest impostor up to (not including) the other one.
+        let other_impostor = euclidean(&a0, &b0);
+        let at = cdf.distance_at_far(0.5).unwrap();
+        assert!(
+            at.distance >= closest_impostor && at.distance < other_impostor,
+            "{at:?}"
+        );
+    }
+
+    #[test]
+    fn people_folders_are_read_as_identities() {
+        let dir = tempfile::tempdir().unwrap();
+        for (person, file) in [
+            ("Ann", "1.jpg"),
+            ("Ann", "x/2.PNG"),
+            ("Bo", "1.jpg"),
+            ("_meta", "m.jpg"),
+        ] {
+            let path = dir.path().join(person).join(file);
+            std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+            std::fs::write(path, b"x").unwrap();
+        }
+        std::fs::write(dir.path().join("Bo/notes.txt"), b"x").unwrap();
+        let entries = read_people_folder(dir.path()).unwrap();
+        let got: Vec<(String, String)> = entries
+            .iter()
+            .map(|e| (e.path.display().to_string(), e.identity.clone()))
+            .collect();
+        assert_eq!(
+            got,
+            vec![
+                ("Ann/1.jpg".to_string(), "Ann".to_string()),
+                ("Ann/x/2.PNG".to_string(), "Ann".to_string()),
+                ("Bo/1.jpg".to_string(), "Bo".to_string()),
+            ]
+        );
+        std::fs::remove_dir_all(dir.path().join("Bo")).unwrap();
+        let err = read_people_folder(dir.path()).unwrap_err().to_string();
+        assert!(err.contains("at least two people"), "{err}");
     }
 
     #[test]

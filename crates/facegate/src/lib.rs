@@ -27,6 +27,7 @@ pub mod video;
 
 pub use engine::{
     EmbeddedFace, Engine, EngineOptions, FacePolicy, FarEstimate, ModelChoice, ModelKind,
+    DEFAULT_TARGET_FPIR,
 };
 pub use error::Error;
 pub use home::Home;

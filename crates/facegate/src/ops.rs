@@ -193,7 +193,11 @@ pub struct IdentifyOutcome {
     pub faces: Vec<IdentifiedFace>,
     /// Faces in the photo (as [`VerifyOutcome::faces_found`] counts them).
     pub faces_found: usize,
+    /// The 1:N threshold: chosen for the target FPIR and the number of people searched (see
+    /// [`Engine::identification_threshold`]), so a larger gallery gets a stricter one.
     pub threshold: Threshold,
+    /// The false positive identification rate the threshold was chosen for.
+    pub target_fpir: f64,
     pub model: String,
     pub people_searched: usize,
     pub templates_searched: usize,
@@ -298,16 +302,17 @@ impl Searcher<'_> {
     }
 }
 
-/// The `top` people closest to one embedding, closest first, with the decision for each;
-/// also how many people and templates were searched.
+/// The `top` people closest to one embedding, closest first, with the decision for each at
+/// the 1:N threshold for that many people ([`Engine::identification_threshold`]); also how
+/// many people and templates were searched.
 pub fn rank_people(
     engine: &Engine,
     searcher: Searcher<'_>,
     embedding: &[f32],
     top: usize,
 ) -> Result<(Vec<Candidate>, usize, usize), Error> {
-    let threshold = engine.threshold();
     let (ranked, people, templates) = searcher.rank(engine.model_id(), embedding, top.max(1))?;
+    let threshold = engine.identification_threshold(people);
     let mut candidates: Vec<Candidate> = ranked
         .into_iter()
         .map(|(person, template_id, template)| {
@@ -347,11 +352,14 @@ pub fn identify_with(
         FacePolicy::Largest
     };
     let (faces, faces_found) = engine.embed_faces(image, policy)?;
-    let threshold = engine.threshold();
+    let mut threshold = engine.threshold();
     let (mut people_searched, mut templates_searched) = (0, 0);
     let mut identified = Vec::with_capacity(faces.len());
     for f in faces {
         let (candidates, people, templates) = rank_people(engine, searcher, &f.embedding, top)?;
+        if people != people_searched {
+            threshold = engine.identification_threshold(people);
+        }
         (people_searched, templates_searched) = (people, templates);
         let identity = candidates
             .first()
@@ -372,6 +380,7 @@ pub fn identify_with(
         faces: identified,
         faces_found,
         threshold,
+        target_fpir: engine.target_fpir(),
         model: engine.model_id().to_string(),
         people_searched,
         templates_searched,

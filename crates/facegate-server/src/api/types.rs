@@ -38,6 +38,9 @@ pub struct ThresholdInfo {
     pub value: f32,
     /// `default`, `calibrated` or `flag`.
     pub source: String,
+    /// What the value was chosen for and on which data (e.g. the target FPIR and the number
+    /// of people of a 1:N search).
+    pub note: String,
 }
 
 impl From<&facegate::decide::Threshold> for ThresholdInfo {
@@ -49,6 +52,7 @@ impl From<&facegate::decide::Threshold> for ThresholdInfo {
                 .ok()
                 .and_then(|v| v.as_str().map(str::to_string))
                 .unwrap_or_default(),
+            note: t.note.clone(),
         }
     }
 }
