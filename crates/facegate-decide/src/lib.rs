@@ -313,7 +313,7 @@ struct ShippedCalibration {
 /// `facegate calibrate` wrote to config.json on the LFW run).
 static SHIPPED: &str = include_str!("../data/lfw_calibration.json");
 
-fn shipped(model_id: &str) -> Option<ShippedCalibration> {
+fn shipped(model_id: &str) -> Option<&'static ShippedCalibration> {
     // Parsed once: every verify asks for its threshold and FAR estimate, and parsing the
     // 68 KB of impostor curves each time cost a warm verify about a millisecond.
     static PARSED: OnceLock<Option<BTreeMap<String, ShippedCalibration>>> = OnceLock::new();
@@ -321,7 +321,6 @@ fn shipped(model_id: &str) -> Option<ShippedCalibration> {
         .get_or_init(|| serde_json::from_str(SHIPPED).ok())
         .as_ref()?
         .get(model_id)
-        .cloned()
 }
 
 /// The default threshold for a model: calibrated on LFW for a false accept rate of 1e-3.
@@ -348,8 +347,8 @@ pub const OTHER_POPULATIONS: &str =
 
 /// The LFW impostor distances behind a model's default threshold, for FAR estimates before
 /// any calibration of one's own.
-pub fn default_impostor_cdf(model_id: &str) -> Option<ImpostorCdf> {
-    shipped(model_id).map(|c| c.impostor_cdf)
+pub fn default_impostor_cdf(model_id: &str) -> Option<&'static ImpostorCdf> {
+    shipped(model_id).map(|c| &c.impostor_cdf)
 }
 
 #[cfg(test)]

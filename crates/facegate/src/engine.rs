@@ -373,9 +373,9 @@ impl Engine {
     }
 
     /// This model's impostor distance curve: one's own calibration, or the one shipped.
-    pub fn impostor_cdf(&self) -> Option<ImpostorCdf> {
+    pub fn impostor_cdf(&self) -> Option<&ImpostorCdf> {
         match &self.calibrated {
-            Some(c) => Some(c.impostor_cdf.clone()),
+            Some(c) => Some(&c.impostor_cdf),
             None => facegate_decide::default_impostor_cdf(self.model_id()),
         }
     }
