@@ -10,6 +10,7 @@ use facegate_nn::{Runtime, Threads};
 use serde::Serialize;
 
 use crate::config::{CalibratedThreshold, Config};
+use crate::context::{touches_border, Canvas};
 use crate::quality::{QualityLevel, QualityReport};
 use crate::{Error, Home};
 use facegate_liveness::{LivenessModels, LivenessScore};
@@ -603,20 +604,58 @@ impl Engine {
         self.embed_crops(&crops)
     }
 
+    /// Every face in a photo, highest score first, searching again with room around the
+    /// photo when no face is found or the largest one touches the border (see
+    /// [`crate::context`]). Boxes and landmarks are in the photo's coordinates. For photos;
+    /// video frames use [`Engine::detect`], where an empty frame is the common case.
+    pub fn detect_photo(&self, image: &RgbImage) -> Result<Vec<Face>, Error> {
+        Ok(self.detect_with_context(image, FacePolicy::All)?.0)
+    }
+
+    /// The detection a face policy needs, in the photo's coordinates, with the canvas it was
+    /// found on when the photo alone gave the detector too little context.
+    fn detect_with_context(
+        &self,
+        image: &RgbImage,
+        policy: FacePolicy,
+    ) -> Result<(Vec<Face>, Option<Canvas>), Error> {
+        let search = |image: &RgbImage, min_face_size: u32| -> Result<Vec<Face>, Error> {
+            Ok(match policy {
+                // Only the largest face is used: faces too small to be it need not be searched
+                // for, and the finest pyramid levels are most of MTCNN's work.
+                FacePolicy::Largest => self.detector.detect_largest_first(image, min_face_size)?,
+                FacePolicy::Single | FacePolicy::Central | FacePolicy::All => {
+                    self.detector.detect_down_to(image, min_face_size)?
+                }
+            })
+        };
+        let faces = search(image, self.options.min_face_size)?;
+        let (w, h) = image.dimensions();
+        let min = self.options.min_face_size as f32;
+        let needs_room = match facegate_detect::largest_visible(&faces, w, h, min) {
+            Some(face) => touches_border(face, w, h),
+            None => true,
+        };
+        if !needs_room {
+            return Ok((faces, None));
+        }
+        let canvas = Canvas::around(image);
+        let min_on_canvas = ((min * canvas.scale).floor() as u32).max(1);
+        let on_canvas = search(&canvas.image, min_on_canvas)?;
+        if on_canvas.is_empty() {
+            return Ok((faces, None));
+        }
+        let faces = on_canvas.iter().map(|f| canvas.to_photo(f)).collect();
+        Ok((faces, Some(canvas)))
+    }
+
     /// [`Engine::embed_faces`] up to the embedding.
     fn detect_select_and_crop(
         &self,
         image: &LoadedImage,
         policy: FacePolicy,
     ) -> Result<SelectedFaces, Error> {
-        let mut faces = match policy {
-            // Only the largest face is used: faces too small to be it need not be searched
-            // for, and the finest pyramid levels are most of MTCNN's work.
-            FacePolicy::Largest => self.detect_largest_first(&image.rgb)?,
-            FacePolicy::Single | FacePolicy::Central | FacePolicy::All => {
-                self.detect(&image.rgb)?
-            }
-        };
+        let (mut faces, canvas) = self.detect_with_context(&image.rgb, policy)?;
         if faces.is_empty() && self.options.min_face_size > self.detector.min_face_size() {
             // Only smaller faces, if any: search again to say "too small" rather than "none".
             faces = self.detector.detect(&image.rgb)?;
@@ -670,19 +709,32 @@ impl Engine {
                     .collect()
             }
         };
+        // Faces found on a canvas are cut from it: grey, not black, where the photo ends.
+        let (source, on_source): (&RgbImage, Vec<Face>) = match &canvas {
+            Some(canvas) => (
+                &canvas.image,
+                selected.iter().map(|f| canvas.to_canvas(f)).collect(),
+            ),
+            None => (&image.rgb, selected.clone()),
+        };
+        let pixels_per_photo_pixel = canvas.as_ref().map_or(1.0, |c| c.scale);
         // The quality figures need their own aligned crop; cutting it on the other core while
         // the embedders' crops are cut takes it off a verify's critical path.
         let (crops, qualities): (Vec<Vec<RgbImage>>, Vec<QualityReport>) = rayon::join(
             || {
-                selected
+                on_source
                     .iter()
-                    .map(|f| self.aligned_crops(&image.rgb, f))
+                    .map(|f| self.aligned_crops(source, f))
                     .collect()
             },
             || {
-                selected
+                on_source
                     .iter()
-                    .map(|f| QualityReport::measure(&image.rgb, f, found))
+                    .map(|f| {
+                        let mut quality = QualityReport::measure(source, f, found);
+                        quality.inter_eye_px /= pixels_per_photo_pixel;
+                        quality
+                    })
                     .collect()
             },
         );

@@ -492,7 +492,7 @@ pub fn embed_images(
 
 /// The engine's pipeline plus the evaluation's face choice: what the cached embeddings depend on.
 pub fn eval_pipeline_id(engine: &Engine) -> String {
-    format!("{}+central-face-v2", engine.pipeline_id())
+    format!("{}+central-face-v3", engine.pipeline_id())
 }
 
 fn embed_one(engine: &Engine, bytes: &[u8], path: &Path) -> Result<EvalImage, Error> {

@@ -17,6 +17,7 @@
 
 pub mod audit;
 pub mod config;
+mod context;
 mod engine;
 mod error;
 pub mod eval;
