@@ -782,7 +782,7 @@ fn compare(ctx: &Context, a: &Path, b: &Path) -> Result<ExitCode> {
 fn detect(ctx: &Context, path: &Path, draw: Option<&Path>) -> Result<ExitCode> {
     let engine = ctx.engine()?;
     let image = engine.load_image(path)?;
-    let faces = engine.detect(&image.rgb)?;
+    let faces = engine.detect_photo(&image.rgb)?;
     if let Some(out) = draw {
         let mut canvas = image.rgb.clone();
         let thickness = (canvas.width().max(canvas.height()) / 300).max(2);

@@ -5,8 +5,11 @@
 //! another detector: the face fills the image and touches its border.
 //!
 //! ```text
-//! cargo run --release -p facegate --example tight_crops -- SRC OUT [--grayscale] [--home DIR]
+//! cargo run --release -p facegate --example tight_crops -- SRC OUT [--grayscale] [--uncropped] [--home DIR]
 //! ```
+//!
+//! `--uncropped` keeps every photo whole (with `--grayscale`: the control that separates what
+//! losing colour costs from what losing the context around the face costs).
 //!
 //! Photos where no face is found keep a central square of 45% of the image's shorter side (LFW's
 //! faces sit in the middle), and are listed in `OUT/_meta/crops.tsv` with `fallback`.
@@ -25,16 +28,18 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut args = std::env::args().skip(1);
     let mut positional = Vec::new();
     let mut grayscale = false;
+    let mut uncropped = false;
     let mut home = None;
     while let Some(arg) = args.next() {
         match arg.as_str() {
             "--grayscale" => grayscale = true,
+            "--uncropped" => uncropped = true,
             "--home" => home = args.next().map(PathBuf::from),
             _ => positional.push(PathBuf::from(arg)),
         }
     }
     let [src, out] = positional.as_slice() else {
-        return Err("usage: tight_crops SRC OUT [--grayscale] [--home DIR]".into());
+        return Err("usage: tight_crops SRC OUT [--grayscale] [--uncropped] [--home DIR]".into());
     };
     let home = Home::resolve(home.as_deref())?;
     let engine = Engine::load(&home, EngineOptions::default(), &SilentObserver)?;
@@ -50,6 +55,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         let faces = engine.detect(&image.rgb)?;
         let margin = MAX_MARGIN * unit_hash(relative);
         let (rect, source) = match central(&faces, w, h) {
+            _ if uncropped => ([0.0, 0.0, w as f32, h as f32], "whole"),
             Some(face) => {
                 let [x1, y1, x2, y2] = face.bbox;
                 let (mx, my) = (margin * (x2 - x1), margin * (y2 - y1));

@@ -14,8 +14,13 @@ use facegate_image::{Rgb, RgbImage};
 /// embedder's input size (112–160 px), and the search on the canvas stays cheap.
 const MAX_PHOTO_SIDE: u32 = 640;
 
-/// Grey added on each side of the photo, as a share of its longer side.
-const PAD_SHARE: f32 = 0.4;
+/// Grey added on each side of the photo, as a share of its longer side, for each canvas
+/// searched in turn until one gives a face. MTCNN's first stage scans each pyramid level on a
+/// grid with a 2-pixel step, so whether a face at the edge of detection is found depends on
+/// where it falls against that grid; a second border moves it and finds some of the faces the
+/// first misses (greyscale tight crops of LFW, docs/ACCURACY.md). A third is not tried: each
+/// costs a full search of a photo that may have no face.
+pub const PAD_SHARES: [f32; 2] = [0.4, 0.2];
 
 /// Mid grey: neither the dark nor the bright end the quality gate counts as clipped.
 const FILL: Rgb<u8> = Rgb([128, 128, 128]);
@@ -32,7 +37,7 @@ pub struct Canvas {
 }
 
 impl Canvas {
-    pub fn around(photo: &RgbImage) -> Canvas {
+    pub fn around(photo: &RgbImage, pad_share: f32) -> Canvas {
         let (w, h) = photo.dimensions();
         let longest = w.max(h).max(1);
         let scale = (MAX_PHOTO_SIDE as f32 / longest as f32).min(1.0);
@@ -47,7 +52,7 @@ impl Canvas {
         } else {
             photo
         };
-        let pad = (PAD_SHARE * sw.max(sh) as f32).round() as u32;
+        let pad = (pad_share * sw.max(sh) as f32).round() as u32;
         let mut image = RgbImage::from_pixel(sw + 2 * pad, sh + 2 * pad, FILL);
         let row = sw as usize * 3;
         let canvas_row = image.width() as usize * 3;
@@ -128,7 +133,7 @@ mod tests {
     #[test]
     fn a_small_photo_sits_unscaled_in_the_middle_of_grey() {
         let photo = RgbImage::from_pixel(150, 100, Rgb([10, 200, 30]));
-        let canvas = Canvas::around(&photo);
+        let canvas = Canvas::around(&photo, 0.4);
         assert_eq!(canvas.scale, 1.0);
         assert_eq!(canvas.offset, [60.0, 60.0]);
         assert_eq!(canvas.image.dimensions(), (270, 220));
@@ -141,7 +146,7 @@ mod tests {
     #[test]
     fn a_large_photo_is_shrunk_and_faces_map_back_exactly() {
         let photo = RgbImage::new(2000, 1000);
-        let canvas = Canvas::around(&photo);
+        let canvas = Canvas::around(&photo, 0.4);
         assert!((canvas.scale - 0.32).abs() < 1e-6);
         assert!(canvas.image.width() <= 1152);
         let original = face([100.0, 50.0, 1900.0, 990.0]);

@@ -10,7 +10,7 @@ use facegate_nn::{Runtime, Threads};
 use serde::Serialize;
 
 use crate::config::{CalibratedThreshold, Config};
-use crate::context::{touches_border, Canvas};
+use crate::context::{touches_border, Canvas, PAD_SHARES};
 use crate::quality::{QualityLevel, QualityReport};
 use crate::{Error, Home};
 use facegate_liveness::{LivenessModels, LivenessScore};
@@ -639,14 +639,16 @@ impl Engine {
         if !needs_room {
             return Ok((faces, None));
         }
-        let canvas = Canvas::around(image);
-        let min_on_canvas = ((min * canvas.scale).floor() as u32).max(1);
-        let on_canvas = search(&canvas.image, min_on_canvas)?;
-        if on_canvas.is_empty() {
-            return Ok((faces, None));
+        for pad_share in PAD_SHARES {
+            let canvas = Canvas::around(image, pad_share);
+            let min_on_canvas = ((min * canvas.scale).floor() as u32).max(1);
+            let on_canvas = search(&canvas.image, min_on_canvas)?;
+            if !on_canvas.is_empty() {
+                let faces = on_canvas.iter().map(|f| canvas.to_photo(f)).collect();
+                return Ok((faces, Some(canvas)));
+            }
         }
-        let faces = on_canvas.iter().map(|f| canvas.to_photo(f)).collect();
-        Ok((faces, Some(canvas)))
+        Ok((faces, None))
     }
 
     /// [`Engine::embed_faces`] up to the embedding.

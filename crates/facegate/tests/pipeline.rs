@@ -129,3 +129,73 @@ fn exif_orientation(value: u16) -> Vec<u8> {
     exif.extend(0u32.to_le_bytes());
     exif
 }
+
+/// Photos cut to the detector's own face box (the input people have from ID photos, datasets
+/// or another detector): the face fills the image and touches every border. Each crop must still
+/// be found and verify against a *different* photo of the same person, as the uncropped photo
+/// does; and every crop of one person must be further from the other people than the threshold.
+#[test]
+fn faces_cropped_to_their_box_are_found_and_verified() {
+    let engine = engine();
+    let threshold = engine.threshold().value;
+    let mut by_person: BTreeMap<String, Vec<PathBuf>> = BTreeMap::new();
+    for (person, path) in common::celebrity_photos() {
+        let list = by_person.entry(person).or_default();
+        if list.len() < 4 {
+            list.push(path);
+        }
+    }
+    let embed = |image: &facegate::image::LoadedImage| -> Option<Vec<f32>> {
+        let (faces, _) = engine.embed_faces(image, FacePolicy::Largest).ok()?;
+        Some(faces[0].embedding.clone())
+    };
+    // Per person: the uncropped references (all but the first photo) and the first photo, cut
+    // to its face box.
+    let mut references: BTreeMap<String, Vec<Vec<f32>>> = BTreeMap::new();
+    let mut crops: BTreeMap<String, Option<Vec<f32>>> = BTreeMap::new();
+    for (person, paths) in &by_person {
+        for path in &paths[1..] {
+            let image = engine.load_image(path).unwrap();
+            references
+                .entry(person.clone())
+                .or_default()
+                .push(embed(&image).expect("an uncropped reference photo has a face"));
+        }
+        let image = engine.load_image(&paths[0]).unwrap();
+        let face = engine.detect_largest_first(&image.rgb).unwrap()[0].clone();
+        let [x0, y0, x1, y1] = face.bbox;
+        let (w, h) = image.rgb.dimensions();
+        let left = x0.max(0.0) as u32;
+        let top = y0.max(0.0) as u32;
+        let right = (x1.min(w as f32) as u32).max(left + 1);
+        let bottom = (y1.min(h as f32) as u32).max(top + 1);
+        let cut = image::imageops::crop_imm(&image.rgb, left, top, right - left, bottom - top)
+            .to_image();
+        let tight = facegate::image::LoadedImage {
+            rgb: cut,
+            sha256: String::new(),
+            source_name: format!("{} cut to its face box", paths[0].display()),
+        };
+        crops.insert(person.clone(), embed(&tight));
+    }
+    let mut failures = Vec::new();
+    for (person, crop) in &crops {
+        let Some(crop) = crop else {
+            failures.push(format!("{person}: no face found in the crop"));
+            continue;
+        };
+        for (other, refs) in &references {
+            let nearest = refs
+                .iter()
+                .map(|r| facegate_decide::euclidean(crop, r))
+                .fold(f32::INFINITY, f32::min);
+            println!("{person} crop -> {other}: nearest {nearest:.3} (threshold {threshold:.3})");
+            if (other == person) != (nearest < threshold) {
+                failures.push(format!(
+                    "{person} crop vs {other}: distance {nearest:.3}, threshold {threshold:.3}"
+                ));
+            }
+        }
+    }
+    assert!(failures.is_empty(), "{failures:#?}");
+}

@@ -217,7 +217,7 @@ pub async fn detect(
         .infer(move |engine, _| {
             let image = image.decode(max_pixels)?;
             let min = engine.options().min_face_size as f32;
-            let faces = engine.detect(&image.rgb)?;
+            let faces = engine.detect_photo(&image.rgb)?;
             Ok(DetectResult {
                 width: image.rgb.width(),
                 height: image.rgb.height(),
