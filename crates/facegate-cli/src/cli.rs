@@ -408,6 +408,20 @@ pub struct ServeArgs {
     /// Requests per minute per API key (0 = no limit)
     #[arg(long, default_value_t = 600, value_name = "N")]
     pub rate_limit: u32,
+    /// Failed authentications per minute per client address (and per key id) before further
+    /// failures are answered 429 (0 = no limit)
+    #[arg(long, default_value_t = 30, value_name = "N")]
+    pub auth_failure_limit: u32,
+    /// API keys checked at once; beyond it requests get 503 before any work
+    #[arg(long, default_value_t = 64, value_name = "N")]
+    pub max_key_checks: usize,
+    /// Seconds a client has to send a request's headers (and an idle kept-alive connection
+    /// stays open) before the connection is closed
+    #[arg(long, default_value_t = 10.0, value_name = "SECONDS")]
+    pub header_timeout: f64,
+    /// Open connections at once; more are closed as soon as they are accepted
+    #[arg(long, default_value_t = 512, value_name = "N")]
+    pub max_connections: usize,
     /// Seconds in-flight requests get to finish after SIGINT/SIGTERM
     #[arg(long, default_value_t = 30.0, value_name = "SECONDS")]
     pub shutdown_grace: f64,

@@ -345,7 +345,7 @@ fn liveness_line(l: &facegate::liveness::LivenessScore) -> String {
 }
 
 fn enroll(ctx: &Context, name: &str, inputs: &[PathBuf], largest: bool) -> Result<ExitCode> {
-    facegate::gallery::validate_name(name).map_err(Error::from)?;
+    facegate::gallery::normalize_name(name).map_err(Error::from)?;
     // Explicit files must all work; files found in folders may be skipped with a reason.
     let mut photos: Vec<(PathBuf, bool)> = Vec::new();
     for input in inputs {
@@ -529,7 +529,7 @@ fn enroll_all(ctx: &Context, dir: &Path, largest: bool) -> Result<ExitCode> {
             .file_name()
             .map(|n| n.to_string_lossy().into_owned())
             .unwrap_or_default();
-        facegate::gallery::validate_name(&name).map_err(Error::from)?;
+        facegate::gallery::normalize_name(&name).map_err(Error::from)?;
         let photos = images_in(&folder)?;
         if !photos.is_empty() {
             people.push((name, photos));

@@ -25,6 +25,10 @@ pub fn serve(ctx: &Context, args: &ServeArgs) -> Result<ExitCode> {
         rate_per_minute: NonZeroU32::new(args.rate_limit),
         max_images: args.max_images.max(1),
         max_pixels: ctx.global.max_pixels,
+        auth_failures_per_minute: NonZeroU32::new(args.auth_failure_limit),
+        max_key_checks: args.max_key_checks.max(1),
+        header_timeout: seconds(args.header_timeout, "--header-timeout")?,
+        max_connections: args.max_connections.max(1),
     };
     // One embedding replica per inference slot, so concurrent requests embed side by side.
     let engine = Arc::new(ctx.engine_with(EngineOptions {

@@ -10,6 +10,7 @@ pub mod index;
 mod location;
 pub mod migrate;
 pub mod postgres;
+pub mod private;
 pub mod seal;
 mod sqlite;
 
@@ -52,7 +53,7 @@ pub enum GalleryError {
         #[source]
         source: rusqlite::Error,
     },
-    #[error("could not create the gallery directory {path}: {source}")]
+    #[error("could not create the gallery {path} (or its folder), or make it readable by its owner only: {source}")]
     Io {
         path: String,
         #[source]
@@ -87,6 +88,8 @@ pub enum GalleryError {
         #[source]
         source: std::io::Error,
     },
+    #[error("the key file {path} can be read by other users (mode {mode:03o}); a key that others can read protects nothing. Make it readable by you only (`chmod 600 {path}`) and, if others may have copied it, rotate it (`facegate gallery rekey`)")]
+    KeyFileExposed { path: String, mode: u32 },
     #[error("the system's random number generator failed; cannot encrypt safely")]
     Randomness,
     #[error("template {id} of {person:?} fails its integrity check: it was altered or moved in the database. Refusing to use it; remove it (`facegate forget`) and enroll the photo again")]
@@ -400,15 +403,11 @@ pub(crate) fn check_finite(embedding: &[f32]) -> Result<(), GalleryError> {
     }
 }
 
-/// The naming rule: 1 to 200 characters, no control characters, no leading or trailing spaces.
-/// Anything else (Unicode, spaces inside, punctuation) is stored exactly as given.
+/// The structural naming rule: 1 to 200 characters, no control characters, no leading or
+/// trailing spaces. Names already stored are held to this rule (a migration copies them as they
+/// are); new names are held to [`normalize_name`]'s.
 pub fn validate_name(name: &str) -> Result<(), GalleryError> {
-    let invalid = |reason: &str| {
-        Err(GalleryError::InvalidName {
-            name: name.chars().take(60).collect(),
-            reason: reason.to_string(),
-        })
-    };
+    let invalid = |reason: &str| Err(invalid_name(name, reason.to_string()));
     if name.is_empty() {
         return invalid("a name cannot be empty");
     }
@@ -424,6 +423,62 @@ pub fn validate_name(name: &str) -> Result<(), GalleryError> {
     Ok(())
 }
 
+/// A new person's name as it is stored: the structural rule of [`validate_name`], in Unicode
+/// normalization form C (so "Zoé" typed as one character or as "e" plus a combining accent is
+/// one person), and without invisible formatting or direction-control characters (a zero-width
+/// space or a right-to-left override would make a name that looks like another one). The zero-
+/// width joiner and non-joiner stay allowed: Persian and Indic names and emoji need them.
+/// Anything else (any script, spaces inside, punctuation) is kept exactly.
+pub fn normalize_name(name: &str) -> Result<String, GalleryError> {
+    use unicode_normalization::UnicodeNormalization;
+    use unicode_properties::{GeneralCategory, UnicodeGeneralCategory};
+    let normalized: String = name.nfc().collect();
+    validate_name(&normalized)?;
+    let hidden = normalized.chars().enumerate().find(|(_, c)| {
+        c.general_category() == GeneralCategory::Format && !matches!(c, '\u{200C}' | '\u{200D}')
+    });
+    if let Some((position, c)) = hidden {
+        return Err(invalid_name(
+            name,
+            format!(
+                "a name cannot contain invisible formatting or direction-control characters (U+{:04X} at character {})",
+                c as u32,
+                position + 1
+            ),
+        ));
+    }
+    Ok(normalized)
+}
+
+/// How a name given to look someone up is compared with the stored names: in normalization
+/// form C, as [`normalize_name`] stores them.
+pub(crate) fn lookup_name(name: &str) -> std::borrow::Cow<'_, str> {
+    use unicode_normalization::{is_nfc_quick, IsNormalized, UnicodeNormalization};
+    match is_nfc_quick(name.chars()) {
+        IsNormalized::Yes => std::borrow::Cow::Borrowed(name),
+        _ => std::borrow::Cow::Owned(name.nfc().collect()),
+    }
+}
+
+/// For the bulk paths, which take names from programs: a name must already be in its stored
+/// form.
+pub(crate) fn require_normalized(name: &str) -> Result<(), GalleryError> {
+    if normalize_name(name)? != name {
+        return Err(invalid_name(
+            name,
+            "a name must be in Unicode normalization form C here (normalize it first)".into(),
+        ));
+    }
+    Ok(())
+}
+
+fn invalid_name(name: &str, reason: String) -> GalleryError {
+    GalleryError::InvalidName {
+        name: name.chars().take(60).collect(),
+        reason,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -436,5 +491,34 @@ mod tests {
         assert!(validate_name(" alice").is_err());
         assert!(validate_name("a\nb").is_err());
         assert!(validate_name(&"x".repeat(201)).is_err());
+    }
+
+    #[test]
+    fn new_names_are_stored_in_one_form_without_invisible_characters() {
+        let composed = "Zo\u{e9}";
+        let decomposed = "Zoe\u{301}";
+        assert_ne!(composed, decomposed);
+        assert_eq!(normalize_name(decomposed).unwrap(), composed);
+        assert_eq!(normalize_name(composed).unwrap(), composed);
+        assert_eq!(lookup_name(decomposed), composed);
+        for hidden in [
+            "ben\u{200B}",         // zero-width space
+            "\u{202E}neb",         // right-to-left override
+            "be\u{2066}n\u{2069}", // isolates
+            "\u{FEFF}ben",         // byte-order mark
+            "be\u{AD}n",           // soft hyphen
+        ] {
+            let err = normalize_name(hidden).unwrap_err().to_string();
+            assert!(err.contains("invisible"), "{hidden:?}: {err}");
+        }
+        // Joiners spell real names (Persian) and emoji.
+        assert!(
+            normalize_name("\u{645}\u{6CC}\u{200C}\u{62E}\u{648}\u{627}\u{647}\u{645}").is_ok()
+        );
+        assert!(normalize_name("\u{1F469}\u{200D}\u{1F52C}").is_ok());
+        assert!(normalize_name("Zoë O'Brien-Łukasz 😀").is_ok());
+        assert!(normalize_name(" Zoë").is_err());
+        assert!(require_normalized(decomposed).is_err());
+        assert!(require_normalized(composed).is_ok());
     }
 }

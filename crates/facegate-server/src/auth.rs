@@ -1,13 +1,17 @@
 //! Who may call what: every API route needs a key of a sufficient role; health checks, the web
 //! page and the API description are public.
 
-use axum::extract::{MatchedPath, Request, State};
+use std::net::{IpAddr, SocketAddr};
+use std::time::Duration;
+
+use axum::extract::{ConnectInfo, MatchedPath, Request, State};
 use axum::http::{header, Method, StatusCode};
 use axum::middleware::Next;
 use axum::response::Response;
 
 use crate::error::ApiError;
 use crate::keys::{Caller, Refusal, Role};
+use crate::limits::too_many_failures;
 use crate::state::SharedState;
 
 /// The role a route needs, `None` for public routes. One table, so it can be read at a glance.
@@ -61,24 +65,35 @@ pub async fn authorize(
             let presented = presented_key(&request).ok_or_else(|| {
                 unauthorized("this route needs an API key: send `Authorization: Bearer KEY` (create one with `facegate keys create --role verify`)")
             })?;
+            let client = request
+                .extensions()
+                .get::<ConnectInfo<SocketAddr>>()
+                .map(|info| info.0.ip());
+            let named_id = key_id(presented);
+            let waiting = state
+                .failures
+                .as_ref()
+                .and_then(|f| f.waiting(client, named_id));
+            let Ok(_slot) = state.key_checks.clone().try_acquire_owned() else {
+                return Err(ApiError::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "overloaded",
+                    "the server is checking too many API keys at once; retry after the time in Retry-After",
+                )
+                .retry_after(1));
+            };
             let keys = keys.clone();
             let presented = presented.to_string();
-            let outcome = tokio::task::spawn_blocking(move || keys.authenticate(&presented))
-                .await
-                .map_err(|err| ApiError::internal(format!("key check failed: {err}")))?
-                .map_err(key_store_error)?;
+            let allow_slow_check = waiting.is_none();
+            let outcome = tokio::task::spawn_blocking(move || {
+                keys.authenticate(&presented, allow_slow_check)
+            })
+            .await
+            .map_err(|err| ApiError::internal(format!("key check failed: {err}")))?
+            .map_err(key_store_error)?;
             match outcome {
                 Ok(caller) => caller,
-                Err(Refusal::Revoked) => {
-                    return Err(unauthorized(
-                        "this API key has been revoked; ask an administrator for a new one",
-                    ))
-                }
-                Err(Refusal::Malformed | Refusal::Unknown) => {
-                    return Err(unauthorized(
-                        "the API key is not valid; check that it was copied whole (keys start with `fgk_`)",
-                    ))
-                }
+                Err(refusal) => return Err(refused(&state, client, refusal, waiting)),
             }
         }
     };
@@ -100,6 +115,42 @@ pub async fn authorize(
     }
     request.extensions_mut().insert(caller);
     Ok(next.run(request).await)
+}
+
+/// The id part of a presented `fgk_<id>_<secret>` key.
+fn key_id(presented: &str) -> Option<&str> {
+    let rest = presented.strip_prefix("fgk_")?;
+    rest.split_once('_').map(|(id, _)| id)
+}
+
+/// The answer to a refused key: 401, or 429 once the client (or the key it names) has failed
+/// more often than the limit allows.
+fn refused(
+    state: &SharedState,
+    client: Option<IpAddr>,
+    refusal: Refusal,
+    waiting: Option<Duration>,
+) -> ApiError {
+    let real_key = match &refusal {
+        Refusal::WrongSecret { id } | Refusal::SlowCheckRefused { id } => Some(id.as_str()),
+        Refusal::Malformed | Refusal::Unknown | Refusal::Revoked => None,
+    };
+    let wait = state
+        .failures
+        .as_ref()
+        .and_then(|f| f.record_failure(client, real_key))
+        .or(waiting);
+    if let Some(wait) = wait {
+        return too_many_failures(wait);
+    }
+    match refusal {
+        Refusal::Revoked => {
+            unauthorized("this API key has been revoked; ask an administrator for a new one")
+        }
+        _ => unauthorized(
+            "the API key is not valid; check that it was copied whole (keys start with `fgk_`)",
+        ),
+    }
 }
 
 fn unauthorized(message: &str) -> ApiError {

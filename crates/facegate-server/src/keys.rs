@@ -1,23 +1,26 @@
-//! API keys: stored as argon2 hashes in the gallery database (the SQLite file, or the
-//! PostgreSQL database every server shares), shown in full only once.
+//! API keys: stored as hashes in the gallery database (the SQLite file, or the PostgreSQL
+//! database every server shares), shown in full only once.
 //!
 //! A key reads `fgk_<id>_<secret>`. The id finds the row without trying every hash; the secret
-//! is checked with argon2. Verified keys are remembered in memory (by the SHA-256 of the whole
-//! key) so a busy client pays for argon2 once, but every request still reads the row: a key
-//! revoked from the CLI stops working at once, even on a running server.
+//! is 256 random bits, stored as its SHA-256 and compared in constant time. A slow password hash
+//! would add nothing for a secret that cannot be guessed, and it made every wrong secret cost the
+//! server tens of milliseconds and megabytes. Keys made by earlier versions carry argon2 hashes:
+//! they still work, are checked one at a time, and are rehashed on their first successful use.
+//! Every request reads the row: a key revoked from the CLI stops working at once, even on a
+//! running server.
 
-use std::collections::HashMap;
 use std::path::Path;
 use std::sync::Mutex;
 use std::time::Duration;
 
-use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
+use argon2::password_hash::{PasswordHash, PasswordVerifier};
 use argon2::Argon2;
 use base64::Engine as _;
 use facegate::gallery::{GalleryError, GalleryLocation, PostgresGallery};
 use rusqlite::{params, Connection, OptionalExtension};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
+use subtle::ConstantTimeEq;
 
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS api_keys (
@@ -31,6 +34,9 @@ CREATE TABLE IF NOT EXISTS api_keys (
 ";
 
 const PREFIX: &str = "fgk_";
+
+/// How a stored hash made by [`secret_hash`] starts (argon2's start with `$argon2`).
+const SHA256_HASH: &str = "sha256:";
 
 /// What a key may do. Each role includes the ones below it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
@@ -83,12 +89,22 @@ pub enum KeyError {
     Hash(String),
 }
 
-/// Why a presented key was refused. Deliberately coarse towards the client.
+/// Why a presented key was refused. Deliberately coarse towards the client: only the server
+/// tells an unknown id from a wrong secret.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Refusal {
     Malformed,
     Unknown,
+    /// The id is a real key's; the secret is not its.
+    WrongSecret {
+        id: String,
+    },
     Revoked,
+    /// A key with an argon2 hash (made by an earlier version), not checked because the caller
+    /// asked for cheap checks only.
+    SlowCheckRefused {
+        id: String,
+    },
 }
 
 /// A key as listed (never the secret).
@@ -118,8 +134,9 @@ pub struct Caller {
 
 pub struct KeyStore {
     rows: Rows,
-    /// SHA-256 of verified keys -> key id.
-    verified: Mutex<HashMap<[u8; 32], String>>,
+    /// Held while an argon2 hash is checked: each check takes ~19 MB and tens of milliseconds,
+    /// so they run one at a time.
+    slow_check: Mutex<()>,
 }
 
 /// Where the key rows live: next to the gallery's people.
@@ -131,7 +148,7 @@ enum Rows {
     Postgres(Box<PostgresGallery>),
 }
 
-/// A stored key: what is listed, and the argon2 hash.
+/// A stored key: what is listed, and the hash of its secret.
 type Row = (KeyInfo, String);
 
 impl KeyStore {
@@ -144,7 +161,7 @@ impl KeyStore {
         };
         Ok(KeyStore {
             rows,
-            verified: Mutex::new(HashMap::new()),
+            slow_check: Mutex::new(()),
         })
     }
 
@@ -152,12 +169,7 @@ impl KeyStore {
         let id = hex(&rand::random::<[u8; 8]>());
         let secret =
             base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(rand::random::<[u8; 32]>());
-        let salt = SaltString::encode_b64(&rand::random::<[u8; 16]>())
-            .map_err(|e| KeyError::Hash(e.to_string()))?;
-        let hash = Argon2::default()
-            .hash_password(secret.as_bytes(), &salt)
-            .map_err(|e| KeyError::Hash(e.to_string()))?
-            .to_string();
+        let hash = secret_hash(&id, &secret);
         self.rows.insert(&id, role, label, &hash)?;
         let info = self
             .rows
@@ -188,39 +200,49 @@ impl KeyStore {
         }
     }
 
-    /// Checks a presented key.
-    pub fn authenticate(&self, presented: &str) -> Result<Result<Caller, Refusal>, KeyError> {
+    /// Checks a presented key. With `allow_slow_check` false, a key that still has an argon2
+    /// hash is refused unchecked ([`Refusal::SlowCheckRefused`]): the server asks so for clients
+    /// that have already failed too often.
+    pub fn authenticate(
+        &self,
+        presented: &str,
+        allow_slow_check: bool,
+    ) -> Result<Result<Caller, Refusal>, KeyError> {
         let Some((id, secret)) = presented
             .strip_prefix(PREFIX)
             .and_then(|rest| rest.split_once('_'))
         else {
             return Ok(Err(Refusal::Malformed));
         };
-        let Some((info, hash)) = self.rows.find(id)? else {
+        let Some((info, stored)) = self.rows.find(id)? else {
             return Ok(Err(Refusal::Unknown));
         };
         if info.revoked.is_some() {
             return Ok(Err(Refusal::Revoked));
         }
-        let fingerprint: [u8; 32] = Sha256::digest(presented.as_bytes()).into();
-        let known = self
-            .verified
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .get(&fingerprint)
-            .is_some_and(|cached| cached == id);
-        if !known {
-            let parsed = PasswordHash::new(&hash).map_err(|e| KeyError::Hash(e.to_string()))?;
-            if Argon2::default()
-                .verify_password(secret.as_bytes(), &parsed)
-                .is_err()
-            {
-                return Ok(Err(Refusal::Unknown));
+        let matches = match stored.strip_prefix(SHA256_HASH) {
+            Some(_) => {
+                let presented_hash = secret_hash(id, secret);
+                bool::from(presented_hash.as_bytes().ct_eq(stored.as_bytes()))
             }
-            self.verified
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .insert(fingerprint, id.to_string());
+            None if !allow_slow_check => {
+                return Ok(Err(Refusal::SlowCheckRefused { id: id.to_string() }))
+            }
+            None => {
+                let _one_at_a_time = self.slow_check.lock().unwrap_or_else(|p| p.into_inner());
+                let parsed =
+                    PasswordHash::new(&stored).map_err(|e| KeyError::Hash(e.to_string()))?;
+                let matches = Argon2::default()
+                    .verify_password(secret.as_bytes(), &parsed)
+                    .is_ok();
+                if matches {
+                    self.rows.set_hash(id, &secret_hash(id, secret))?;
+                }
+                matches
+            }
+        };
+        if !matches {
+            return Ok(Err(Refusal::WrongSecret { id: id.to_string() }));
         }
         Ok(Ok(Caller {
             key_id: info.id,
@@ -229,14 +251,27 @@ impl KeyStore {
     }
 }
 
+/// The stored form of a key's secret: SHA-256 over a label, the id and the secret (the id in it,
+/// so a hash copied to another row does not match there).
+fn secret_hash(id: &str, secret: &str) -> String {
+    let mut hasher = Sha256::new();
+    hasher.update(b"facegate api key v1\0");
+    hasher.update(id.as_bytes());
+    hasher.update(b"\0");
+    hasher.update(secret.as_bytes());
+    format!("{SHA256_HASH}{}", hex(&hasher.finalize()))
+}
+
 const TIMESTAMP: &str = "to_char(created AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"')";
 
 impl Rows {
     fn open_sqlite(path: &Path) -> Result<Rows, KeyError> {
-        if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
-            // The gallery creates its own directory too; an error here shows up on open.
-            let _ = std::fs::create_dir_all(parent);
-        }
+        facegate::gallery::private::prepare_database(path).map_err(|source| {
+            KeyError::Gallery(GalleryError::Io {
+                path: path.display().to_string(),
+                source,
+            })
+        })?;
         let db_error = |source| KeyError::Database {
             path: path.display().to_string(),
             source,
@@ -337,6 +372,22 @@ impl Rows {
         }
     }
 
+    fn set_hash(&self, id: &str, hash: &str) -> Result<(), KeyError> {
+        match self {
+            Rows::Sqlite { path, connection } => Self::sqlite(path, connection, |c| {
+                c.execute("UPDATE api_keys SET hash = ?2 WHERE id = ?1", [id, hash])
+                    .map(drop)
+            }),
+            Rows::Postgres(db) => Ok(db.run(|c| {
+                c.execute(
+                    "UPDATE facegate_api_keys SET hash = $2 WHERE id = $1",
+                    &[&id, &hash],
+                )
+                .map(drop)
+            })?),
+        }
+    }
+
     fn find(&self, id: &str) -> Result<Option<Row>, KeyError> {
         match self {
             Rows::Sqlite { path, connection } => Self::sqlite(path, connection, |c| {
@@ -392,6 +443,7 @@ fn hex(bytes: &[u8]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use argon2::password_hash::{PasswordHasher, SaltString};
 
     #[test]
     fn keys_are_hashed_checked_and_revoked() {
@@ -400,17 +452,31 @@ mod tests {
         let store = KeyStore::open(&GalleryLocation::Sqlite(path.clone())).unwrap();
         let created = store.create(Role::Enroll, "kiosk").unwrap();
         assert!(created.key.starts_with("fgk_"));
-        let caller = store.authenticate(&created.key).unwrap().unwrap();
+        let caller = store.authenticate(&created.key, false).unwrap().unwrap();
         assert_eq!(caller.role, Role::Enroll);
-        // Again, from the in-memory cache.
-        assert_eq!(store.authenticate(&created.key).unwrap().unwrap(), caller);
+        assert_eq!(
+            store.authenticate(&created.key, true).unwrap().unwrap(),
+            caller
+        );
 
         let mut forged = created.key.clone();
         forged.pop();
         forged.push(if created.key.ends_with('A') { 'B' } else { 'A' });
-        assert_eq!(store.authenticate(&forged).unwrap(), Err(Refusal::Unknown));
+        let id = created.info.id.clone();
         assert_eq!(
-            store.authenticate("Bearer nonsense").unwrap(),
+            store.authenticate(&forged, true).unwrap(),
+            Err(Refusal::WrongSecret { id: id.clone() })
+        );
+        let other_id = format!(
+            "fgk_0000000000000000_{}",
+            created.key.rsplit('_').next().unwrap()
+        );
+        assert_eq!(
+            store.authenticate(&other_id, true).unwrap(),
+            Err(Refusal::Unknown)
+        );
+        assert_eq!(
+            store.authenticate("Bearer nonsense", true).unwrap(),
             Err(Refusal::Malformed)
         );
 
@@ -423,7 +489,7 @@ mod tests {
         let other = KeyStore::open(&GalleryLocation::Sqlite(path.clone())).unwrap();
         other.revoke(&created.info.id).unwrap();
         assert_eq!(
-            store.authenticate(&created.key).unwrap(),
+            store.authenticate(&created.key, true).unwrap(),
             Err(Refusal::Revoked)
         );
         assert!(store.list().unwrap()[0].revoked.is_some());
@@ -431,6 +497,57 @@ mod tests {
             store.revoke("nope"),
             Err(KeyError::UnknownKey { .. })
         ));
+    }
+
+    #[test]
+    fn keys_with_argon2_hashes_work_and_are_rehashed_on_first_use() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = KeyStore::open(&GalleryLocation::Sqlite(dir.path().join("g.db"))).unwrap();
+        let (id, secret) = ("00112233aabbccdd", "an-earlier-versions-secret");
+        let salt = SaltString::encode_b64(&[7u8; 16]).unwrap();
+        let argon2 = Argon2::default()
+            .hash_password(secret.as_bytes(), &salt)
+            .unwrap()
+            .to_string();
+        store.rows.insert(id, Role::Verify, "old", &argon2).unwrap();
+        let key = format!("{PREFIX}{id}_{secret}");
+        let wrong = format!("{PREFIX}{id}_not-it");
+
+        assert_eq!(
+            store.authenticate(&key, false).unwrap(),
+            Err(Refusal::SlowCheckRefused { id: id.into() }),
+            "no argon2 when only cheap checks are allowed"
+        );
+        assert_eq!(
+            store.authenticate(&wrong, true).unwrap(),
+            Err(Refusal::WrongSecret { id: id.into() })
+        );
+        assert_eq!(
+            store.rows.find(id).unwrap().unwrap().1,
+            argon2,
+            "a failure changes nothing"
+        );
+        assert!(store.authenticate(&key, true).unwrap().is_ok());
+        let rehashed = store.rows.find(id).unwrap().unwrap().1;
+        assert!(rehashed.starts_with(SHA256_HASH), "{rehashed}");
+        assert!(
+            store.authenticate(&key, false).unwrap().is_ok(),
+            "now a cheap check"
+        );
+        assert!(store.authenticate(&wrong, false).unwrap().is_err());
+    }
+
+    #[test]
+    fn a_hash_copied_to_another_key_does_not_match_there() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = KeyStore::open(&GalleryLocation::Sqlite(dir.path().join("g.db"))).unwrap();
+        let a = store.create(Role::Verify, "a").unwrap();
+        let b = store.create(Role::Admin, "b").unwrap();
+        let a_hash = store.rows.find(&a.info.id).unwrap().unwrap().1;
+        store.rows.set_hash(&b.info.id, &a_hash).unwrap();
+        let a_secret = a.key.rsplit('_').next().unwrap();
+        let as_b = format!("{PREFIX}{}_{a_secret}", b.info.id);
+        assert!(store.authenticate(&as_b, true).unwrap().is_err());
     }
 
     #[test]

@@ -15,6 +15,7 @@ mod access;
 pub mod api;
 mod audit;
 mod auth;
+mod connections;
 pub mod error;
 mod input;
 pub mod keys;
@@ -36,6 +37,7 @@ use axum::routing::get;
 use axum::Router;
 
 pub use auth::required_role;
+use connections::ConnectionLimit;
 pub use error::{ApiError, ErrorBody};
 pub use keys::{Caller, CreatedKey, KeyError, KeyInfo, KeyStore, Role};
 pub use limits::Limits;
@@ -118,9 +120,20 @@ pub async fn serve(
     options: ServeOptions,
     on_listening: impl FnOnce(SocketAddr),
 ) -> Result<(), ServeError> {
-    let app = router(state).into_make_service();
+    let header_timeout = state.limits.header_timeout;
+    let connection_limit = ConnectionLimit::new(state.limits.max_connections, header_timeout);
+    let app = router(state).into_make_service_with_connect_info::<SocketAddr>();
     let handle = axum_server::Handle::new();
     let addr = options.listen;
+    let mut server = axum_server::bind(addr).handle(handle.clone());
+    // Slow or silent clients: a request head must arrive within the timeout, and a kept-alive
+    // connection with no next request is closed after it too (a client that sends nothing at
+    // all is closed by `ConnectionLimit`).
+    server
+        .http_builder()
+        .http1()
+        .timer(hyper_util::rt::TokioTimer::new())
+        .header_read_timeout(header_timeout);
     let task = match &options.tls {
         Some((cert, key)) => {
             // Several providers may be compiled in; ring is the one this crate asks for.
@@ -132,13 +145,12 @@ pub async fn serve(
                     key: key.clone(),
                     source,
                 })?;
-            tokio::spawn(
-                axum_server::bind_rustls(addr, config)
-                    .handle(handle.clone())
-                    .serve(app),
-            )
+            let tls = axum_server::tls_rustls::RustlsAcceptor::new(config)
+                .handshake_timeout(header_timeout)
+                .acceptor(connection_limit);
+            tokio::spawn(server.acceptor(tls).serve(app))
         }
-        None => tokio::spawn(axum_server::bind(addr).handle(handle.clone()).serve(app)),
+        None => tokio::spawn(server.acceptor(connection_limit).serve(app)),
     };
     if let Some(bound) = handle.listening().await {
         on_listening(bound);

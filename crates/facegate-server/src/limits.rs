@@ -1,10 +1,12 @@
 //! Back-pressure: a bounded number of inferences at a time, a short bounded queue in front of
 //! them, and a per-key request rate. Memory stays bounded however many clients arrive.
 
+use std::collections::HashMap;
+use std::net::IpAddr;
 use std::num::NonZeroU32;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Arc;
-use std::time::Duration;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use axum::http::StatusCode;
 use governor::clock::{Clock, DefaultClock};
@@ -33,6 +35,17 @@ pub struct Limits {
     pub max_images: usize,
     /// Most pixels in one decoded image (decompression-bomb guard).
     pub max_pixels: u64,
+    /// Failed authentications per minute per client address (and per key id) before further
+    /// failures get 429 instead of 401 and keys with old argon2 hashes are no longer checked
+    /// for that client (`None`: unlimited).
+    pub auth_failures_per_minute: Option<NonZeroU32>,
+    /// API keys checked at once; requests beyond it get 503 before any work is done.
+    pub max_key_checks: usize,
+    /// A connection that has not sent a whole request head within this is closed (slow
+    /// headers); an idle kept-alive connection is closed after it too.
+    pub header_timeout: Duration,
+    /// Open connections at once; more are closed as soon as they are accepted.
+    pub max_connections: usize,
 }
 
 impl Default for Limits {
@@ -47,6 +60,10 @@ impl Default for Limits {
             rate_per_minute: NonZeroU32::new(600),
             max_images: 20,
             max_pixels: facegate::image::DEFAULT_MAX_PIXELS,
+            auth_failures_per_minute: NonZeroU32::new(30),
+            max_key_checks: 64,
+            header_timeout: Duration::from_secs(10),
+            max_connections: 512,
         }
     }
 }
@@ -143,5 +160,154 @@ impl KeyRateLimiter {
             )
             .retry_after(wait.as_secs_f64().ceil() as u64)
         })
+    }
+}
+
+/// Failed authentications, counted per client address and per key id. Within the budget a
+/// failure is answered 401; beyond it 429 with Retry-After until the budget refills, and keys
+/// with old argon2 hashes are not checked for that client meanwhile. A correct key is always
+/// accepted (checking one costs microseconds): a flood of wrong keys from an address cannot lock
+/// out the key's holder.
+pub struct FailedAuthLimiter {
+    by_client: DefaultKeyedRateLimiter<Option<IpAddr>>,
+    by_key: DefaultKeyedRateLimiter<String>,
+    /// Who is over budget, and until when.
+    over_budget: Mutex<HashMap<FailureSource, Instant>>,
+}
+
+/// Where failures come from: a client address (`None` when the transport gives none) or a key id.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+enum FailureSource {
+    Client(Option<IpAddr>),
+    Key(String),
+}
+
+/// Limiters hold a little state per source; past this many they drop the ones that are full.
+const TRACKED_SOURCES: usize = 10_000;
+
+impl FailedAuthLimiter {
+    pub fn new(per_minute: NonZeroU32) -> FailedAuthLimiter {
+        FailedAuthLimiter {
+            by_client: RateLimiter::keyed(Quota::per_minute(per_minute)),
+            by_key: RateLimiter::keyed(Quota::per_minute(per_minute)),
+            over_budget: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// How long `client` (or the key it names) must wait before its failures are answered 401
+    /// again; `None` when within budget.
+    pub fn waiting(&self, client: Option<IpAddr>, key_id: Option<&str>) -> Option<Duration> {
+        let now = Instant::now();
+        let over = self.over_budget.lock().unwrap_or_else(|p| p.into_inner());
+        let until = [
+            over.get(&FailureSource::Client(client)),
+            key_id.and_then(|id| over.get(&FailureSource::Key(id.to_string()))),
+        ];
+        until
+            .into_iter()
+            .flatten()
+            .filter(|until| **until > now)
+            .map(|until| *until - now)
+            .max()
+    }
+
+    /// Counts one failure of `client` (and against `key_id`, when it names a real key); returns
+    /// how long they must now wait, if either is over budget.
+    pub fn record_failure(&self, client: Option<IpAddr>, key_id: Option<&str>) -> Option<Duration> {
+        let clock = DefaultClock::default();
+        let mut over = Vec::new();
+        if let Err(not_until) = self.by_client.check_key(&client) {
+            over.push((
+                FailureSource::Client(client),
+                not_until.wait_time_from(clock.now()),
+            ));
+        }
+        if let Some(id) = key_id {
+            if let Err(not_until) = self.by_key.check_key(&id.to_string()) {
+                tracing::warn!("API key {id}: more failed attempts than the limit; someone may be guessing its secret");
+                over.push((
+                    FailureSource::Key(id.to_string()),
+                    not_until.wait_time_from(clock.now()),
+                ));
+            }
+        }
+        for limiter_len in [self.by_client.len(), self.by_key.len()] {
+            if limiter_len > TRACKED_SOURCES {
+                self.by_client.retain_recent();
+                self.by_key.retain_recent();
+            }
+        }
+        if over.is_empty() {
+            return self.waiting(client, key_id);
+        }
+        let now = Instant::now();
+        let mut map = self.over_budget.lock().unwrap_or_else(|p| p.into_inner());
+        if map.len() > TRACKED_SOURCES {
+            map.retain(|_, until| *until > now);
+        }
+        let mut longest = Duration::ZERO;
+        for (source, wait) in over {
+            // A budget refills one failure at a time: wait until it holds a few again, not just
+            // one, so a client at the limit is not let back for a single try each second.
+            let wait = wait.max(Duration::from_secs(1)) * 5;
+            map.insert(source, now + wait);
+            longest = longest.max(wait);
+        }
+        Some(longest)
+    }
+}
+
+/// Too many failed authentications: 429 with Retry-After.
+pub fn too_many_failures(wait: Duration) -> ApiError {
+    ApiError::new(
+        StatusCode::TOO_MANY_REQUESTS,
+        "too_many_failures",
+        "too many requests with wrong API keys; retry after the time in Retry-After with a valid key",
+    )
+    .retry_after(wait.as_secs_f64().ceil().max(1.0) as u64)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn failures_beyond_the_budget_wait_and_other_clients_do_not() {
+        let limiter = FailedAuthLimiter::new(NonZeroU32::new(3).unwrap());
+        let (a, b): (Option<IpAddr>, Option<IpAddr>) =
+            (Some([10, 0, 0, 1].into()), Some([10, 0, 0, 2].into()));
+        for _ in 0..3 {
+            assert_eq!(limiter.record_failure(a, None), None);
+        }
+        let wait = limiter.record_failure(a, None).expect("over budget");
+        assert!(wait >= Duration::from_secs(5), "{wait:?}");
+        assert!(limiter.waiting(a, None).is_some());
+        assert_eq!(
+            limiter.waiting(b, None),
+            None,
+            "another address is not affected"
+        );
+        assert_eq!(limiter.record_failure(b, None), None);
+    }
+
+    #[test]
+    fn failures_against_one_key_are_counted_across_addresses() {
+        let limiter = FailedAuthLimiter::new(NonZeroU32::new(2).unwrap());
+        for i in 0..2u8 {
+            assert_eq!(
+                limiter.record_failure(Some([10, 0, 1, i].into()), Some("k1")),
+                None
+            );
+        }
+        assert!(limiter
+            .record_failure(Some([10, 0, 1, 9].into()), Some("k1"))
+            .is_some());
+        assert!(limiter
+            .waiting(Some([10, 0, 2, 1].into()), Some("k1"))
+            .is_some());
+        assert_eq!(
+            limiter.waiting(Some([10, 0, 2, 1].into()), Some("k2")),
+            None
+        );
     }
 }

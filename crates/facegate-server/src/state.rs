@@ -6,7 +6,7 @@ use facegate::{Engine, Gallery};
 
 use crate::error::ApiError;
 use crate::keys::KeyStore;
-use crate::limits::{InferenceGate, KeyRateLimiter, Limits};
+use crate::limits::{FailedAuthLimiter, InferenceGate, KeyRateLimiter, Limits};
 use crate::metrics::Metrics;
 
 pub type SharedState = Arc<AppState>;
@@ -19,6 +19,9 @@ pub struct AppState {
     pub limits: Limits,
     pub gate: InferenceGate,
     pub rate: Option<KeyRateLimiter>,
+    pub failures: Option<FailedAuthLimiter>,
+    /// Admission to API key checks (see [`Limits::max_key_checks`]).
+    pub key_checks: Arc<tokio::sync::Semaphore>,
     pub metrics: Metrics,
     /// The 1:N search index, rebuilt when the gallery changes.
     pub index: facegate::ops::IndexCache,
@@ -34,6 +37,8 @@ impl AppState {
         Arc::new(AppState {
             gate: InferenceGate::new(&limits),
             rate: limits.rate_per_minute.map(KeyRateLimiter::new),
+            failures: limits.auth_failures_per_minute.map(FailedAuthLimiter::new),
+            key_checks: Arc::new(tokio::sync::Semaphore::new(limits.max_key_checks.max(1))),
             engine,
             gallery,
             keys,

@@ -1,6 +1,7 @@
 //! Frames from the `ffmpeg` program: it decodes anything it can open and writes raw RGB24
 //! frames to a pipe; we read them one `width * height * 3` block at a time.
 
+use std::ffi::OsString;
 use std::io::Read;
 use std::process::{Child, ChildStdout, Command, Stdio};
 use std::sync::{Arc, Condvar, Mutex};
@@ -75,9 +76,28 @@ struct SlotState {
     dropped: u64,
 }
 
+/// A command for `program` without facegate's own settings in its environment: among them are
+/// secrets (the template key in `FACEGATE_KEY`, a password in a `FACEGATE_GALLERY` URL) that
+/// ffmpeg has no use for.
+fn clean_command(program: &str) -> Command {
+    let mut command = Command::new(program);
+    drop_facegate_settings(&mut command, std::env::vars_os());
+    command
+}
+
+fn drop_facegate_settings(
+    command: &mut Command,
+    environment: impl Iterator<Item = (OsString, OsString)>,
+) {
+    for (name, _) in environment.filter(|(name, _)| name.to_string_lossy().starts_with("FACEGATE_"))
+    {
+        command.env_remove(name);
+    }
+}
+
 /// Checks that the programs exist before anything else, for a clear message.
 fn check_program(name: &str) -> Result<(), VideoError> {
-    match Command::new(name)
+    match clean_command(name)
         .arg("-version")
         .stdout(Stdio::null())
         .stderr(Stdio::null())
@@ -91,7 +111,7 @@ fn check_program(name: &str) -> Result<(), VideoError> {
 /// Width and height of the first video stream.
 fn probe(input: &FfmpegInput) -> Result<(u32, u32), VideoError> {
     check_program("ffprobe")?;
-    let mut command = Command::new("ffprobe");
+    let mut command = clean_command("ffprobe");
     command.args(["-v", "error", "-select_streams", "v:0"]);
     if let Some(format) = &input.format {
         command.args(["-f", format]);
@@ -135,7 +155,7 @@ impl FfmpegSource {
         check_program("ffmpeg")?;
         let (in_w, in_h) = probe(input)?;
         let (width, height) = output_size(in_w, in_h, input.max_side);
-        let mut command = Command::new("ffmpeg");
+        let mut command = clean_command("ffmpeg");
         command.args(["-hide_banner", "-loglevel", "error", "-nostdin"]);
         if input.input.starts_with("rtsp://") {
             command.args(["-rtsp_transport", "tcp"]);

@@ -62,17 +62,15 @@ impl Config {
         }
     }
 
-    /// Writes atomically (temp file + rename), so a crash leaves the old or the new config.
+    /// Writes atomically (temp file + rename), so a crash leaves the old or the new config; the
+    /// file is readable by its owner only.
     pub fn save(&self, data_dir: &Path) -> Result<(), Error> {
         let path = Config::path(data_dir);
         let error = |message: String| Error::Config {
             path: path.clone(),
             message,
         };
-        std::fs::create_dir_all(data_dir).map_err(|e| error(e.to_string()))?;
         let bytes = serde_json::to_vec_pretty(self).map_err(|e| error(e.to_string()))?;
-        let tmp = path.with_extension("json.partial");
-        std::fs::write(&tmp, bytes).map_err(|e| error(e.to_string()))?;
-        std::fs::rename(&tmp, &path).map_err(|e| error(e.to_string()))
+        facegate_gallery::private::write_atomically(&path, &bytes).map_err(|e| error(e.to_string()))
     }
 }

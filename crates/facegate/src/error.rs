@@ -97,7 +97,9 @@ impl Error {
             Error::Gallery(G::KeyMissing { .. }) => "key_missing",
             Error::Gallery(G::WrongKey { .. }) => "wrong_key",
             Error::Gallery(G::NotEncrypted) => "not_encrypted",
-            Error::Gallery(G::InvalidKey { .. } | G::KeyFile { .. }) => "invalid_key",
+            Error::Gallery(G::InvalidKey { .. } | G::KeyFile { .. } | G::KeyFileExposed { .. }) => {
+                "invalid_key"
+            }
             Error::Gallery(G::TemplateTampered { .. }) => "template_tampered",
             Error::Gallery(g) if g.is_transient() => "gallery_unavailable",
             Error::Gallery(_) => "gallery_error",

@@ -351,12 +351,11 @@ impl EmbeddingCache {
             path: path.to_path_buf(),
             message: format!("embedding cache: {e}"),
         };
-        if let Some(parent) = path.parent() {
-            std::fs::create_dir_all(parent).map_err(|e| Error::EvalInput {
-                path: parent.to_path_buf(),
-                message: e.to_string(),
-            })?;
-        }
+        // Embeddings of people's photos: readable by the owner only, as the gallery is.
+        facegate_gallery::private::prepare_database(path).map_err(|e| Error::EvalInput {
+            path: path.to_path_buf(),
+            message: e.to_string(),
+        })?;
         let connection = rusqlite::Connection::open(path).map_err(error)?;
         connection
             .busy_timeout(std::time::Duration::from_secs(10))

@@ -169,8 +169,8 @@ fn faces_cropped_to_their_box_are_found_and_verified() {
         let top = y0.max(0.0) as u32;
         let right = (x1.min(w as f32) as u32).max(left + 1);
         let bottom = (y1.min(h as f32) as u32).max(top + 1);
-        let cut = image::imageops::crop_imm(&image.rgb, left, top, right - left, bottom - top)
-            .to_image();
+        let cut =
+            image::imageops::crop_imm(&image.rgb, left, top, right - left, bottom - top).to_image();
         let tight = facegate::image::LoadedImage {
             rgb: cut,
             sha256: String::new(),

@@ -278,7 +278,7 @@ async fn enroll(
     largest: bool,
     new_person: bool,
 ) -> Result<EnrollResult, ApiError> {
-    facegate::gallery::validate_name(&name)?;
+    facegate::gallery::normalize_name(&name)?;
     let shared = state.clone();
     let max_pixels = state.limits.max_pixels;
     let result = state
