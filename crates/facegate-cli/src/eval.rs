@@ -57,6 +57,7 @@ fn run_pairs(
         &eval::eval_pipeline_id(engine),
     );
     report.folds_note = file.folds_note;
+    report.at_decision_threshold = Some(report.at_threshold(&engine.threshold()));
     Ok((specs, report, start.elapsed().as_secs_f64()))
 }
 

@@ -51,11 +51,26 @@ pub fn pairs_markdown(r: &PairsReport, pairs_file: &Path, seconds: f64) -> Strin
         };
         md.push_str(&format!("| TAR @ FAR {:.0e} | {value} |\n", t.far));
     }
+    if let Some(at) = &r.at_decision_threshold {
+        md.push_str(&format!(
+            "| at the decision threshold {:.3} | {} of {} genuine pairs accepted ({:.2}%), {} of {} impostor pairs accepted (FAR {:.2e}) |\n",
+            at.threshold,
+            at.genuine_accepted,
+            r.genuine_pairs,
+            at.tar * 100.0,
+            at.impostors_accepted,
+            r.impostor_pairs,
+            at.far
+        ));
+    }
     md.push_str(&format!(
         "| images without a detected face | {} of {} |\n",
         r.images_without_face, r.images
     ));
     md.push_str(&format!("\nNo-face policy: {}.\n", r.no_face_policy));
+    if let Some(at) = &r.at_decision_threshold {
+        md.push_str(&format!("\nDecision threshold: {}.\n", at.threshold_note));
+    }
     md.push_str("\nPer fold (threshold, accuracy): ");
     let folds: Vec<String> = r
         .folds

@@ -125,6 +125,33 @@ fn eval_pairs_reports_the_protocol_and_writes_a_report() {
     let again: serde_json::Value = serde_json::from_str(&again).unwrap();
     assert_eq!(again["accuracy_mean"], doc["accuracy_mean"]);
     assert!(again["wall_seconds"].as_f64().unwrap() < doc["wall_seconds"].as_f64().unwrap());
+
+    // What the threshold decisions use does on these pairs: the five people look nothing
+    // alike, so no impostor pair is accepted; most genuine pairs are.
+    let at = &doc["at_decision_threshold"];
+    assert_eq!(at["impostors_accepted"], 0, "{at}");
+    let genuine = at["genuine_accepted"].as_u64().unwrap();
+    assert!((15..=20).contains(&genuine), "{at}");
+    assert_eq!(at["tar"].as_f64().unwrap(), genuine as f64 / 20.0);
+    assert!(at["threshold_note"].as_str().unwrap().contains("LFW"), "{at}");
+    // A threshold given on the command line is the one reported: at 2.0 everything matches.
+    let (_, loose, _) = facegate(
+        &home,
+        &[
+            "--threshold",
+            "2.0",
+            "eval",
+            "pairs",
+            "--json",
+            "--pairs",
+            pairs.to_str().unwrap(),
+            "--root",
+            root.to_str().unwrap(),
+        ],
+    );
+    let loose: serde_json::Value = serde_json::from_str(&loose).unwrap();
+    let at = &loose["at_decision_threshold"];
+    assert_eq!((at["threshold"].as_f64(), at["far"].as_f64()), (Some(2.0), Some(1.0)), "{at}");
 }
 
 #[test]

@@ -16,7 +16,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
 use facegate_decide::eval::{self, FoldResult, RocPoint, ScoredPair};
-use facegate_decide::{euclidean, ImpostorCdf};
+use facegate_decide::{euclidean, Distances, ImpostorCdf, Threshold};
 use facegate_detect::Face;
 use rayon::prelude::*;
 use rusqlite::OptionalExtension;
@@ -572,11 +572,60 @@ pub struct PairsReport {
     pub roc: Vec<RocPoint>,
     /// How errors fall as the worst-quality pairs are set aside.
     pub quality: QualityEffect,
+    /// What the threshold decisions use (shipped, calibrated or `--threshold`) does on these
+    /// pairs: the rates a user of these photos gets, beside the rate it was chosen for.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub at_decision_threshold: Option<AtThreshold>,
     /// For `calibrate` and FAR estimates.
     #[serde(skip)]
     pub impostor_distances: Vec<f32>,
     #[serde(skip)]
     pub genuine_distances: Vec<f32>,
+}
+
+/// One threshold's decisions on every pair of a pairs file.
+#[derive(Clone, Debug, Serialize)]
+pub struct AtThreshold {
+    pub threshold: f32,
+    pub metric: String,
+    /// Where the threshold comes from and what it was chosen for.
+    pub threshold_note: String,
+    pub genuine_accepted: usize,
+    pub impostors_accepted: usize,
+    /// Genuine pairs accepted, as a share.
+    pub tar: f64,
+    /// Impostor pairs accepted, as a share: the false accept rate on these photos.
+    pub far: f64,
+}
+
+impl PairsReport {
+    /// How `threshold` decides these pairs (the distances are between unit embeddings, so the
+    /// cosine distance is half the squared Euclidean one).
+    pub fn at_threshold(&self, threshold: &Threshold) -> AtThreshold {
+        let accepted = |distances: &[f32]| {
+            distances
+                .iter()
+                .filter(|&&d| {
+                    threshold.is_match(&Distances {
+                        euclidean: d,
+                        cosine: d * d / 2.0,
+                    })
+                })
+                .count()
+        };
+        let genuine_accepted = accepted(&self.genuine_distances);
+        let impostors_accepted = accepted(&self.impostor_distances);
+        let share = |n: usize, of: usize| n as f64 / of.max(1) as f64;
+        AtThreshold {
+            threshold: threshold.value,
+            metric: threshold.metric.name().to_string(),
+            threshold_note: threshold.note.clone(),
+            genuine_accepted,
+            impostors_accepted,
+            tar: share(genuine_accepted, self.genuine_distances.len()),
+            far: share(impostors_accepted, self.impostor_distances.len()),
+        }
+    }
 }
 
 pub const NO_FACE_POLICY: &str =
@@ -654,6 +703,7 @@ pub fn score_pairs(
         no_face_policy: NO_FACE_POLICY.to_string(),
         roc: downsample(&curve, 400),
         quality,
+        at_decision_threshold: None,
         impostor_distances,
         genuine_distances,
     }
