@@ -422,9 +422,22 @@ pub struct ServeArgs {
     /// Open connections at once; more are closed as soon as they are accepted
     #[arg(long, default_value_t = 512, value_name = "N")]
     pub max_connections: usize,
+    /// Who may add faces to a person who already has some: `matching` = administrators, or
+    /// any enroll key whose new faces match the person's enrolled ones; `admin` =
+    /// administrators only
+    #[arg(long, value_enum, default_value_t = AddFacesArg::Matching, value_name = "POLICY")]
+    pub add_faces: AddFacesArg,
     /// Seconds in-flight requests get to finish after SIGINT/SIGTERM
     #[arg(long, default_value_t = 30.0, value_name = "SECONDS")]
     pub shutdown_grace: f64,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum AddFacesArg {
+    /// Administrators, or new faces that match the person's enrolled faces
+    Matching,
+    /// Administrators only
+    Admin,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]

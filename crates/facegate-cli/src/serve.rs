@@ -8,10 +8,10 @@ use std::time::Duration;
 
 use anyhow::{Context as _, Result};
 use facegate::EngineOptions;
-use facegate_server::{AppState, KeyStore, Limits, Role, ServeOptions};
+use facegate_server::{AddFacesPolicy, AppState, KeyStore, Limits, Role, ServeOptions};
 use serde_json::json;
 
-use crate::cli::{KeysAction, RoleArg, ServeArgs};
+use crate::cli::{AddFacesArg, KeysAction, RoleArg, ServeArgs};
 use crate::commands::Context;
 
 pub fn serve(ctx: &Context, args: &ServeArgs) -> Result<ExitCode> {
@@ -29,6 +29,10 @@ pub fn serve(ctx: &Context, args: &ServeArgs) -> Result<ExitCode> {
         max_key_checks: args.max_key_checks.max(1),
         header_timeout: seconds(args.header_timeout, "--header-timeout")?,
         max_connections: args.max_connections.max(1),
+        add_faces: match args.add_faces {
+            AddFacesArg::Matching => AddFacesPolicy::Matching,
+            AddFacesArg::Admin => AddFacesPolicy::AdminOnly,
+        },
     };
     // One embedding replica per inference slot, so concurrent requests embed side by side.
     let engine = Arc::new(ctx.engine_with(EngineOptions {

@@ -133,7 +133,10 @@ fn eval_pairs_reports_the_protocol_and_writes_a_report() {
     let genuine = at["genuine_accepted"].as_u64().unwrap();
     assert!((15..=20).contains(&genuine), "{at}");
     assert_eq!(at["tar"].as_f64().unwrap(), genuine as f64 / 20.0);
-    assert!(at["threshold_note"].as_str().unwrap().contains("LFW"), "{at}");
+    assert!(
+        at["threshold_note"].as_str().unwrap().contains("LFW"),
+        "{at}"
+    );
     // A threshold given on the command line is the one reported: at 2.0 everything matches.
     let (_, loose, _) = facegate(
         &home,
@@ -151,7 +154,11 @@ fn eval_pairs_reports_the_protocol_and_writes_a_report() {
     );
     let loose: serde_json::Value = serde_json::from_str(&loose).unwrap();
     let at = &loose["at_decision_threshold"];
-    assert_eq!((at["threshold"].as_f64(), at["far"].as_f64()), (Some(2.0), Some(1.0)), "{at}");
+    assert_eq!(
+        (at["threshold"].as_f64(), at["far"].as_f64()),
+        (Some(2.0), Some(1.0)),
+        "{at}"
+    );
 }
 
 #[test]

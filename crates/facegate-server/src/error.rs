@@ -71,6 +71,7 @@ impl From<facegate::Error> for ApiError {
             "corrupt_image" | "no_face" | "several_faces" | "face_too_small" | "invalid_name"
             | "poor_quality" | "not_live" => StatusCode::UNPROCESSABLE_ENTITY,
             "unknown_person" | "unknown_template" => StatusCode::NOT_FOUND,
+            "face_mismatch" | "add_faces_forbidden" => StatusCode::FORBIDDEN,
             "person_exists" | "model_mismatch" | "empty_gallery" => StatusCode::CONFLICT,
             "gallery_unavailable" => StatusCode::SERVICE_UNAVAILABLE,
             _ => StatusCode::INTERNAL_SERVER_ERROR,

@@ -40,7 +40,7 @@ pub use auth::required_role;
 use connections::ConnectionLimit;
 pub use error::{ApiError, ErrorBody};
 pub use keys::{Caller, CreatedKey, KeyError, KeyInfo, KeyStore, Role};
-pub use limits::Limits;
+pub use limits::{AddFacesPolicy, Limits};
 pub use state::{AppState, SharedState};
 
 /// The whole service as one router: API, OpenAPI document, web page, middleware.

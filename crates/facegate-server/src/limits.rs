@@ -46,6 +46,20 @@ pub struct Limits {
     pub header_timeout: Duration,
     /// Open connections at once; more are closed as soon as they are accepted.
     pub max_connections: usize,
+    /// Who may add faces to a person who already has some.
+    pub add_faces: AddFacesPolicy,
+}
+
+/// Who may add faces to a person who already has enrolled faces. Without a rule, a key that may
+/// enroll could add anyone's face to someone else's name and then pass as them.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum AddFacesPolicy {
+    /// Administrators; other keys only when every new face matches the person's enrolled faces
+    /// at the 1:1 threshold (the photos of one person agree; someone else's face does not).
+    #[default]
+    Matching,
+    /// Administrators only.
+    AdminOnly,
 }
 
 impl Default for Limits {
@@ -64,6 +78,7 @@ impl Default for Limits {
             max_key_checks: 64,
             header_timeout: Duration::from_secs(10),
             max_connections: 512,
+            add_faces: AddFacesPolicy::default(),
         }
     }
 }

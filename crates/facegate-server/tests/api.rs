@@ -1020,3 +1020,86 @@ fn the_api_writes_the_audit_log_under_the_key_id() {
         verified.json["distance"].as_f64().map(|d| d as f32)
     );
 }
+
+/// The takeover the second security review found: an enroll key added Madonna's photo to ben,
+/// and Madonna then verified as ben. A face added to someone who has faces must now be theirs,
+/// unless an administrator adds it; every refusal is audited.
+#[test]
+fn an_enroll_key_cannot_add_someone_elses_face_to_a_person() {
+    let server = Server::start(open_limits());
+    let admin = server.key(Role::Admin);
+    let enroll = server.key(Role::Enroll);
+    let created = server.post_json(
+        "/v1/people",
+        Some(&enroll),
+        &json!({ "name": "ben", "images": [b64(&photo("train", "ben_afflek", 0))] }),
+    );
+    assert_eq!(created.status, 201, "{}", created.text);
+    let add = |key: &str, person: &str, n: usize| {
+        server.post_json(
+            "/v1/people/ben/faces",
+            Some(key),
+            &json!({ "images": [b64(&photo("train", person, n))] }),
+        )
+    };
+    let takeover = add(&enroll, "madonna", 0);
+    assert_eq!(
+        (takeover.status, takeover.code()),
+        (403, "face_mismatch"),
+        "{}",
+        takeover.text
+    );
+    let madonna_as_ben = server.post_json(
+        "/v1/verify",
+        Some(&admin),
+        &json!({ "person": "ben", "image": b64(&photo("train", "madonna", 0)) }),
+    );
+    assert_eq!(
+        madonna_as_ben.json["accepted"], false,
+        "{}",
+        madonna_as_ben.text
+    );
+    let own = add(&enroll, "ben_afflek", 1);
+    assert_eq!(own.status, 201, "ben's own photo is added: {}", own.text);
+    assert!(
+        add(&admin, "madonna", 1).status == 201,
+        "an administrator may add any face"
+    );
+
+    let gallery = SqliteGallery::open(&server.gallery_path).unwrap();
+    let log = gallery.audit_log(None, 100).unwrap();
+    let refused: Vec<_> = log
+        .iter()
+        .filter(|e| e.decision.as_deref() == Some("refused"))
+        .collect();
+    assert_eq!(refused.len(), 1, "{log:?}");
+    assert_eq!(refused[0].person.as_deref(), Some("ben"));
+    assert!(refused[0].distance.is_some());
+    let matched = log.iter().filter(|e| {
+        e.detail
+            .as_deref()
+            .is_some_and(|d| d.contains("policy matching: every new face matched"))
+    });
+    assert_eq!(matched.count(), 1, "{log:?}");
+
+    // A deployment that lets only administrators add faces.
+    let strict = Server::start(Limits {
+        add_faces: facegate_server::AddFacesPolicy::AdminOnly,
+        ..open_limits()
+    });
+    let (admin, enroll) = (strict.key(Role::Admin), strict.key(Role::Enroll));
+    let created = strict.post_json(
+        "/v1/people",
+        Some(&enroll),
+        &json!({ "name": "ben", "images": [b64(&photo("train", "ben_afflek", 0))] }),
+    );
+    assert_eq!(created.status, 201, "{}", created.text);
+    let body = json!({ "images": [b64(&photo("train", "ben_afflek", 1))] });
+    let refused = strict.post_json("/v1/people/ben/faces", Some(&enroll), &body);
+    assert_eq!(
+        (refused.status, refused.code()),
+        (403, "add_faces_forbidden")
+    );
+    let by_admin = strict.post_json("/v1/people/ben/faces", Some(&admin), &body);
+    assert_eq!(by_admin.status, 201, "{}", by_admin.text);
+}

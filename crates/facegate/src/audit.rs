@@ -78,6 +78,17 @@ pub fn enroll(
     )
 }
 
+/// Faces refused for an existing person: the new face did not match their enrolled ones, or
+/// the deployment's policy lets only administrators add faces.
+pub fn enroll_refused(
+    actor: &str,
+    person: &str,
+    distance: Option<f32>,
+    why: String,
+) -> NewAuditEvent {
+    event(actor, "enroll", Some(person), "refused", distance, why)
+}
+
 /// A person erased (`forget`) or one template removed (`remove_template`).
 pub fn erase(actor: &str, action: &str, person: &str, what: String) -> NewAuditEvent {
     event(actor, action, Some(person), "erased", None, what)

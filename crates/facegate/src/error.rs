@@ -48,6 +48,17 @@ pub enum Error {
         threshold: f32,
     },
 
+    #[error("the face in {source_name} does not match {person}'s enrolled faces (distance {distance:.3}, threshold {threshold:.3}); adding a face that does not match the person needs the admin role")]
+    FaceMismatch {
+        source_name: String,
+        person: String,
+        distance: f32,
+        threshold: f32,
+    },
+
+    #[error("{person} already has enrolled faces, and this deployment lets only administrators add faces to a person who has some")]
+    AddFacesForbidden { person: String },
+
     #[error(transparent)]
     Liveness(#[from] facegate_liveness::LivenessError),
 
@@ -112,6 +123,8 @@ impl Error {
             Error::FaceTooSmall { .. } => "face_too_small",
             Error::PoorQuality { .. } => "poor_quality",
             Error::NotLive { .. } => "not_live",
+            Error::FaceMismatch { .. } => "face_mismatch",
+            Error::AddFacesForbidden { .. } => "add_faces_forbidden",
             Error::NoHome => "no_home",
             Error::Config { .. } => "config_error",
             Error::EvalInput { .. } => "bad_eval_input",

@@ -484,6 +484,39 @@ pub fn compare(engine: &Engine, a: &LoadedImage, b: &LoadedImage) -> Result<Comp
     })
 }
 
+/// Checks that every new face of `person` matches one of their enrolled `templates` at the 1:1
+/// threshold; returns the largest of those distances (`None` when the person has no templates
+/// yet: a first face has nothing to match). Refuses with [`Error::FaceMismatch`] naming the
+/// first face that does not match: a face added to a name must be that person's.
+pub fn check_new_faces_match(
+    engine: &Engine,
+    person: &str,
+    templates: &[Template],
+    new_faces: &[PreparedTemplate],
+) -> Result<Option<f32>, Error> {
+    if templates.is_empty() {
+        return Ok(None);
+    }
+    let threshold = engine.threshold();
+    let mut worst: Option<f32> = None;
+    for face in new_faces {
+        let Some((_, distances)) = closest(&face.template.embedding, templates, &threshold) else {
+            continue;
+        };
+        let distance = distances.get(threshold.metric);
+        if !threshold.is_match(&distances) {
+            return Err(Error::FaceMismatch {
+                source_name: face.template.source.clone(),
+                person: person.to_string(),
+                distance,
+                threshold: threshold.value,
+            });
+        }
+        worst = Some(worst.map_or(distance, |w: f32| w.max(distance)));
+    }
+    Ok(worst)
+}
+
 /// The template closest to `embedding` and the distances to it.
 pub fn closest<'t>(
     embedding: &[f32],

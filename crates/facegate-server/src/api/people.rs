@@ -3,6 +3,7 @@
 use axum::extract::rejection::{PathRejection, QueryRejection};
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
+use axum::Extension;
 use axum::Json;
 use facegate::gallery::{EnrollOptions, EnrollReport, GalleryError};
 use facegate::ops;
@@ -15,6 +16,8 @@ use super::types::{
 use crate::audit::Actor;
 use crate::error::{ApiError, ErrorBody};
 use crate::input::{Form, Upload};
+use crate::keys::{Caller, Role};
+use crate::limits::AddFacesPolicy;
 use crate::state::SharedState;
 use facegate::audit;
 
@@ -134,7 +137,7 @@ pub async fn create_person(
         .to_string();
     let largest = form.flag("largest")?;
     let images = form.take_images("image");
-    let result = enroll(&state, actor, name, images, largest, true).await?;
+    let result = enroll(&state, actor, name, images, largest, None).await?;
     Ok((StatusCode::CREATED, Json(result)))
 }
 
@@ -150,7 +153,7 @@ pub async fn create_person(
         (status = 201, body = EnrollResult),
         (status = 400, body = ErrorBody, description = "bad_request: malformed body, missing or unknown field"),
         (status = 401, body = ErrorBody, description = "unauthorized: missing, invalid or revoked API key"),
-        (status = 403, body = ErrorBody, description = "forbidden: the key's role does not allow this route"),
+        (status = 403, body = ErrorBody, description = "forbidden: the key's role does not allow this route; face_mismatch: a new face does not match the person's enrolled faces (only administrators may add such faces); add_faces_forbidden: only administrators may add faces to this person (--add-faces admin)"),
         (status = 404, body = ErrorBody, description = "unknown_person, unknown_template"),
         (status = 409, body = ErrorBody, description = "person_exists, empty_gallery, model_mismatch"),
         (status = 413, body = ErrorBody, description = "payload_too_large (body), image_too_large (pixels)"),
@@ -165,6 +168,7 @@ pub async fn create_person(
 pub async fn add_faces(
     State(state): State<SharedState>,
     actor: Actor,
+    caller: Option<Extension<Caller>>,
     name: Result<Path<String>, PathRejection>,
     mut form: Form,
 ) -> Result<(StatusCode, Json<EnrollResult>), ApiError> {
@@ -177,8 +181,26 @@ pub async fn add_faces(
             "send at least one photo as image (or images)",
         ));
     }
-    let result = enroll(&state, actor, name, images, largest, false).await?;
+    // Without keys (`--insecure-no-auth`) every caller is an administrator.
+    let admin = caller.is_none_or(|Extension(c)| c.role.allows(Role::Admin));
+    let check = match (admin, state.limits.add_faces) {
+        (true, _) => FaceCheck::None,
+        (false, AddFacesPolicy::Matching) => FaceCheck::MustMatch,
+        (false, AddFacesPolicy::AdminOnly) => FaceCheck::AdminOnly,
+    };
+    let result = enroll(&state, actor, name, images, largest, Some(check)).await?;
     Ok((StatusCode::CREATED, Json(result)))
+}
+
+/// What adding faces to an existing person requires of the caller's new faces.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum FaceCheck {
+    /// An administrator: any face.
+    None,
+    /// Each new face must match the person's enrolled faces.
+    MustMatch,
+    /// Only administrators may add faces to a person who has some.
+    AdminOnly,
 }
 
 /// Erase a person and every template of theirs.
@@ -269,15 +291,17 @@ fn person_detail(
 }
 
 /// Embeds every photo first, so one bad photo fails the request before anything is stored;
-/// then writes in one gallery transaction.
+/// then writes in one gallery transaction. `existing`: `None` to create a new person, or the
+/// check faces added to an existing person must pass.
 async fn enroll(
     state: &SharedState,
     actor: Actor,
     name: String,
     images: Vec<Upload>,
     largest: bool,
-    new_person: bool,
+    existing: Option<FaceCheck>,
 ) -> Result<EnrollResult, ApiError> {
+    let new_person = existing.is_none();
     facegate::gallery::normalize_name(&name)?;
     let shared = state.clone();
     let max_pixels = state.limits.max_pixels;
@@ -291,16 +315,43 @@ async fn enroll(
                 }
                 _ => {}
             }
+            let enrolled = match existing {
+                Some(FaceCheck::MustMatch | FaceCheck::AdminOnly) => {
+                    gallery.templates_of(&name, engine.model_id())?
+                }
+                _ => Vec::new(),
+            };
+            if existing == Some(FaceCheck::AdminOnly) && !enrolled.is_empty() {
+                let why = "only administrators may add faces to a person who has some (--add-faces admin)";
+                actor.record(gallery, |a| audit::enroll_refused(a, &name, None, why.into()))?;
+                return Err(facegate::Error::AddFacesForbidden { person: name.clone() });
+            }
             let mut prepared = Vec::with_capacity(images.len());
             for upload in &images {
                 let image = upload.decode(max_pixels)?;
                 prepared.push(ops::prepare_template(engine, &image, largest)?);
             }
+            let checked = match ops::check_new_faces_match(engine, &name, &enrolled, &prepared) {
+                Ok(worst) => worst,
+                Err(err) => {
+                    let distance = match &err {
+                        facegate::Error::FaceMismatch { distance, .. } => Some(*distance),
+                        _ => None,
+                    };
+                    let why = format!("policy matching: {err}");
+                    actor.record(gallery, |a| audit::enroll_refused(a, &name, distance, why))?;
+                    return Err(err);
+                }
+            };
             shared.metrics.faces_embedded.inc_by(prepared.len() as u64);
             let templates: Vec<_> = prepared.iter().map(|p| p.template.clone()).collect();
             let audit = |report: &EnrollReport| {
                 let (added, already) = (report.added.len(), report.duplicates.len());
-                audit::enroll(&actor.0, &name, added, already, engine.model_id())
+                let mut entry = audit::enroll(&actor.0, &name, added, already, engine.model_id());
+                if let (Some(detail), Some(worst)) = (entry.detail.as_mut(), checked) {
+                    detail.push_str(&format!("; policy matching: every new face matched (largest distance {worst:.3})"));
+                }
+                entry
             };
             let report = if templates.is_empty() {
                 // A person without photos yet: nothing biometric to write with the entry.
