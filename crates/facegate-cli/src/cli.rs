@@ -442,11 +442,14 @@ pub enum AddFacesArg {
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
 pub enum RoleArg {
-    /// Verify, identify, detect, list people
+    /// Verify against a name, detect: a decision only (no distances; an unknown name reads as
+    /// a failed match)
     Verify,
+    /// Also identify (1:N) and list people
+    Identify,
     /// Also create people and add faces
     Enroll,
-    /// Also delete people and templates
+    /// Also delete people and templates, read the metrics
     Admin,
 }
 

@@ -108,6 +108,7 @@ pub fn keys(ctx: &Context, action: KeysAction) -> Result<ExitCode> {
         KeysAction::Create { role, label } => {
             let role = match role {
                 RoleArg::Verify => Role::Verify,
+                RoleArg::Identify => Role::Identify,
                 RoleArg::Enroll => Role::Enroll,
                 RoleArg::Admin => Role::Admin,
             };

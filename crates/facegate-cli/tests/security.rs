@@ -40,7 +40,7 @@ fn people_status(base: &str, key: &str) -> (u16, Option<String>) {
 fn a_flood_of_wrong_keys_is_cheap_limited_and_never_locks_out_the_holder() {
     let dir = tempfile::tempdir().unwrap();
     let gallery = dir.path().join("gallery.db");
-    let (id, key) = create_key(&gallery, "verify");
+    let (id, key) = create_key(&gallery, "identify");
     let server = ServeProcess::start(&gallery, &["--auth-failure-limit", "30"]);
     assert_eq!(people_status(&server.base, &key).0, 200);
     let (idle_kib, _) = server.memory_kib();

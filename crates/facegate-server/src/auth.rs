@@ -18,8 +18,10 @@ use crate::state::SharedState;
 pub fn required_role(method: &Method, route: &str) -> Option<Role> {
     match (method.as_str(), route) {
         (_, "/healthz" | "/readyz" | "/openapi.json" | "/" | "/assets/{file}") => None,
-        ("POST", "/v1/verify" | "/v1/identify" | "/v1/detect") => Some(Role::Verify),
-        ("GET", "/v1/people" | "/v1/people/{name}" | "/metrics") => Some(Role::Verify),
+        ("POST", "/v1/verify" | "/v1/detect") => Some(Role::Verify),
+        ("POST", "/v1/identify") => Some(Role::Identify),
+        ("GET", "/v1/people" | "/v1/people/{name}") => Some(Role::Identify),
+        ("GET", "/metrics") => Some(Role::Admin),
         ("POST", "/v1/people" | "/v1/people/{name}/faces") => Some(Role::Enroll),
         ("DELETE", "/v1/people/{name}" | "/v1/people/{name}/faces/{template_id}") => {
             Some(Role::Admin)

@@ -42,11 +42,15 @@ const SHA256_HASH: &str = "sha256:";
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Role {
-    /// Verify, identify, detect; list people.
+    /// Verify against a name and detect faces. A decision, not a measurement: no distances,
+    /// and an unknown name is answered as a failed match (a verify key cannot find out who is
+    /// enrolled).
     Verify,
+    /// Also identify (1:N) and list people.
+    Identify,
     /// Also create people and add faces.
     Enroll,
-    /// Also delete people and templates.
+    /// Also delete people and templates, and read the metrics.
     Admin,
 }
 
@@ -54,6 +58,7 @@ impl Role {
     pub fn name(self) -> &'static str {
         match self {
             Role::Verify => "verify",
+            Role::Identify => "identify",
             Role::Enroll => "enroll",
             Role::Admin => "admin",
         }
@@ -62,6 +67,7 @@ impl Role {
     pub fn parse(text: &str) -> Option<Role> {
         match text {
             "verify" => Some(Role::Verify),
+            "identify" => Some(Role::Identify),
             "enroll" => Some(Role::Enroll),
             "admin" => Some(Role::Admin),
             _ => None,
@@ -554,6 +560,9 @@ mod tests {
     fn roles_include_the_ones_below() {
         assert!(Role::Admin.allows(Role::Enroll));
         assert!(Role::Enroll.allows(Role::Verify));
+        assert!(Role::Enroll.allows(Role::Identify));
+        assert!(Role::Identify.allows(Role::Verify));
+        assert!(!Role::Verify.allows(Role::Identify));
         assert!(!Role::Verify.allows(Role::Enroll));
         assert!(!Role::Enroll.allows(Role::Admin));
     }

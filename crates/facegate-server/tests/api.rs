@@ -511,8 +511,10 @@ fn keys_and_roles_guard_every_route() {
     let server = Server::start(open_limits());
     let doc = server.openapi();
     let verify_key = server.key(Role::Verify);
+    let identify_key = server.key(Role::Identify);
     let enroll_key = server.key(Role::Enroll);
     let admin_key = server.key(Role::Admin);
+    let metrics_key = server.key(Role::Admin);
     let photo_json = json!({ "image": b64(&photo("train", "ben_afflek", 0)) });
 
     // Public: health, readiness, page, API description.
@@ -521,6 +523,13 @@ fn keys_and_roles_guard_every_route() {
     assert_eq!(ready.status, 200);
     assert_documented(&doc, "get", "/readyz", &ready);
     assert_eq!(ready.json["ready"], true);
+    let mut fields: Vec<&String> = ready.json.as_object().unwrap().keys().collect();
+    fields.sort();
+    assert_eq!(
+        fields,
+        ["problem", "ready"],
+        "readiness says nothing about the gallery or models"
+    );
     let page = server.get("/", None);
     assert_eq!(page.status, 200);
     assert!(page.content_type.starts_with("text/html"));
@@ -542,14 +551,27 @@ fn keys_and_roles_guard_every_route() {
     assert_eq!(server.get("/metrics", None).status, 401);
     assert_eq!(server.get("/v1/people", None).status, 401);
 
-    // verify: may detect and list, may not enroll or delete.
+    // verify: may detect, may not list, identify, read metrics, enroll or delete.
     assert_eq!(
         server
             .post_json("/v1/detect", Some(&verify_key), &photo_json)
             .status,
         200
     );
-    assert_eq!(server.get("/v1/people", Some(&verify_key)).status, 200);
+    assert_eq!(server.get("/v1/people", Some(&verify_key)).status, 403);
+    assert_eq!(server.get("/v1/people/x", Some(&verify_key)).status, 403);
+    assert_eq!(server.get("/metrics", Some(&verify_key)).status, 403);
+    assert_eq!(
+        server
+            .post_json("/v1/identify", Some(&verify_key), &photo_json)
+            .status,
+        403
+    );
+    // identify: may identify and list.
+    assert_eq!(server.get("/v1/people", Some(&identify_key)).status, 200);
+    let identified = server.post_json("/v1/identify", Some(&identify_key), &photo_json);
+    assert_ne!(identified.status, 403, "{}", identified.text);
+    assert_eq!(server.get("/metrics", Some(&identify_key)).status, 403);
     let refused = server.post_json("/v1/people", Some(&verify_key), &json!({ "name": "x" }));
     assert_eq!((refused.status, refused.code()), (403, "forbidden"));
     assert_documented(&doc, "post", "/v1/people", &refused);
@@ -585,7 +607,7 @@ fn keys_and_roles_guard_every_route() {
         .contains("revoked"));
 
     // Metrics: request counts per route and status, latency histograms, faces, gallery size.
-    let metrics = server.get("/metrics", Some(&verify_key));
+    let metrics = server.get("/metrics", Some(&metrics_key));
     assert_eq!(metrics.status, 200);
     assert!(metrics
         .content_type
@@ -708,8 +730,8 @@ fn rate_limit_and_request_timeout() {
         rate_per_minute: NonZeroU32::new(3),
         ..Limits::default()
     });
-    let key = limited.key(Role::Verify);
-    let other = limited.key(Role::Verify);
+    let key = limited.key(Role::Identify);
+    let other = limited.key(Role::Identify);
     for _ in 0..3 {
         assert_eq!(limited.get("/v1/people", Some(&key)).status, 200);
     }
@@ -1102,4 +1124,67 @@ fn an_enroll_key_cannot_add_someone_elses_face_to_a_person() {
     );
     let by_admin = strict.post_json("/v1/people/ben/faces", Some(&admin), &body);
     assert_eq!(by_admin.status, 201, "{}", by_admin.text);
+}
+
+/// Names could be enumerated by a verify key: an unknown name was 404 `unknown_person`, a known
+/// name with a photo of no one 422 `no_face`, and distances came back exact. Now a verify key
+/// gets the same answers for both (and no distances); keys that may list people still get 404.
+#[test]
+fn a_verify_key_cannot_tell_who_is_enrolled_or_measure_distances() {
+    let server = Server::start(open_limits());
+    let admin = server.key(Role::Admin);
+    let verify = server.key(Role::Verify);
+    let created = server.post_json(
+        "/v1/people",
+        Some(&admin),
+        &json!({ "name": "ben", "images": [b64(&photo("train", "ben_afflek", 0))] }),
+    );
+    assert_eq!(created.status, 201, "{}", created.text);
+    let ask = |key: &str, person: &str, image: Vec<u8>| {
+        server.post_json(
+            "/v1/verify",
+            Some(key),
+            &json!({ "person": person, "image": b64(&image) }),
+        )
+    };
+    let madonna = || photo("train", "madonna", 0);
+    let known = ask(&verify, "ben", madonna());
+    let unknown = ask(&verify, "nobody", madonna());
+    for reply in [&known, &unknown] {
+        assert_eq!(reply.status, 200, "{}", reply.text);
+        assert_eq!(reply.json["accepted"], false);
+        assert_eq!(reply.json["is_match"], false);
+        assert!(reply.json["distance"].is_null(), "{}", reply.text);
+        assert!(reply.json["estimated_far"].is_null(), "{}", reply.text);
+        assert!(reply.json["templates_compared"].is_null(), "{}", reply.text);
+    }
+    let shape = |v: &Value| {
+        let mut keys: Vec<String> = v.as_object().unwrap().keys().cloned().collect();
+        keys.sort();
+        keys
+    };
+    assert_eq!(shape(&known.json), shape(&unknown.json));
+    let noise = png(320, 240, true);
+    let (known, unknown) = (
+        ask(&verify, "ben", noise.clone()),
+        ask(&verify, "nobody", noise),
+    );
+    assert_eq!(
+        (known.status, known.code()),
+        (unknown.status, unknown.code())
+    );
+    assert_eq!(known.code(), "no_face");
+    // The right face still verifies, as a decision.
+    let own = ask(&verify, "ben", photo("train", "ben_afflek", 1));
+    assert_eq!(own.json["accepted"], true, "{}", own.text);
+    assert!(own.json["distance"].is_null());
+    // An administrator gets the measurement and the 404.
+    let measured = ask(&admin, "ben", madonna());
+    assert!(
+        measured.json["distance"].as_f64().is_some(),
+        "{}",
+        measured.text
+    );
+    let missing = ask(&admin, "nobody", madonna());
+    assert_eq!((missing.status, missing.code()), (404, "unknown_person"));
 }

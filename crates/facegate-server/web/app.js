@@ -176,8 +176,11 @@ async function verify(photo) {
     if (person) {
       form.append('person', person);
       const v = await api('POST', '/v1/verify', form);
-      const detail = 'distance ' + v.distance.toFixed(3) + (v.is_match ? ' ≤ ' : ' > ') +
-        'threshold ' + v.threshold.value.toFixed(3) + ' (' + v.model + ')' + livenessText(v.liveness);
+      // Keys of the verify role get the decision without the distance.
+      const measured = v.distance == null ? '' :
+        'distance ' + v.distance.toFixed(3) + (v.is_match ? ' ≤ ' : ' > ');
+      const detail = measured + 'threshold ' + v.threshold.value.toFixed(3) + ' (' + v.model + ')' +
+        livenessText(v.liveness);
       if (v.is_match && !v.accepted) {
         show(result, 'no-match', 'Match, but not live: ' + person, detail);
       } else {

@@ -78,6 +78,19 @@ pub fn enroll(
     )
 }
 
+/// A verification against a name nobody has, answered as a failed match to a caller who may
+/// not learn who is enrolled.
+pub fn verify_unknown(actor: &str, person: &str) -> NewAuditEvent {
+    event(
+        actor,
+        "verify",
+        Some(person),
+        "unknown_person",
+        None,
+        "no one of this name is enrolled; answered as no match".into(),
+    )
+}
+
 /// Faces refused for an existing person: the new face did not match their enrolled ones, or
 /// the deployment's policy lets only administrators add faces.
 pub fn enroll_refused(

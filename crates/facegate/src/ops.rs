@@ -164,6 +164,32 @@ pub fn verify(
     })
 }
 
+/// The face of a verify photo, found, measured and judged as [`verify`] does, with no one to
+/// compare it with.
+#[derive(Clone, Debug)]
+pub struct UnmatchedFace {
+    pub face: Face,
+    pub faces_found: usize,
+    pub quality: QualityReport,
+    pub liveness: Option<LivenessScore>,
+}
+
+/// For callers who may not learn who is enrolled: a verify against a name nobody has does the
+/// same work as [`verify`] and fails the same way for the same photo (no face, poor quality),
+/// so its answer, "no match", cannot be told from a failed match.
+pub fn check_face_only(engine: &Engine, image: &LoadedImage) -> Result<UnmatchedFace, Error> {
+    let (mut faces, faces_found) = engine.embed_faces(image, FacePolicy::Largest)?;
+    let face = faces.remove(0);
+    let quality = engine.judge_quality(image, face.quality, engine.options().verify_quality)?;
+    let liveness = engine.liveness(&image.rgb, &face.face)?;
+    Ok(UnmatchedFace {
+        face: face.face,
+        faces_found,
+        quality,
+        liveness,
+    })
+}
+
 #[derive(Clone, Debug, Serialize)]
 pub struct Candidate {
     pub person: String,

@@ -23,16 +23,11 @@ pub async fn healthz() -> Json<Health> {
     responses((status = 200, body = Readiness), (status = 503, body = Readiness))
 )]
 pub async fn readyz(State(state): State<SharedState>) -> (StatusCode, Json<Readiness>) {
-    let model = state.engine.pipeline_id();
-    let counts = state.with_gallery(|g| g.counts()).await;
-    match counts {
-        Ok(counts) => (
+    match state.with_gallery(|g| g.counts()).await {
+        Ok(_) => (
             StatusCode::OK,
             Json(Readiness {
                 ready: true,
-                model,
-                gallery_people: Some(counts.people),
-                gallery_templates: Some(counts.templates),
                 problem: None,
             }),
         ),
@@ -40,9 +35,6 @@ pub async fn readyz(State(state): State<SharedState>) -> (StatusCode, Json<Readi
             StatusCode::SERVICE_UNAVAILABLE,
             Json(Readiness {
                 ready: false,
-                model,
-                gallery_people: None,
-                gallery_templates: None,
                 problem: Some(format!("the gallery is not reachable ({})", err.code)),
             }),
         ),

@@ -1,7 +1,8 @@
 //! Verify (1:1), identify (1:N), detect.
 
 use axum::extract::State;
-use axum::Json;
+use axum::{Extension, Json};
+use facegate::gallery::GalleryError;
 use facegate::ops;
 
 use super::types::{
@@ -11,6 +12,7 @@ use super::types::{
 use crate::audit::Actor;
 use crate::error::{ApiError, ErrorBody};
 use crate::input::{Form, Upload};
+use crate::keys::{Caller, Role};
 use crate::state::SharedState;
 use facegate::audit;
 
@@ -34,7 +36,7 @@ fn required_image(form: &mut Form) -> Result<Upload, ApiError> {
         (status = 400, body = ErrorBody, description = "bad_request: malformed body, missing or unknown field"),
         (status = 401, body = ErrorBody, description = "unauthorized: missing, invalid or revoked API key"),
         (status = 403, body = ErrorBody, description = "forbidden: the key's role does not allow this route"),
-        (status = 404, body = ErrorBody, description = "unknown_person, unknown_template"),
+        (status = 404, body = ErrorBody, description = "unknown_person (keys that may list people; a verify-role key gets a failed match instead)"),
         (status = 409, body = ErrorBody, description = "person_exists, empty_gallery, model_mismatch"),
         (status = 413, body = ErrorBody, description = "payload_too_large (body), image_too_large (pixels)"),
         (status = 415, body = ErrorBody, description = "unsupported_media_type (not JSON or multipart), unsupported_format (image)"),
@@ -48,8 +50,13 @@ fn required_image(form: &mut Form) -> Result<Upload, ApiError> {
 pub async fn verify(
     State(state): State<SharedState>,
     actor: Actor,
+    caller: Option<Extension<Caller>>,
     mut form: Form,
 ) -> Result<Json<VerifyResult>, ApiError> {
+    // Keys that may not list people get a decision, not a measurement (no distances to climb
+    // on), and cannot tell a name nobody has from a failed match. Without keys
+    // (`--insecure-no-auth`) every caller is an administrator.
+    let decision_only = caller.is_some_and(|Extension(c)| !c.role.allows(Role::Identify));
     form.only(&["person", "image", "reference_image"])?;
     let image = required_image(&mut form)?;
     let reference = form.take_one_image("reference_image")?;
@@ -61,20 +68,45 @@ pub async fn verify(
             state
                 .infer(move |engine, gallery| {
                     let image = image.decode(max_pixels)?;
-                    let outcome = ops::verify(engine, gallery, &person, &image, false)?;
+                    let outcome = match ops::verify(engine, gallery, &person, &image, false) {
+                        Err(facegate::Error::Gallery(GalleryError::UnknownPerson { .. }))
+                            if decision_only =>
+                        {
+                            let checked = ops::check_face_only(engine, &image)?;
+                            shared.metrics.faces_embedded.inc();
+                            actor.record(gallery, |who| audit::verify_unknown(who, &person))?;
+                            return Ok(VerifyResult {
+                                is_match: false,
+                                person: Some(person),
+                                distance: None,
+                                threshold: ThresholdInfo::from(&engine.threshold()),
+                                model: engine.model_id().to_string(),
+                                face: FaceBox::from(&checked.face),
+                                reference_face: None,
+                                faces_found: checked.faces_found,
+                                templates_compared: None,
+                                estimated_far: None,
+                                note: None,
+                                quality: QualityInfo::from(&checked.quality),
+                                liveness: checked.liveness.as_ref().map(LivenessInfo::from),
+                                accepted: false,
+                            });
+                        }
+                        other => other?,
+                    };
                     shared.metrics.faces_embedded.inc();
                     actor.record(gallery, |who| audit::verify(who, &outcome))?;
                     Ok(VerifyResult {
                         is_match: outcome.is_match,
                         person: Some(outcome.person),
-                        distance: outcome.distance,
+                        distance: (!decision_only).then_some(outcome.distance),
                         threshold: ThresholdInfo::from(&outcome.threshold),
                         model: outcome.model,
                         face: FaceBox::from(&outcome.face),
                         reference_face: None,
                         faces_found: outcome.faces_found,
-                        templates_compared: Some(outcome.templates_compared),
-                        estimated_far: far(outcome.estimated_far),
+                        templates_compared: (!decision_only).then_some(outcome.templates_compared),
+                        estimated_far: far(outcome.estimated_far).filter(|_| !decision_only),
                         note: outcome.note,
                         quality: QualityInfo::from(&outcome.quality),
                         liveness: outcome.liveness.as_ref().map(LivenessInfo::from),
@@ -97,14 +129,14 @@ pub async fn verify(
                         liveness: liveness.as_ref().map(LivenessInfo::from),
                         is_match: outcome.is_match,
                         person: None,
-                        distance: outcome.distance,
+                        distance: (!decision_only).then_some(outcome.distance),
                         threshold: ThresholdInfo::from(&outcome.threshold),
                         model: outcome.model,
                         face: FaceBox::from(&outcome.face_a),
                         reference_face: Some(FaceBox::from(&outcome.face_b)),
                         faces_found: outcome.faces_found_a,
                         templates_compared: None,
-                        estimated_far: far(outcome.estimated_far),
+                        estimated_far: far(outcome.estimated_far).filter(|_| !decision_only),
                         note: outcome.note,
                     })
                 })

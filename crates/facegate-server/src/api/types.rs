@@ -221,8 +221,9 @@ pub struct VerifyResult {
     pub is_match: bool,
     /// The enrolled person compared against (absent for image-to-image).
     pub person: Option<String>,
-    /// Distance between the faces (closest template), in the threshold's metric.
-    pub distance: f32,
+    /// Distance between the faces (closest template), in the threshold's metric. Absent for
+    /// keys of the verify role, which get the decision only.
+    pub distance: Option<f32>,
     pub threshold: ThresholdInfo,
     /// The embedding model (pipeline) that made the decision.
     pub model: String,
@@ -284,11 +285,9 @@ pub struct Health {
 }
 
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
+/// Ready or not, and nothing about the gallery or the models: the route is public.
 pub struct Readiness {
     pub ready: bool,
-    pub model: String,
-    pub gallery_people: Option<usize>,
-    pub gallery_templates: Option<usize>,
     /// Why the server is not ready.
     pub problem: Option<String>,
 }
