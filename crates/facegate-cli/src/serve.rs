@@ -44,6 +44,12 @@ pub fn serve(ctx: &Context, args: &ServeArgs) -> Result<ExitCode> {
     let key = ctx.template_key()?;
     facegate::gallery::seal::check_key(gallery.as_ref(), key.as_deref())
         .map_err(facegate::Error::from)?;
+    if !args.listen.ip().is_loopback() && args.tls_cert.is_none() {
+        tracing::warn!(
+            "listening on {} without TLS: API keys, photos and answers cross the network in the clear; serve HTTPS (--tls-cert/--tls-key) or put a TLS proxy in front",
+            args.listen
+        );
+    }
     let keys = if args.insecure_no_auth {
         for _ in 0..3 {
             tracing::warn!("--insecure-no-auth: ANYONE who can reach this port can enroll, verify and delete people. Use it for local demos only.");

@@ -416,3 +416,73 @@ fn programs_facegate_runs_do_not_inherit_its_secrets() {
     );
     assert!(!environment.contains("FACEGATE_"), "{environment}");
 }
+
+/// Sends one raw HTTP/1.1 request and returns the status line.
+fn raw_status(addr: SocketAddr, request: &str) -> String {
+    let mut stream = TcpStream::connect(addr).unwrap();
+    stream.write_all(request.as_bytes()).unwrap();
+    let mut head = [0u8; 12];
+    stream.read_exact(&mut head).unwrap();
+    String::from_utf8_lossy(&head).into_owned()
+}
+
+#[test]
+fn without_keys_only_loopback_same_origin_requests_are_served() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = ServeProcess::start(&dir.path().join("gallery.db"), &["--insecure-no-auth"]);
+    let addr = address(&server);
+    let people = |headers: &str| {
+        raw_status(
+            addr,
+            &format!("GET /v1/people HTTP/1.1\r\n{headers}Connection: close\r\n\r\n"),
+        )
+    };
+    let host = format!("Host: {addr}\r\n");
+    assert_eq!(people(&host), "HTTP/1.1 200");
+    // DNS rebinding: a page's own name that resolves to 127.0.0.1.
+    assert_eq!(people("Host: rebound.example:8080\r\n"), "HTTP/1.1 403");
+    // Cross-site requests from a page elsewhere.
+    assert_eq!(
+        people(&format!("{host}Origin: http://evil.example\r\n")),
+        "HTTP/1.1 403"
+    );
+    assert_eq!(
+        people(&format!("{host}Sec-Fetch-Site: cross-site\r\n")),
+        "HTTP/1.1 403"
+    );
+    assert_eq!(
+        people(&format!("{host}Origin: http://{addr}\r\n")),
+        "HTTP/1.1 200"
+    );
+}
+
+#[test]
+fn listening_beyond_loopback_without_tls_is_warned_about() {
+    use std::io::BufRead;
+    let dir = tempfile::tempdir().unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_facegate"))
+        .args(["--home", home().to_str().unwrap()])
+        .args(["--gallery", dir.path().join("gallery.db").to_str().unwrap()])
+        .args(["serve", "--listen", "0.0.0.0:0", "--insecure-no-auth"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stderr = std::io::BufReader::new(child.stderr.take().unwrap());
+    let mut warned = false;
+    for line in stderr.lines().map_while(Result::ok).take(50) {
+        if line.contains("without TLS") {
+            warned = true;
+            break;
+        }
+        if line.contains("models loaded") {
+            break;
+        }
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    assert!(
+        warned,
+        "no warning about serving without TLS beyond loopback"
+    );
+}

@@ -59,10 +59,13 @@ pub async fn authorize(
         return Ok(next.run(request).await);
     };
     let caller = match &state.keys {
-        None => Caller {
-            key_id: "anonymous".to_string(),
-            role: Role::Admin,
-        },
+        None => {
+            no_auth_request_allowed(&request)?;
+            Caller {
+                key_id: "anonymous".to_string(),
+                role: Role::Admin,
+            }
+        }
         Some(keys) => {
             let presented = presented_key(&request).ok_or_else(|| {
                 unauthorized("this route needs an API key: send `Authorization: Bearer KEY` (create one with `facegate keys create --role verify`)")
@@ -119,6 +122,57 @@ pub async fn authorize(
     Ok(next.run(request).await)
 }
 
+/// Without keys anyone who can reach the port has every right, so only requests made to a
+/// loopback name and from the same origin are served: a web page elsewhere cannot drive the
+/// API from a visitor's browser (cross-site requests), nor through a name of its own that
+/// resolves to 127.0.0.1 (DNS rebinding).
+fn no_auth_request_allowed(request: &Request) -> Result<(), ApiError> {
+    let headers = request.headers();
+    let host = headers
+        .get(header::HOST)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    if !is_loopback_host(host) {
+        return Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            "forbidden",
+            format!("this server runs without API keys and serves only requests to a loopback address (localhost, 127.0.0.1, [::1]), not to {host:?}"),
+        ));
+    }
+    let cross_site = headers
+        .get("sec-fetch-site")
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|site| site == "cross-site");
+    let other_origin = headers
+        .get(header::ORIGIN)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|origin| {
+            let authority = origin
+                .strip_prefix("http://")
+                .or_else(|| origin.strip_prefix("https://"));
+            authority != Some(host)
+        });
+    if cross_site || other_origin {
+        return Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            "forbidden",
+            "this server runs without API keys and serves no cross-site requests",
+        ));
+    }
+    Ok(())
+}
+
+/// Whether a `Host` header names a loopback address: `localhost`, `127.x.y.z` or `[::1]`, with
+/// or without a port.
+fn is_loopback_host(host: &str) -> bool {
+    let name = match host.strip_prefix('[') {
+        Some(rest) => rest.split(']').next().unwrap_or(""),
+        None => host.rsplit_once(':').map_or(host, |(name, _)| name),
+    };
+    name.eq_ignore_ascii_case("localhost")
+        || name.parse::<IpAddr>().is_ok_and(|ip| ip.is_loopback())
+}
+
 /// The id part of a presented `fgk_<id>_<secret>` key.
 fn key_id(presented: &str) -> Option<&str> {
     let rest = presented.strip_prefix("fgk_")?;
@@ -169,6 +223,80 @@ fn key_store_error(err: crate::keys::KeyError) -> ApiError {
             ApiError::internal(
                 "the server could not check the API key; the details are in the server's log",
             )
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn loopback_hosts_are_told_from_others() {
+        for host in [
+            "localhost",
+            "localhost:8080",
+            "127.0.0.1:80",
+            "127.1.2.3",
+            "[::1]:8080",
+            "LOCALHOST",
+        ] {
+            assert!(is_loopback_host(host), "{host}");
+        }
+        for host in [
+            "",
+            "evil.example:8080",
+            "localhost.evil.example",
+            "10.0.0.1:8080",
+            "[::2]:80",
+            "0.0.0.0",
+        ] {
+            assert!(!is_loopback_host(host), "{host}");
+        }
+    }
+
+    fn request(headers: &[(&str, &str)]) -> Request {
+        let mut builder = Request::builder().uri("/v1/people");
+        for (name, value) in headers {
+            builder = builder.header(*name, *value);
+        }
+        builder.body(axum::body::Body::empty()).unwrap()
+    }
+
+    #[test]
+    fn without_keys_only_same_origin_loopback_requests_are_served() {
+        let allowed = [
+            request(&[("host", "127.0.0.1:8080")]),
+            request(&[
+                ("host", "localhost:8080"),
+                ("origin", "http://localhost:8080"),
+            ]),
+            request(&[
+                ("host", "127.0.0.1:8080"),
+                ("sec-fetch-site", "same-origin"),
+            ]),
+        ];
+        for r in &allowed {
+            assert!(no_auth_request_allowed(r).is_ok(), "{:?}", r.headers());
+        }
+        let refused = [
+            request(&[("host", "rebound.example:8080")]),
+            request(&[
+                ("host", "127.0.0.1:8080"),
+                ("origin", "http://evil.example"),
+            ]),
+            request(&[
+                ("host", "127.0.0.1:8080"),
+                ("origin", "http://127.0.0.1:9999"),
+            ]),
+            request(&[("host", "127.0.0.1:8080"), ("sec-fetch-site", "cross-site")]),
+            request(&[]),
+        ];
+        for r in &refused {
+            assert_eq!(
+                no_auth_request_allowed(r).unwrap_err().status,
+                StatusCode::FORBIDDEN
+            );
         }
     }
 }
