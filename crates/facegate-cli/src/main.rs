@@ -19,6 +19,16 @@ fn main() -> ExitCode {
     let cli = cli::Cli::parse();
     // A server's access log is its normal output; other commands stay quiet.
     let serving = matches!(cli.command, cli::Command::Serve(_));
+    // A closed pipe (`facegate list | head -1`) ends a command quietly, as it ends any Unix
+    // tool. The server keeps Rust's default (the signal ignored): a client that hangs up is an
+    // error on its connection, not the end of the process.
+    #[cfg(unix)]
+    if !serving {
+        // SAFETY: restores the default disposition of one signal, before any thread starts.
+        unsafe {
+            libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+        }
+    }
     let level = match cli.global.verbose {
         0 if serving => "info",
         0 => "warn",

@@ -1033,3 +1033,33 @@ fn encrypted_galleries_need_their_key_and_rotate() {
     assert!(log.contains(&k1_id));
     assert!(!log.contains(&k1_hex) && !log.contains(&k2_hex));
 }
+
+/// `facegate list | head -1`: the reader goes away before facegate writes; facegate ends
+/// quietly (by the signal, as Unix tools do), without a panic.
+#[cfg(unix)]
+#[test]
+fn output_into_a_closed_pipe_ends_quietly() {
+    use std::os::unix::process::ExitStatusExt;
+    let t = Scratch::new();
+    for _ in 0..20 {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_facegate"))
+            .arg("--home")
+            .arg(home())
+            .arg("--gallery")
+            .arg(t.gallery())
+            .args(["list", "--json"])
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        drop(child.stdout.take());
+        let output = child.wait_with_output().unwrap();
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(!stderr.contains("panicked"), "{stderr}");
+        assert!(
+            output.status.success() || output.status.signal() == Some(13),
+            "{:?}: {stderr}",
+            output.status
+        );
+    }
+}
