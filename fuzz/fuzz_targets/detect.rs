@@ -3,7 +3,7 @@
 //! Needs the models in the test cache (`cargo test` fills it) or FACEGATE_FUZZ_HOME.
 #![no_main]
 
-use facegate::quality::QualityLevel;
+use facegate::quality::{QualityLevel, QualityReport};
 use libfuzzer_sys::fuzz_target;
 
 #[path = "support.rs"]
@@ -18,7 +18,8 @@ fuzz_target!(|data: &[u8]| {
         return;
     };
     for face in faces.iter().take(4) {
-        let _ = engine.check_quality(&image, face, faces.len(), QualityLevel::Standard);
+        let report = QualityReport::measure(&image.rgb, face, faces.len());
+        let _ = engine.judge_quality(&image, report, QualityLevel::Standard);
     }
     if let Ok(embeddings) = engine.embed_at(&image.rgb, &faces[..faces.len().min(4)]) {
         for e in embeddings {

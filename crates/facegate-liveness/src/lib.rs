@@ -74,11 +74,6 @@ impl LivenessModels {
         })
     }
 
-    pub fn with_threshold(mut self, threshold: f32) -> LivenessModels {
-        self.threshold = threshold;
-        self
-    }
-
     /// Scores the face `face` of `image` (the detector's box, cut out and resized).
     pub fn check(&self, image: &RgbImage, face: &Face) -> Result<LivenessScore, LivenessError> {
         // The detector's box without margin: both models were trained on tight face boxes

@@ -307,22 +307,6 @@ impl Engine {
         }
     }
 
-    /// Measures a face and applies `level`'s gate: the report, or [`Error::PoorQuality`]
-    /// listing every limit missed.
-    pub fn check_quality(
-        &self,
-        image: &LoadedImage,
-        face: &Face,
-        faces_in_image: usize,
-        level: QualityLevel,
-    ) -> Result<QualityReport, Error> {
-        self.judge_quality(
-            image,
-            QualityReport::measure(&image.rgb, face, faces_in_image),
-            level,
-        )
-    }
-
     /// Applies `level`'s rules to an already measured report (see [`EmbeddedFace::quality`]).
     pub fn judge_quality(
         &self,

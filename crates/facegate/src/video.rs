@@ -172,7 +172,8 @@ pub fn select_enrollment_frames(
         }
         let near = chosen.iter().find(|k| {
             (k.time_s - c.time_s).abs() < settings.min_gap.as_secs_f64()
-                || euclidean(&k.template.embedding, &c.template.embedding) < settings.min_distance
+                || facegate_decide::euclidean(&k.template.embedding, &c.template.embedding)
+                    < settings.min_distance
         });
         match near {
             Some(k) => {
@@ -198,14 +199,6 @@ pub fn select_enrollment_frames(
         frames,
         dropped: source.dropped(),
     })
-}
-
-fn euclidean(a: &[f32], b: &[f32]) -> f32 {
-    a.iter()
-        .zip(b)
-        .map(|(x, y)| (x - y) * (x - y))
-        .sum::<f32>()
-        .sqrt()
 }
 
 /// K-of-N verification settings.
