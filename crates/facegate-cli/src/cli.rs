@@ -390,6 +390,10 @@ pub struct ServeArgs {
     /// Largest request body, in bytes (all images of a request together)
     #[arg(long, default_value_t = 10 * 1024 * 1024, value_name = "BYTES")]
     pub max_body_bytes: usize,
+    /// Request bodies held in memory at once, all requests together, in bytes; a request waits
+    /// for room as long as --queue-wait-ms, then gets 503
+    #[arg(long, default_value_t = 64 * 1024 * 1024, value_name = "BYTES")]
+    pub max_body_bytes_in_flight: usize,
     /// Most images in one request
     #[arg(long, default_value_t = 20, value_name = "N")]
     pub max_images: usize,

@@ -29,6 +29,7 @@ pub fn serve(ctx: &Context, args: &ServeArgs) -> Result<ExitCode> {
         max_key_checks: args.max_key_checks.max(1),
         header_timeout: seconds(args.header_timeout, "--header-timeout")?,
         max_connections: args.max_connections.max(1),
+        max_body_bytes_in_flight: args.max_body_bytes_in_flight.max(1),
         add_faces: match args.add_faces {
             AddFacesArg::Matching => AddFacesPolicy::Matching,
             AddFacesArg::Admin => AddFacesPolicy::AdminOnly,

@@ -2,11 +2,13 @@
 //! files). Both become one [`Form`], so every route accepts either.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use axum::extract::{FromRequest, Multipart, Request};
 use axum::http::{header, StatusCode};
 use base64::Engine as _;
 use serde_json::Value;
+use tokio::sync::OwnedSemaphorePermit;
 
 use crate::error::ApiError;
 use crate::state::SharedState;
@@ -16,6 +18,9 @@ pub struct Upload {
     /// A name for messages: the file name, or `field` for JSON uploads.
     pub name: String,
     pub bytes: Vec<u8>,
+    /// The share of the server's body budget the request holds, given back when the request's
+    /// last image is dropped (see [`crate::Limits::max_body_bytes_in_flight`]).
+    budget: Option<Arc<OwnedSemaphorePermit>>,
 }
 
 impl Upload {
@@ -118,6 +123,14 @@ impl Form {
             .push(upload);
     }
 
+    /// Makes every image of the form hold `budget` until it is dropped.
+    fn hold(&mut self, budget: OwnedSemaphorePermit) {
+        let budget = Arc::new(budget);
+        for upload in self.files.values_mut().flatten() {
+            upload.budget = Some(budget.clone());
+        }
+    }
+
     fn count_files(&self) -> usize {
         self.files.values().map(Vec::len).sum()
     }
@@ -151,7 +164,14 @@ impl Form {
                             "{name} is not valid base64 (standard alphabet, or a data: URL)"
                         ))
                     })?;
-                    form.add_file(&key, Upload { name, bytes });
+                    form.add_file(
+                        &key,
+                        Upload {
+                            name,
+                            bytes,
+                            budget: None,
+                        },
+                    );
                 }
                 continue;
             }
@@ -201,6 +221,7 @@ impl Form {
                     Upload {
                         name,
                         bytes: bytes.to_vec(),
+                        budget: None,
                     },
                 );
             } else {
@@ -273,12 +294,22 @@ impl FromRequest<SharedState> for Form {
             drain(request.into_body(), DRAIN_CAP).await;
             return Err(ApiError::payload_too_large(limit));
         }
-        if content_type.starts_with("multipart/form-data") {
-            let multipart = Multipart::from_request(request, state)
-                .await
-                .map_err(|err| ApiError::bad_request(err.body_text()))?;
-            Form::from_multipart(multipart, state.limits.max_images).await
-        } else if content_type.starts_with("application/json") {
+        let json = content_type.starts_with("application/json");
+        if !json && !content_type.starts_with("multipart/form-data") {
+            return Err(unsupported_media_type());
+        }
+        // The body is read into memory: first a share of the server's budget for bodies in
+        // flight, as much as the client declares (the whole limit when it does not say).
+        let Some(budget) = admit_body(state, declared.unwrap_or(limit).min(limit)).await else {
+            drain(request.into_body(), DRAIN_CAP).await;
+            return Err(ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "overloaded",
+                "the server is receiving too many request bodies at once; retry after the time in Retry-After",
+            )
+            .retry_after(1));
+        };
+        let mut form = if json {
             let bytes = axum::body::to_bytes(request.into_body(), limit)
                 .await
                 .map_err(|_| ApiError::payload_too_large(limit))?;
@@ -286,15 +317,43 @@ impl FromRequest<SharedState> for Form {
             if form.count_files() > state.limits.max_images {
                 return Err(too_many_images(state.limits.max_images));
             }
-            Ok(form)
+            form
         } else {
-            Err(ApiError::new(
-                StatusCode::UNSUPPORTED_MEDIA_TYPE,
-                "unsupported_media_type",
-                "send the request as application/json (images base64-encoded) or multipart/form-data (images as files)",
-            ))
-        }
+            let multipart = Multipart::from_request(request, state)
+                .await
+                .map_err(|err| ApiError::bad_request(err.body_text()))?;
+            Form::from_multipart(multipart, state.limits.max_images).await?
+        };
+        form.hold(budget);
+        Ok(form)
     }
+}
+
+/// A share of the body budget for `bytes` (in KiB), waiting as long as a request may wait for
+/// an inference slot; `None` when it did not come in time.
+async fn admit_body(state: &SharedState, bytes: usize) -> Option<OwnedSemaphorePermit> {
+    let kib = bytes
+        .min(state.limits.max_body_bytes_in_flight)
+        .div_ceil(1024)
+        .clamp(1, u32::MAX as usize) as u32;
+    match state.body_budget.clone().try_acquire_many_owned(kib) {
+        Ok(permit) => Some(permit),
+        Err(_) => tokio::time::timeout(
+            state.limits.queue_wait,
+            state.body_budget.clone().acquire_many_owned(kib),
+        )
+        .await
+        .ok()
+        .and_then(Result::ok),
+    }
+}
+
+fn unsupported_media_type() -> ApiError {
+    ApiError::new(
+        StatusCode::UNSUPPORTED_MEDIA_TYPE,
+        "unsupported_media_type",
+        "send the request as application/json (images base64-encoded) or multipart/form-data (images as files)",
+    )
 }
 
 #[cfg(test)]

@@ -46,6 +46,10 @@ pub struct Limits {
     pub header_timeout: Duration,
     /// Open connections at once; more are closed as soon as they are accepted.
     pub max_connections: usize,
+    /// Request bodies held in memory at once, all requests together: a request reserves what
+    /// its `Content-Length` declares (the whole `max_body_bytes` when it declares nothing)
+    /// before its body is read, and waits for room as long as `queue_wait`, then gets 503.
+    pub max_body_bytes_in_flight: usize,
     /// Who may add faces to a person who already has some.
     pub add_faces: AddFacesPolicy,
 }
@@ -78,6 +82,7 @@ impl Default for Limits {
             max_key_checks: 64,
             header_timeout: Duration::from_secs(10),
             max_connections: 512,
+            max_body_bytes_in_flight: 64 * 1024 * 1024,
             add_faces: AddFacesPolicy::default(),
         }
     }

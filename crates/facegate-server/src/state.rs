@@ -22,6 +22,8 @@ pub struct AppState {
     pub failures: Option<FailedAuthLimiter>,
     /// Admission to API key checks (see [`Limits::max_key_checks`]).
     pub key_checks: Arc<tokio::sync::Semaphore>,
+    /// Request bodies in memory, in KiB (see [`Limits::max_body_bytes_in_flight`]).
+    pub body_budget: Arc<tokio::sync::Semaphore>,
     pub metrics: Metrics,
     /// The 1:N search index, rebuilt when the gallery changes.
     pub index: facegate::ops::IndexCache,
@@ -39,6 +41,9 @@ impl AppState {
             rate: limits.rate_per_minute.map(KeyRateLimiter::new),
             failures: limits.auth_failures_per_minute.map(FailedAuthLimiter::new),
             key_checks: Arc::new(tokio::sync::Semaphore::new(limits.max_key_checks.max(1))),
+            body_budget: Arc::new(tokio::sync::Semaphore::new(
+                limits.max_body_bytes_in_flight.div_ceil(1024).max(1),
+            )),
             engine,
             gallery,
             keys,

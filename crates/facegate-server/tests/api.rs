@@ -1188,3 +1188,46 @@ fn a_verify_key_cannot_tell_who_is_enrolled_or_measure_distances() {
     let missing = ask(&admin, "nobody", madonna());
     assert_eq!((missing.status, missing.code()), (404, "unknown_person"));
 }
+
+/// Bodies were read before anything admitted them: 20 clients sending 10 MB each added 210 MB.
+/// Now a body is read only once the server's budget for bodies in flight has room for what it
+/// declares; a request that finds none within the queue wait gets 503, and the room comes back
+/// when the earlier request ends.
+#[test]
+fn request_bodies_wait_for_room_in_the_servers_body_budget() {
+    use std::io::Write;
+    let server = Server::start_with(
+        Limits {
+            max_body_bytes: 1 << 20,
+            max_body_bytes_in_flight: 1 << 20,
+            queue_wait: Duration::from_millis(300),
+            ..open_limits()
+        },
+        false,
+    );
+    let addr = server.base.trim_start_matches("http://").to_string();
+    // A client that declares 800 kB and sends them slowly.
+    let mut slow = std::net::TcpStream::connect(&addr).unwrap();
+    slow.write_all(
+        b"POST /v1/detect HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\nContent-Length: 800000\r\n\r\n{\"image\": \"",
+    )
+    .unwrap();
+    std::thread::sleep(Duration::from_millis(500));
+    let body = json!({ "image": "A".repeat(400_000) });
+    let refused = server.post_json("/v1/detect", None, &body);
+    assert_eq!(
+        (refused.status, refused.code()),
+        (503, "overloaded"),
+        "{}",
+        refused.text
+    );
+    assert!(refused.retry_after.is_some());
+    drop(slow);
+    std::thread::sleep(Duration::from_millis(500));
+    let admitted = server.post_json("/v1/detect", None, &body);
+    assert_ne!(
+        admitted.status, 503,
+        "the room came back: {}",
+        admitted.text
+    );
+}
