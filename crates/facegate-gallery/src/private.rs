@@ -93,12 +93,20 @@ fn narrow(path: &Path) -> io::Result<()> {
     if mode & 0o077 == 0 {
         return Ok(());
     }
-    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode & 0o700))?;
-    tracing::warn!(
-        "{} could be read by other users (mode {:o}); it is now readable by its owner only",
-        path.display(),
-        mode & 0o777
-    );
+    match std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode & 0o700)) {
+        Ok(()) => tracing::warn!(
+            "{} could be read by other users (mode {:o}); it is now readable by its owner only",
+            path.display(),
+            mode & 0o777
+        ),
+        // Another user's file, opened to read: theirs to protect, not a reason to refuse.
+        Err(err) if err.kind() == io::ErrorKind::PermissionDenied => tracing::warn!(
+            "{} can be read by other users (mode {:o}) and is not yours to change; its owner should `chmod 600` it",
+            path.display(),
+            mode & 0o777
+        ),
+        Err(err) => return Err(err),
+    }
     Ok(())
 }
 
