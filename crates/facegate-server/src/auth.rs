@@ -10,7 +10,7 @@ use axum::middleware::Next;
 use axum::response::Response;
 
 use crate::error::ApiError;
-use crate::keys::{Caller, Refusal, Role};
+use crate::keys::{split_key, Caller, Refusal, Role};
 use crate::limits::too_many_failures;
 use crate::state::SharedState;
 
@@ -74,7 +74,7 @@ pub async fn authorize(
                 .extensions()
                 .get::<ConnectInfo<SocketAddr>>()
                 .map(|info| info.0.ip());
-            let named_id = key_id(presented);
+            let named_id = split_key(presented).map(|(id, _)| id);
             let waiting = state
                 .failures
                 .as_ref()
@@ -171,12 +171,6 @@ fn is_loopback_host(host: &str) -> bool {
     };
     name.eq_ignore_ascii_case("localhost")
         || name.parse::<IpAddr>().is_ok_and(|ip| ip.is_loopback())
-}
-
-/// The id part of a presented `fgk_<id>_<secret>` key.
-fn key_id(presented: &str) -> Option<&str> {
-    let rest = presented.strip_prefix("fgk_")?;
-    rest.split_once('_').map(|(id, _)| id)
 }
 
 /// The answer to a refused key: 401, or 429 once the client (or the key it names) has failed

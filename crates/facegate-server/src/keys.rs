@@ -214,10 +214,7 @@ impl KeyStore {
         presented: &str,
         allow_slow_check: bool,
     ) -> Result<Result<Caller, Refusal>, KeyError> {
-        let Some((id, secret)) = presented
-            .strip_prefix(PREFIX)
-            .and_then(|rest| rest.split_once('_'))
-        else {
+        let Some((id, secret)) = split_key(presented) else {
             return Ok(Err(Refusal::Malformed));
         };
         let Some((info, stored)) = self.rows.find(id)? else {
@@ -255,6 +252,11 @@ impl KeyStore {
             role: info.role,
         }))
     }
+}
+
+/// A presented `fgk_<id>_<secret>` key's id and secret.
+pub fn split_key(presented: &str) -> Option<(&str, &str)> {
+    presented.strip_prefix(PREFIX)?.split_once('_')
 }
 
 /// The stored form of a key's secret: SHA-256 over a label, the id and the secret (the id in it,

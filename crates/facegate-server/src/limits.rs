@@ -251,11 +251,11 @@ impl FailedAuthLimiter {
                 ));
             }
         }
-        for limiter_len in [self.by_client.len(), self.by_key.len()] {
-            if limiter_len > TRACKED_SOURCES {
-                self.by_client.retain_recent();
-                self.by_key.retain_recent();
-            }
+        if self.by_client.len() > TRACKED_SOURCES {
+            self.by_client.retain_recent();
+        }
+        if self.by_key.len() > TRACKED_SOURCES {
+            self.by_key.retain_recent();
         }
         if over.is_empty() {
             return self.waiting(client, key_id);
