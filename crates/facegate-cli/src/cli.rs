@@ -38,6 +38,16 @@ pub struct Global {
     /// (`facegate gallery keygen`); or give the digits themselves in FACEGATE_KEY
     #[arg(long, global = true, env = "FACEGATE_KEY_FILE", value_name = "FILE")]
     pub key_file: Option<PathBuf>,
+    /// The key that seals the audit log so edits show (`facegate audit verify`): a file
+    /// holding 64 hex digits, created there if missing [default: audit.key in the data folder].
+    /// Keep it away from the gallery's database, and copy it to every server sharing one
+    #[arg(
+        long,
+        global = true,
+        env = "FACEGATE_AUDIT_KEY_FILE",
+        value_name = "FILE"
+    )]
+    pub audit_key_file: Option<PathBuf>,
     /// Refuse images with more pixels than this (decompression-bomb guard)
     #[arg(long, global = true, default_value_t = 50_000_000, value_name = "N")]
     pub max_pixels: u64,
@@ -163,7 +173,10 @@ pub enum Command {
     Forget { name: String },
     /// The audit log: enrollments, erasures and decisions, who made them and when (no images,
     /// no embeddings)
+    #[command(args_conflicts_with_subcommands = true)]
     Audit {
+        #[command(subcommand)]
+        action: Option<AuditAction>,
         /// Only entries after this id (for paging or following)
         #[arg(long, value_name = "ID")]
         after: Option<i64>,
@@ -332,6 +345,28 @@ pub struct PairsArgs {
     /// Directory the image paths in the pairs file are relative to
     #[arg(long, value_name = "DIR")]
     pub root: PathBuf,
+}
+
+/// Checking the audit log's seal.
+#[derive(Debug, Subcommand)]
+pub enum AuditAction {
+    /// Check that no entry was changed, inserted or removed since it was written: every
+    /// entry's MAC is recomputed with the audit key. Exit 0 = intact, 1 = not (the entries
+    /// that do not fit are named)
+    Verify {
+        /// A head printed by an earlier verify (`ID:MAC`), kept somewhere else: it must still
+        /// be in the log, which catches removal of the newest entries
+        #[arg(long, value_name = "ID:MAC")]
+        head: Option<String>,
+    },
+    /// Start a new chain under the current audit key, when the key the log was sealed with
+    /// is lost. The restart is itself an entry; earlier entries stay, checkable only with
+    /// their own key
+    RestartChain {
+        /// Confirm: entries sealed by the lost key can no longer be verified
+        #[arg(long)]
+        yes: bool,
+    },
 }
 
 #[derive(Debug, Subcommand)]

@@ -7,7 +7,10 @@ use std::sync::Arc;
 
 use anyhow::{bail, Context as _, Result};
 use facegate::align::AlignMode;
-use facegate::gallery::{Gallery, GalleryError, GalleryLocation, NewTemplate, TemplateKey};
+use facegate::gallery::audit_chain::{self, ChainProblem};
+use facegate::gallery::{
+    AuditKey, Gallery, GalleryError, GalleryLocation, NewTemplate, TemplateKey,
+};
 use facegate::image::{draw_box, draw_point, Rgb};
 use facegate::models::{pins, ModelStore};
 use facegate::quality::QualityLevel;
@@ -15,7 +18,7 @@ use facegate::{ops, Engine, EngineOptions, Error, FacePolicy, Home, ModelChoice}
 use serde::Serialize;
 use serde_json::json;
 
-use crate::cli::{AlignArg, Cli, Command, GalleryAction, Global, ModelsAction};
+use crate::cli::{AlignArg, AuditAction, Cli, Command, GalleryAction, Global, ModelsAction};
 use crate::progress::{self, Spinner};
 
 pub use facegate::eval::IMAGE_EXTENSIONS;
@@ -130,10 +133,37 @@ impl Context {
         Ok(key.map(Arc::new))
     }
 
-    /// Opens a gallery with this process's key.
+    /// The key that seals the audit log: `--audit-key-file` / `FACEGATE_AUDIT_KEY_FILE`, else
+    /// `audit.key` in the data folder; created where it is missing.
+    pub fn audit_key(&self) -> Result<Arc<AuditKey>> {
+        let path = match &self.global.audit_key_file {
+            Some(path) => path.clone(),
+            None => self.home.default_audit_key(),
+        };
+        Ok(Arc::new(
+            AuditKey::load_or_create(&path).map_err(Error::from)?,
+        ))
+    }
+
+    /// Opens a gallery with this process's template and audit keys, refusing an audit key
+    /// that would break the log's chain.
     pub fn open_gallery(&self, location: &GalleryLocation) -> Result<Arc<dyn Gallery>> {
+        let (gallery, audit_key) = self.open_gallery_unchecked(location)?;
+        audit_chain::check_key(gallery.as_ref(), &audit_key).map_err(Error::from)?;
+        Ok(gallery)
+    }
+
+    /// [`Self::open_gallery`] whatever audit key sealed the log (to read or verify it).
+    fn open_gallery_unchecked(
+        &self,
+        location: &GalleryLocation,
+    ) -> Result<(Arc<dyn Gallery>, Arc<AuditKey>)> {
         let key = self.template_key()?;
-        Ok(location.open_with_key(key).map_err(Error::from)?)
+        let audit_key = self.audit_key()?;
+        let gallery = location
+            .open_with_keys(key, Some(audit_key.clone()))
+            .map_err(Error::from)?;
+        Ok((gallery, audit_key))
     }
 
     /// The gallery for writing, created if missing.
@@ -210,7 +240,19 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
         Command::List { name: None } => list(&ctx),
         Command::List { name: Some(name) } => list_person(&ctx, &name),
         Command::Forget { name } => forget(&ctx, &name),
-        Command::Audit { after, limit } => audit_log(&ctx, after, limit),
+        Command::Audit {
+            action: None,
+            after,
+            limit,
+        } => audit_log(&ctx, after, limit),
+        Command::Audit {
+            action: Some(AuditAction::Verify { head }),
+            ..
+        } => audit_verify(&ctx, head.as_deref()),
+        Command::Audit {
+            action: Some(AuditAction::RestartChain { yes }),
+            ..
+        } => audit_restart(&ctx, yes),
         Command::Models { action } => models(&ctx, action),
         Command::Eval { kind } => crate::eval::run(&ctx, kind),
         Command::Calibrate {
@@ -907,9 +949,12 @@ pub(crate) fn enroll_audited(
 
 /// `facegate audit`: the log, oldest first.
 fn audit_log(ctx: &Context, after: Option<i64>, limit: usize) -> Result<ExitCode> {
-    let events = match ctx.gallery_for_read()? {
-        Some(g) => g.audit_log(after, limit).map_err(Error::from)?,
-        None => Vec::new(),
+    let location = ctx.gallery_location();
+    let events = if location.exists() {
+        let (gallery, _) = ctx.open_gallery_unchecked(&location)?;
+        gallery.audit_log(after, limit).map_err(Error::from)?
+    } else {
+        Vec::new()
     };
     let doc = json!({ "gallery": ctx.gallery_location().to_string(), "events": events });
     ctx.emit(&doc, || {
@@ -936,6 +981,126 @@ fn audit_log(ctx: &Context, after: Option<i64>, limit: usize) -> Result<ExitCode
                     .unwrap_or_default()
             );
         }
+    })?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `facegate audit verify`: every entry's MAC recomputed; exit 1 when anything does not fit.
+fn audit_verify(ctx: &Context, head: Option<&str>) -> Result<ExitCode> {
+    let anchor = match head {
+        Some(text) => Some(audit_chain::parse_head(text).with_context(|| {
+            format!("--head {text:?}: expected ID:MAC, the id and the 64 hex digits printed by an earlier `facegate audit verify`")
+        })?),
+        None => None,
+    };
+    let location = ctx.gallery_location();
+    if !location.exists() {
+        bail!("there is no gallery at {location}, so no audit log to verify");
+    }
+    let (gallery, key) = ctx.open_gallery_unchecked(&location)?;
+    let spinner = Spinner::new(ctx.interactive());
+    let report = audit_chain::verify(gallery.as_ref(), &key, anchor.as_ref(), &mut |_| {})
+        .map_err(Error::from)?;
+    spinner.finish();
+    let doc = json!({ "gallery": location.to_string(), "report": report });
+    ctx.emit(&doc, || print_chain_report(&location, &report))?;
+    Ok(if report.intact {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
+}
+
+fn print_chain_report(location: &GalleryLocation, report: &facegate::gallery::ChainReport) {
+    let verdict = if report.intact {
+        "intact"
+    } else {
+        "NOT INTACT"
+    };
+    println!(
+        "audit log of {location}: {verdict}; {} entries, {} verified with audit key {}",
+        report.entries, report.verified, report.key_id
+    );
+    if report.unsealed_before_chain > 0 {
+        println!(
+            "  {} older entries were written before the log was sealed: nothing vouches for them",
+            report.unsealed_before_chain
+        );
+    }
+    if report.sealed_by_earlier_keys > 0 {
+        println!(
+            "  {} entries before the chain restart at #{} were sealed by an earlier key",
+            report.sealed_by_earlier_keys,
+            report.restarts.last().copied().unwrap_or_default()
+        );
+    }
+    for problem in &report.problems {
+        let text = match problem {
+            ChainProblem::Broken { id } => format!(
+                "#{id} does not match its MAC: it was changed, or an entry before it was removed or inserted"
+            ),
+            ChainProblem::Unsealed { id } => {
+                format!("#{id} carries no MAC: written without the audit key, or by hand")
+            }
+            ChainProblem::OtherKey { id, key_id } => {
+                format!("#{id} was sealed with another audit key ({key_id})")
+            }
+            ChainProblem::Missing { first, last } if first == last => {
+                format!("#{first} is missing: it was removed")
+            }
+            ChainProblem::Missing { first, last } => {
+                format!("#{first} to #{last} are missing: they were removed")
+            }
+        };
+        println!("  problem: {text}");
+    }
+    if report.more_problems > 0 {
+        println!("  ... and {} more problems", report.more_problems);
+    }
+    match report.anchor_found {
+        Some(true) => println!("  the recorded head is still in the log"),
+        Some(false) => println!(
+            "  problem: the recorded head is not in the log (or its MAC changed): entries were removed"
+        ),
+        None => {}
+    }
+    if let Some(head) = &report.head {
+        println!(
+            "head: {}:{} (keep it elsewhere; `--head` checks later that nothing up to it was removed)",
+            head.id, head.mac
+        );
+    }
+}
+
+/// `facegate audit restart-chain`: a new chain under the current audit key.
+fn audit_restart(ctx: &Context, yes: bool) -> Result<ExitCode> {
+    if !yes {
+        bail!("restarting the audit chain makes the entries sealed by the previous key unverifiable with this one; run again with --yes if the previous key is lost");
+    }
+    let location = ctx.gallery_location();
+    let (gallery, key) = ctx.open_gallery_unchecked(&location)?;
+    let previous = gallery.audit_newest_sealed().map_err(Error::from)?;
+    let previous_key = previous
+        .and_then(|e| e.key_id)
+        .unwrap_or_else(|| "none".to_string());
+    let event = facegate::gallery::NewAuditEvent {
+        actor: local_actor(),
+        action: audit_chain::RESTART_ACTION.to_string(),
+        person: None,
+        decision: Some("restarted".to_string()),
+        distance: None,
+        detail: Some(format!(
+            "new chain under audit key {}; the previous entry was sealed with key {previous_key}",
+            key.id()
+        )),
+    };
+    record(gallery.as_ref(), event)?;
+    let doc = json!({ "gallery": location.to_string(), "key_id": key.id(), "previous_key_id": previous_key });
+    ctx.emit(&doc, || {
+        println!(
+            "the audit log of {location} continues under audit key {} (previously {previous_key})",
+            key.id()
+        )
     })?;
     Ok(ExitCode::SUCCESS)
 }

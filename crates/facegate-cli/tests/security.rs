@@ -486,3 +486,109 @@ fn listening_beyond_loopback_without_tls_is_warned_about() {
         "no warning about serving without TLS beyond loopback"
     );
 }
+
+#[test]
+fn edits_to_the_audit_log_are_found_by_audit_verify() {
+    let dir = tempfile::tempdir().unwrap();
+    let gallery = dir.path().join("gallery.db");
+    let key_file = dir.path().join("keys").join("audit.key");
+    let key_arg = key_file.to_str().unwrap();
+    let run = |args: &[&str]| {
+        let mut all = vec!["--audit-key-file", key_arg];
+        all.extend_from_slice(args);
+        facegate(&gallery, &all)
+    };
+    let (enroll_photo, probe) = (
+        photo_path("train", "ben_afflek", 0),
+        photo_path("train", "ben_afflek", 1),
+    );
+    let (code, _, stderr) = run(&["enroll", "ben", enroll_photo.to_str().unwrap()]);
+    assert_eq!(code, 0, "{stderr}");
+    for _ in 0..2 {
+        let (code, _, stderr) = run(&["verify", "ben", probe.to_str().unwrap()]);
+        assert_eq!(code, 0, "{stderr}");
+    }
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(&key_file).unwrap().permissions().mode();
+        assert_eq!(mode & 0o077, 0, "the audit key is created owner-only");
+    }
+
+    let verify = |extra: &[&str]| {
+        let mut args = vec!["--json", "audit", "verify"];
+        args.extend_from_slice(extra);
+        let (code, stdout, stderr) = run(&args);
+        let doc: Value = serde_json::from_str(&stdout).unwrap_or_else(|_| panic!("{stderr}"));
+        (code, doc["report"].clone())
+    };
+    let (code, report) = verify(&[]);
+    assert_eq!(code, 0, "{report}");
+    assert_eq!(report["intact"], true);
+    assert_eq!(report["verified"], 3);
+    let head = format!(
+        "{}:{}",
+        report["head"]["id"],
+        report["head"]["mac"].as_str().unwrap()
+    );
+
+    // With write access to the file: drop the guards, turn a failed match into a match and
+    // remove the newest entry.
+    let c = rusqlite::Connection::open(&gallery).unwrap();
+    c.execute_batch(
+        "DROP TRIGGER audit_no_update; DROP TRIGGER audit_no_delete;
+         UPDATE audit SET decision = 'no_match' WHERE action = 'verify' AND id = (SELECT min(id) FROM audit WHERE action = 'verify');
+         DELETE FROM audit WHERE id = (SELECT max(id) FROM audit);",
+    )
+    .unwrap();
+    drop(c);
+    let (code, report) = verify(&["--head", &head]);
+    assert_eq!(code, 1, "{report}");
+    assert_eq!(report["intact"], false);
+    assert_eq!(report["problems"][0]["problem"], "broken", "{report}");
+    assert_eq!(report["problems"][1]["problem"], "missing", "{report}");
+    assert_eq!(report["anchor_found"], false);
+
+    // A different audit key may not write to this log, and does not verify it.
+    let other = dir.path().join("other.key");
+    let (code, stdout, _) = facegate(
+        &gallery,
+        &[
+            "--audit-key-file",
+            other.to_str().unwrap(),
+            "--json",
+            "verify",
+            "ben",
+            probe.to_str().unwrap(),
+        ],
+    );
+    assert_eq!(code, 2, "{stdout}");
+    let doc: Value = serde_json::from_str(&stdout).unwrap();
+    assert_eq!(doc["error"]["code"], "audit_key_mismatch");
+    // Until the chain is restarted under it on purpose (the old key lost).
+    let (code, _, stderr) = facegate(
+        &gallery,
+        &[
+            "--audit-key-file",
+            other.to_str().unwrap(),
+            "audit",
+            "restart-chain",
+            "--yes",
+        ],
+    );
+    assert_eq!(code, 0, "{stderr}");
+    let (code, stdout, _) = facegate(
+        &gallery,
+        &[
+            "--audit-key-file",
+            other.to_str().unwrap(),
+            "--json",
+            "audit",
+            "verify",
+        ],
+    );
+    let doc: Value = serde_json::from_str(&stdout).unwrap();
+    assert_eq!(code, 0, "{stdout}");
+    assert_eq!(doc["report"]["sealed_by_earlier_keys"], 2, "{stdout}");
+    assert_eq!(doc["report"]["restarts"].as_array().unwrap().len(), 1);
+}

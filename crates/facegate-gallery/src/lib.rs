@@ -6,6 +6,7 @@
 //! embedding model made its templates: mixing models would compare incomparable vectors, so it
 //! is refused with [`GalleryError::ModelMismatch`].
 
+pub mod audit_chain;
 pub mod index;
 mod location;
 pub mod migrate;
@@ -16,6 +17,7 @@ mod sqlite;
 
 use serde::{Deserialize, Serialize};
 
+pub use audit_chain::{AuditKey, ChainReport};
 pub use index::{Hit, QuantizedIndex, TemplateIndex};
 pub use location::GalleryLocation;
 pub use postgres::{PostgresGallery, PostgresOptions, ScratchDatabase, SearchMode};
@@ -90,6 +92,10 @@ pub enum GalleryError {
     },
     #[error("the key file {path} can be read by other users (mode {mode:03o}); a key that others can read protects nothing. Make it readable by you only (`chmod 600 {path}`) and, if others may have copied it, rotate it (`facegate gallery rekey`)")]
     KeyFileExposed { path: String, mode: u32 },
+    #[error("invalid audit key in {path}: {reason}")]
+    InvalidAuditKey { path: String, reason: String },
+    #[error("the audit log is sealed with the audit key {log_key}, but the audit key given is {given_key}; writing with it would break the log's chain. Give the audit key the log was sealed with (FACEGATE_AUDIT_KEY_FILE), or, if that key is lost, start a new chain under this key on purpose")]
+    AuditKeyMismatch { log_key: String, given_key: String },
     #[error("the system's random number generator failed; cannot encrypt safely")]
     Randomness,
     #[error("template {id} of {person:?} fails its integrity check: it was altered or moved in the database. Refusing to use it; remove it (`facegate forget`) and enroll the photo again")]
@@ -126,6 +132,13 @@ pub struct AuditEvent {
     pub distance: Option<f32>,
     /// Anything else worth keeping: counts, the model.
     pub detail: Option<String>,
+    /// The entry's link in the tamper-evident chain (see [`audit_chain`]); `None` for entries
+    /// written before the log was sealed, or without an audit key.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mac: Option<String>,
+    /// The id of the audit key that sealed the entry.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key_id: Option<String>,
 }
 
 /// An audit entry to append.
@@ -357,11 +370,18 @@ pub trait Gallery: Send + Sync {
         audit: Option<&dyn Fn(usize) -> NewAuditEvent>,
     ) -> Result<usize, GalleryError>;
 
-    /// Appends to the audit log (append-only: the database refuses updates and deletes).
+    /// Appends to the audit log, sealed onto the newest entry when the gallery has an audit key
+    /// (see [`audit_chain`]). The database refuses updates and deletes of entries.
     fn append_audit(&self, event: &NewAuditEvent) -> Result<(), GalleryError>;
 
     /// The audit log, oldest first: entries with an id above `after`, at most `limit`.
     fn audit_log(&self, after: Option<i64>, limit: usize) -> Result<Vec<AuditEvent>, GalleryError>;
+
+    /// The newest audit entry that carries a MAC: the link the next entry is sealed onto.
+    fn audit_newest_sealed(&self) -> Result<Option<AuditEvent>, GalleryError>;
+
+    /// Whether a missing audit id means a removed entry (see [`audit_chain::IdAllocation`]).
+    fn audit_id_allocation(&self) -> Result<audit_chain::IdAllocation, GalleryError>;
 
     /// Copies a person and their templates from another gallery, keeping creation times
     /// (template ids are assigned anew). Photos the person already has are skipped. Returns

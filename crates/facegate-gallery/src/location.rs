@@ -4,7 +4,7 @@ use std::fmt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use crate::{Gallery, GalleryError, PostgresGallery, SqliteGallery, TemplateKey};
+use crate::{AuditKey, Gallery, GalleryError, PostgresGallery, SqliteGallery, TemplateKey};
 
 /// A gallery's address as users write it (`--gallery`, `FACEGATE_GALLERY`).
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -40,9 +40,27 @@ impl GalleryLocation {
         &self,
         key: Option<Arc<TemplateKey>>,
     ) -> Result<Arc<dyn Gallery>, GalleryError> {
+        self.open_with_keys(key, None)
+    }
+
+    /// Opens (creating if needed) the gallery, its templates read and written with `key` and
+    /// its audit entries sealed with `audit_key`.
+    pub fn open_with_keys(
+        &self,
+        key: Option<Arc<TemplateKey>>,
+        audit_key: Option<Arc<AuditKey>>,
+    ) -> Result<Arc<dyn Gallery>, GalleryError> {
         Ok(match self {
-            GalleryLocation::Sqlite(path) => Arc::new(SqliteGallery::open(path)?.with_key(key)),
-            GalleryLocation::Postgres(url) => Arc::new(PostgresGallery::open(url)?.with_key(key)),
+            GalleryLocation::Sqlite(path) => Arc::new(
+                SqliteGallery::open(path)?
+                    .with_key(key)
+                    .with_audit_key(audit_key),
+            ),
+            GalleryLocation::Postgres(url) => Arc::new(
+                PostgresGallery::open(url)?
+                    .with_key(key)
+                    .with_audit_key(audit_key),
+            ),
         })
     }
 

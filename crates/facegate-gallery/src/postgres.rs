@@ -17,6 +17,7 @@ use postgres::{Client, Transaction};
 use r2d2_postgres::PostgresConnectionManager;
 use tokio_postgres_rustls::MakeRustlsConnect;
 
+use crate::audit_chain::{self, AuditKey, IdAllocation};
 use crate::seal::Sealing;
 use crate::{
     check_finite, lookup_name, normalize_name, require_normalized, validate_name, AuditEvent,
@@ -143,6 +144,17 @@ BEGIN
                        'facegate_templates_embedding_' || dimension);
     END IF;
 END $$;
+",
+    ),
+    (
+        7,
+        "
+-- Each audit entry's MAC (see `audit_chain`); entries from before stay unsealed. A row
+-- trigger does not fire on TRUNCATE: a statement trigger refuses it too.
+ALTER TABLE facegate_audit ADD COLUMN mac text;
+ALTER TABLE facegate_audit ADD COLUMN key_id text;
+CREATE TRIGGER facegate_audit_no_truncate BEFORE TRUNCATE ON facegate_audit
+    FOR EACH STATEMENT EXECUTE FUNCTION facegate_audit_append_only();
 ",
     ),
 ];
@@ -311,6 +323,8 @@ pub struct PostgresGallery {
     counted: Mutex<Option<(u64, GalleryCounts)>>,
     /// The key for encrypted templates, when one was given.
     key: Option<Arc<TemplateKey>>,
+    /// The key that seals audit entries; without one they are appended unsealed.
+    audit_key: Option<Arc<AuditKey>>,
 }
 
 impl PostgresGallery {
@@ -342,6 +356,7 @@ impl PostgresGallery {
             pool: std::mem::ManuallyDrop::new(pool),
             counted: Mutex::new(None),
             key: None,
+            audit_key: None,
         };
         gallery.with(|client| gallery.migrate(client))?;
         Ok(gallery)
@@ -356,6 +371,12 @@ impl PostgresGallery {
     /// into the process, as for SQLite.
     pub fn with_key(mut self, key: Option<Arc<TemplateKey>>) -> PostgresGallery {
         self.key = key;
+        self
+    }
+
+    /// The same gallery, sealing the audit entries it appends with `key`.
+    pub fn with_audit_key(mut self, key: Option<Arc<AuditKey>>) -> PostgresGallery {
+        self.audit_key = key;
         self
     }
 
@@ -962,24 +983,89 @@ fn create_vector_index(dimension: usize) -> String {
     )
 }
 
-/// Appends one audit entry (inside the caller's transaction, if any).
+/// The audit columns in the order [`audit_row`] reads them.
+const AUDIT_COLUMNS: &str =
+    "id, to_char(at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"'), actor, action, person, decision, distance, detail, mac, key_id";
+
+/// Appends one audit entry inside the caller's transaction, sealed onto the newest sealed
+/// entry when there is a key. The table lock (which reads do not wait for) keeps concurrent
+/// writers' entries in one chain, in id order.
 fn insert_audit(
     client: &mut impl postgres::GenericClient,
+    key: Option<&AuditKey>,
     e: &NewAuditEvent,
 ) -> Result<(), postgres::Error> {
+    let (id, at): (i64, String) = {
+        client.batch_execute("LOCK TABLE facegate_audit IN SHARE ROW EXCLUSIVE MODE")?;
+        let row = client.query_one(
+            "SELECT nextval(pg_get_serial_sequence('facegate_audit', 'id')),
+                    to_char(now() AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"')",
+            &[],
+        )?;
+        (row.get(0), row.get(1))
+    };
+    let mut entry = AuditEvent {
+        id,
+        at,
+        actor: e.actor.clone(),
+        action: e.action.clone(),
+        person: e.person.clone(),
+        decision: e.decision.clone(),
+        distance: e.distance,
+        detail: e.detail.clone(),
+        mac: None,
+        key_id: None,
+    };
+    if let Some(key) = key {
+        let newest = newest_sealed(client)?;
+        let newest_mac = newest.as_ref().and_then(|n| n.mac.as_deref());
+        entry.mac = Some(audit_chain::seal_next(key, newest_mac, &entry));
+        entry.key_id = Some(key.id().to_string());
+    }
     client.execute(
-        "INSERT INTO facegate_audit (actor, action, person, decision, distance, detail)
-         VALUES ($1, $2, $3, $4, $5, $6)",
+        "INSERT INTO facegate_audit (id, at, actor, action, person, decision, distance, detail, mac, key_id)
+         VALUES ($1, $2::text::timestamptz, $3, $4, $5, $6, $7, $8, $9, $10)",
         &[
-            &e.actor,
-            &e.action,
-            &e.person,
-            &e.decision,
-            &e.distance,
-            &e.detail,
+            &entry.id,
+            &entry.at,
+            &entry.actor,
+            &entry.action,
+            &entry.person,
+            &entry.decision,
+            &entry.distance,
+            &entry.detail,
+            &entry.mac,
+            &entry.key_id,
         ],
     )?;
     Ok(())
+}
+
+fn audit_row(r: &postgres::Row) -> AuditEvent {
+    AuditEvent {
+        id: r.get(0),
+        at: r.get(1),
+        actor: r.get(2),
+        action: r.get(3),
+        person: r.get(4),
+        decision: r.get(5),
+        distance: r.get(6),
+        detail: r.get(7),
+        mac: r.get(8),
+        key_id: r.get(9),
+    }
+}
+
+fn newest_sealed(
+    client: &mut impl postgres::GenericClient,
+) -> Result<Option<AuditEvent>, postgres::Error> {
+    let row = client.query_opt(
+        &format!(
+            "SELECT {AUDIT_COLUMNS} FROM facegate_audit WHERE mac IS NOT NULL ORDER BY id DESC LIMIT 1"
+        ),
+        &[],
+    )?;
+    Ok(row.as_ref().map(audit_row))
 }
 
 /// A value in `COPY ... FROM STDIN` text format.
@@ -1213,7 +1299,7 @@ impl Gallery for PostgresGallery {
             )
             .map_err(&e)?;
             if let Some(audit) = audit {
-                insert_audit(&mut tx, &audit(rows.len())).map_err(&e)?;
+                insert_audit(&mut tx, self.audit_key.as_deref(), &audit(rows.len())).map_err(&e)?;
             }
             tx.commit().map_err(&e)?;
             Ok(rows.len())
@@ -1221,33 +1307,33 @@ impl Gallery for PostgresGallery {
     }
 
     fn append_audit(&self, e: &NewAuditEvent) -> Result<(), GalleryError> {
-        self.with(|c| insert_audit(c, e).map_err(self.error()))
+        self.with(|c| {
+            let mut tx = c.transaction().map_err(self.error())?;
+            insert_audit(&mut tx, self.audit_key.as_deref(), e).map_err(self.error())?;
+            tx.commit().map_err(self.error())
+        })
     }
 
     fn audit_log(&self, after: Option<i64>, limit: usize) -> Result<Vec<AuditEvent>, GalleryError> {
         self.with(|c| {
             let rows = c
                 .query(
-                    "SELECT id, to_char(at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"'),
-                            actor, action, person, decision, distance, detail
-                     FROM facegate_audit WHERE id > $1 ORDER BY id LIMIT $2",
+                    &format!(
+                        "SELECT {AUDIT_COLUMNS} FROM facegate_audit WHERE id > $1 ORDER BY id LIMIT $2"
+                    ),
                     &[&after.unwrap_or(0), &(limit as i64)],
                 )
                 .map_err(self.error())?;
-            Ok(rows
-                .iter()
-                .map(|r| AuditEvent {
-                    id: r.get(0),
-                    at: r.get(1),
-                    actor: r.get(2),
-                    action: r.get(3),
-                    person: r.get(4),
-                    decision: r.get(5),
-                    distance: r.get(6),
-                    detail: r.get(7),
-                })
-                .collect())
+            Ok(rows.iter().map(audit_row).collect())
         })
+    }
+
+    fn audit_newest_sealed(&self) -> Result<Option<AuditEvent>, GalleryError> {
+        self.with(|c| newest_sealed(c).map_err(self.error()))
+    }
+
+    fn audit_id_allocation(&self) -> Result<IdAllocation, GalleryError> {
+        Ok(IdAllocation::MayHaveGaps)
     }
 
     fn model_id(&self) -> Result<Option<String>, GalleryError> {
@@ -1305,13 +1391,16 @@ impl Gallery for PostgresGallery {
                 report.created_person = false;
                 if let Some(audit) = options.audit {
                     // Nothing changed; the attempt is still recorded.
-                    insert_audit(c, &audit(&report)).map_err(&e)?;
+                    let mut tx = c.transaction().map_err(&e)?;
+                    insert_audit(&mut tx, self.audit_key.as_deref(), &audit(&report))
+                        .map_err(&e)?;
+                    tx.commit().map_err(&e)?;
                 }
                 return Ok(report);
             }
             self.bump_revision(&mut tx)?;
             if let Some(audit) = options.audit {
-                insert_audit(&mut tx, &audit(&report)).map_err(&e)?;
+                insert_audit(&mut tx, self.audit_key.as_deref(), &audit(&report)).map_err(&e)?;
             }
             tx.commit().map_err(&e)?;
             Ok(report)
@@ -1433,7 +1522,7 @@ impl Gallery for PostgresGallery {
             }
             self.bump_revision(&mut tx)?;
             if let Some(audit) = audit {
-                insert_audit(&mut tx, audit).map_err(&e)?;
+                insert_audit(&mut tx, self.audit_key.as_deref(), audit).map_err(&e)?;
             }
             tx.commit().map_err(&e)
         })
@@ -1524,7 +1613,8 @@ impl Gallery for PostgresGallery {
             }
             self.bump_revision(&mut tx)?;
             if let Some(audit) = audit {
-                insert_audit(&mut tx, &audit(removed as usize)).map_err(&e)?;
+                insert_audit(&mut tx, self.audit_key.as_deref(), &audit(removed as usize))
+                    .map_err(&e)?;
             }
             tx.commit().map_err(&e)?;
             Ok(removed as usize)

@@ -19,6 +19,25 @@ pub const KEY_ENV: &str = "FACEGATE_KEY";
 /// The environment variable naming a file that holds a key.
 pub const KEY_FILE_ENV: &str = "FACEGATE_KEY_FILE";
 
+/// 256 bits written as 64 hex digits (surrounding whitespace ignored); the reason when not.
+pub(crate) fn parse_hex_key(text: &str) -> Result<[u8; 32], String> {
+    let text = text.trim();
+    if text.len() != 64 {
+        return Err(format!(
+            "a key is 64 hex digits (256 bits), this one has {} characters",
+            text.chars().count()
+        ));
+    }
+    let mut bytes = [0u8; 32];
+    for (i, pair) in text.as_bytes().chunks_exact(2).enumerate() {
+        let digits = std::str::from_utf8(pair).ok();
+        bytes[i] = digits
+            .and_then(|d| u8::from_str_radix(d, 16).ok())
+            .ok_or_else(|| "a key may only contain hex digits 0-9 and a-f".to_string())?;
+    }
+    Ok(bytes)
+}
+
 /// First byte of every sealed template, so a later format can be told apart.
 const FORMAT_V1: u8 = 1;
 const TAG_LEN: usize = 16;
@@ -38,23 +57,9 @@ impl fmt::Debug for TemplateKey {
 impl TemplateKey {
     /// A key from 64 hex digits (surrounding whitespace ignored).
     pub fn from_hex(text: &str) -> Result<TemplateKey, GalleryError> {
-        let text = text.trim();
-        let invalid = |reason: &str| GalleryError::InvalidKey {
-            reason: reason.to_string(),
-        };
-        if text.len() != 64 {
-            return Err(invalid(&format!(
-                "a key is 64 hex digits (256 bits), this one has {} characters; make one with `facegate gallery keygen`",
-                text.chars().count()
-            )));
-        }
-        let mut bytes = [0u8; 32];
-        for (i, pair) in text.as_bytes().chunks_exact(2).enumerate() {
-            let digits = std::str::from_utf8(pair).ok();
-            bytes[i] = digits
-                .and_then(|d| u8::from_str_radix(d, 16).ok())
-                .ok_or_else(|| invalid("a key may only contain hex digits 0-9 and a-f"))?;
-        }
+        let bytes = parse_hex_key(text).map_err(|reason| GalleryError::InvalidKey {
+            reason: format!("{reason}; make one with `facegate gallery keygen`"),
+        })?;
         TemplateKey::from_bytes(&bytes)
     }
 

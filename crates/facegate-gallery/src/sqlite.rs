@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
 
+use crate::audit_chain::{self, AuditKey, IdAllocation};
 use crate::seal::Sealing;
 use crate::{
     check_finite, lookup_name, normalize_name, require_normalized, validate_name, AuditEvent,
@@ -38,6 +39,15 @@ CREATE TABLE IF NOT EXISTS templates (
     UNIQUE (person_id, image_sha256)
 );
 CREATE INDEX IF NOT EXISTS templates_person ON templates(person_id);
+";
+
+/// Versioned changes after [`SCHEMA`], applied once each in order (`PRAGMA user_version` holds
+/// the last applied).
+const MIGRATIONS: &[(i64, &str)] = &[(
+    1,
+    "
+-- The audit log with never-reused ids and each entry's MAC (see `audit_chain`). A log made
+-- before this version is copied over unsealed.
 CREATE TABLE IF NOT EXISTS audit (
     id       INTEGER PRIMARY KEY,
     at       TEXT NOT NULL,
@@ -48,6 +58,30 @@ CREATE TABLE IF NOT EXISTS audit (
     distance REAL,
     detail   TEXT
 );
+DROP TRIGGER IF EXISTS audit_no_update;
+DROP TRIGGER IF EXISTS audit_no_delete;
+ALTER TABLE audit RENAME TO audit_unsealed;
+CREATE TABLE audit (
+    id       INTEGER PRIMARY KEY AUTOINCREMENT,
+    at       TEXT NOT NULL,
+    actor    TEXT NOT NULL,
+    action   TEXT NOT NULL,
+    person   TEXT,
+    decision TEXT,
+    distance REAL,
+    detail   TEXT,
+    mac      TEXT,
+    key_id   TEXT
+);
+INSERT INTO audit (id, at, actor, action, person, decision, distance, detail)
+    SELECT id, at, actor, action, person, decision, distance, detail FROM audit_unsealed ORDER BY id;
+DROP TABLE audit_unsealed;
+",
+)];
+
+/// Created on every open: the log refuses edits through SQL. Whoever can write the file can
+/// drop these; the MAC chain is what shows that they did.
+const AUDIT_TRIGGERS: &str = "
 CREATE TRIGGER IF NOT EXISTS audit_no_update BEFORE UPDATE ON audit
     BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END;
 CREATE TRIGGER IF NOT EXISTS audit_no_delete BEFORE DELETE ON audit
@@ -61,6 +95,8 @@ pub struct SqliteGallery {
     connection: Mutex<Connection>,
     /// The key for encrypted templates, when one was given.
     key: Option<Arc<TemplateKey>>,
+    /// The key that seals audit entries; without one they are appended unsealed.
+    audit_key: Option<Arc<AuditKey>>,
 }
 
 impl SqliteGallery {
@@ -72,7 +108,7 @@ impl SqliteGallery {
             source,
         })?;
         let db_error = |source| sqlite_error(path, source);
-        let connection = Connection::open(path).map_err(db_error)?;
+        let mut connection = Connection::open(path).map_err(db_error)?;
         connection
             .busy_timeout(Duration::from_secs(10))
             .map_err(db_error)?;
@@ -92,11 +128,20 @@ impl SqliteGallery {
             .map_err(db_error)?;
         connection.execute_batch(SCHEMA).map_err(db_error)?;
         add_quality_column(&connection).map_err(db_error)?;
+        migrate(&mut connection).map_err(db_error)?;
+        connection.execute_batch(AUDIT_TRIGGERS).map_err(db_error)?;
         Ok(SqliteGallery {
             path: path.to_path_buf(),
             connection: Mutex::new(connection),
             key: None,
+            audit_key: None,
         })
+    }
+
+    /// The same gallery, sealing the audit entries it appends with `key`.
+    pub fn with_audit_key(mut self, key: Option<Arc<AuditKey>>) -> SqliteGallery {
+        self.audit_key = key;
+        self
     }
 
     /// The same gallery, reading and writing templates with `key` (see [`crate::seal`]).
@@ -340,7 +385,8 @@ impl Gallery for SqliteGallery {
             }
             set_key_id(&tx, new.key_id()).map_err(self.db_error())?;
             if let Some(audit) = audit {
-                insert_audit(&tx, &audit(rows.len())).map_err(self.db_error())?;
+                insert_audit(&tx, self.audit_key.as_deref(), &audit(rows.len()))
+                    .map_err(self.db_error())?;
             }
             tx.commit().map_err(self.db_error())?;
             // secure_delete zeroed the old blobs; the WAL still holds their pages until this.
@@ -350,32 +396,38 @@ impl Gallery for SqliteGallery {
     }
 
     fn append_audit(&self, e: &NewAuditEvent) -> Result<(), GalleryError> {
-        self.with(|c| insert_audit(c, e).map_err(self.db_error()))
+        self.with(|c| {
+            let tx = c
+                .transaction_with_behavior(TransactionBehavior::Immediate)
+                .map_err(self.db_error())?;
+            insert_audit(&tx, self.audit_key.as_deref(), e).map_err(self.db_error())?;
+            tx.commit().map_err(self.db_error())
+        })
     }
 
     fn audit_log(&self, after: Option<i64>, limit: usize) -> Result<Vec<AuditEvent>, GalleryError> {
         self.with(|c| {
             let mut s = c
                 .prepare_cached(
-                    "SELECT id, at, actor, action, person, decision, distance, detail FROM audit
-                     WHERE id > ?1 ORDER BY id LIMIT ?2",
+                    "SELECT id, at, actor, action, person, decision, distance, detail, mac, key_id
+                     FROM audit WHERE id > ?1 ORDER BY id LIMIT ?2",
                 )
                 .map_err(self.db_error())?;
             let rows = s
-                .query_map(params![after.unwrap_or(0), limit as i64], |r| {
-                    Ok(AuditEvent {
-                        id: r.get(0)?,
-                        at: r.get(1)?,
-                        actor: r.get(2)?,
-                        action: r.get(3)?,
-                        person: r.get(4)?,
-                        decision: r.get(5)?,
-                        distance: r.get(6)?,
-                        detail: r.get(7)?,
-                    })
-                })
+                .query_map(params![after.unwrap_or(0), limit as i64], audit_row)
                 .map_err(self.db_error())?;
             rows.collect::<Result<Vec<_>, _>>().map_err(self.db_error())
+        })
+    }
+
+    fn audit_newest_sealed(&self) -> Result<Option<AuditEvent>, GalleryError> {
+        self.with(|c| newest_sealed(c).map_err(self.db_error()))
+    }
+
+    fn audit_id_allocation(&self) -> Result<IdAllocation, GalleryError> {
+        self.with(|c| {
+            let last_assigned = last_assigned_audit_id(c).map_err(self.db_error())?;
+            Ok(IdAllocation::Gapless { last_assigned })
         })
     }
 
@@ -461,7 +513,8 @@ impl Gallery for SqliteGallery {
                     // Nothing changed; the attempt is still recorded.
                     tx.execute("DELETE FROM people WHERE id = ?1", [person_id])
                         .map_err(self.db_error())?;
-                    insert_audit(&tx, &audit(&report)).map_err(self.db_error())?;
+                    insert_audit(&tx, self.audit_key.as_deref(), &audit(&report))
+                        .map_err(self.db_error())?;
                     tx.commit().map_err(self.db_error())?;
                 } else {
                     tx.rollback().map_err(self.db_error())?;
@@ -469,7 +522,8 @@ impl Gallery for SqliteGallery {
                 return Ok(report);
             }
             if let Some(audit) = options.audit {
-                insert_audit(&tx, &audit(&report)).map_err(self.db_error())?;
+                insert_audit(&tx, self.audit_key.as_deref(), &audit(&report))
+                    .map_err(self.db_error())?;
             }
             tx.commit().map_err(self.db_error())?;
             Ok(report)
@@ -603,7 +657,7 @@ impl Gallery for SqliteGallery {
             self.forget_model_if_empty(&tx)?;
             bump_revision(&tx).map_err(self.db_error())?;
             if let Some(audit) = audit {
-                insert_audit(&tx, audit).map_err(self.db_error())?;
+                insert_audit(&tx, self.audit_key.as_deref(), audit).map_err(self.db_error())?;
             }
             tx.commit().map_err(self.db_error())?;
             erase_free_pages(c);
@@ -749,7 +803,8 @@ impl Gallery for SqliteGallery {
             self.forget_model_if_empty(&tx)?;
             bump_revision(&tx).map_err(self.db_error())?;
             if let Some(audit) = audit {
-                insert_audit(&tx, &audit(removed)).map_err(self.db_error())?;
+                insert_audit(&tx, self.audit_key.as_deref(), &audit(removed))
+                    .map_err(self.db_error())?;
             }
             tx.commit().map_err(self.db_error())?;
             erase_free_pages(c);
@@ -822,16 +877,100 @@ fn add_quality_column(connection: &Connection) -> rusqlite::Result<()> {
     Ok(())
 }
 
-/// Appends one audit entry (inside the caller's transaction, if any).
-fn insert_audit(connection: &Connection, e: &NewAuditEvent) -> rusqlite::Result<()> {
+/// Appends one audit entry, sealed onto the newest sealed entry when there is a key. Runs
+/// inside the caller's write transaction, whose lock keeps the chain in one line.
+fn insert_audit(
+    connection: &Connection,
+    key: Option<&AuditKey>,
+    e: &NewAuditEvent,
+) -> rusqlite::Result<()> {
+    let mut entry = AuditEvent {
+        id: last_assigned_audit_id(connection)? + 1,
+        at: connection.query_row(&format!("SELECT {NOW}"), [], |r| r.get(0))?,
+        actor: e.actor.clone(),
+        action: e.action.clone(),
+        person: e.person.clone(),
+        decision: e.decision.clone(),
+        distance: e.distance,
+        detail: e.detail.clone(),
+        mac: None,
+        key_id: None,
+    };
+    if let Some(key) = key {
+        let newest = newest_sealed(connection)?;
+        let newest_mac = newest.as_ref().and_then(|n| n.mac.as_deref());
+        entry.mac = Some(audit_chain::seal_next(key, newest_mac, &entry));
+        entry.key_id = Some(key.id().to_string());
+    }
     connection
         .prepare_cached(
-            "INSERT INTO audit (at, actor, action, person, decision, distance, detail)
-             VALUES (strftime('%Y-%m-%dT%H:%M:%SZ', 'now'), ?1, ?2, ?3, ?4, ?5, ?6)",
+            "INSERT INTO audit (id, at, actor, action, person, decision, distance, detail, mac, key_id)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
         )?
         .execute(params![
-            e.actor, e.action, e.person, e.decision, e.distance, e.detail
+            entry.id,
+            entry.at,
+            entry.actor,
+            entry.action,
+            entry.person,
+            entry.decision,
+            entry.distance,
+            entry.detail,
+            entry.mac,
+            entry.key_id
         ])?;
+    Ok(())
+}
+
+fn audit_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<AuditEvent> {
+    Ok(AuditEvent {
+        id: r.get(0)?,
+        at: r.get(1)?,
+        actor: r.get(2)?,
+        action: r.get(3)?,
+        person: r.get(4)?,
+        decision: r.get(5)?,
+        distance: r.get(6)?,
+        detail: r.get(7)?,
+        mac: r.get(8)?,
+        key_id: r.get(9)?,
+    })
+}
+
+fn newest_sealed(connection: &Connection) -> rusqlite::Result<Option<AuditEvent>> {
+    connection
+        .query_row(
+            "SELECT id, at, actor, action, person, decision, distance, detail, mac, key_id
+             FROM audit WHERE mac IS NOT NULL ORDER BY id DESC LIMIT 1",
+            [],
+            audit_row,
+        )
+        .optional()
+}
+
+/// The highest audit id ever handed out: AUTOINCREMENT's counter, which deleting the newest
+/// entries does not lower.
+fn last_assigned_audit_id(connection: &Connection) -> rusqlite::Result<i64> {
+    connection.query_row(
+        "SELECT max(
+             coalesce((SELECT seq FROM sqlite_sequence WHERE name = 'audit'), 0),
+             coalesce((SELECT max(id) FROM audit), 0))",
+        [],
+        |r| r.get(0),
+    )
+}
+
+/// Applies the [`MIGRATIONS`] this file has not had yet, each in its own transaction.
+fn migrate(connection: &mut Connection) -> rusqlite::Result<()> {
+    for (version, sql) in MIGRATIONS {
+        let tx = connection.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let applied: i64 = tx.query_row("PRAGMA user_version", [], |r| r.get(0))?;
+        if applied < *version {
+            tx.execute_batch(sql)?;
+            tx.pragma_update(None, "user_version", version)?;
+        }
+        tx.commit()?;
+    }
     Ok(())
 }
 

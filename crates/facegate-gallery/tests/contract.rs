@@ -5,9 +5,10 @@ mod support;
 use std::collections::HashSet;
 use std::sync::Arc;
 
+use facegate_gallery::audit_chain::{self, ChainHead, ChainProblem};
 use facegate_gallery::{
-    migrate, EnrollOptions, EnrollReport, Gallery, GalleryCounts, GalleryError, NewAuditEvent,
-    NewTemplate, Person, TemplateIndex, TemplateKey,
+    migrate, AuditKey, ChainReport, EnrollOptions, EnrollReport, Gallery, GalleryCounts,
+    GalleryError, GalleryLocation, NewAuditEvent, NewTemplate, Person, TemplateIndex, TemplateKey,
 };
 use support::Backend;
 
@@ -40,6 +41,8 @@ contract!(
     encrypted_templates_need_their_key_and_survive_rekeys,
     forget_then_compact_leaves_nothing_in_the_files,
     changes_and_their_audit_entries_commit_together,
+    the_audit_log_is_sealed_and_edits_show,
+    concurrent_writers_extend_one_audit_chain,
 );
 
 fn template(seed: f32, sha: &str) -> NewTemplate {
@@ -182,6 +185,150 @@ fn the_audit_log_is_append_only(b: Backend) {
         }
     }
     assert_eq!(g.audit_log(None, 10).unwrap(), log, "{}", b.name);
+}
+
+fn audit_key(byte: u8) -> Arc<AuditKey> {
+    Arc::new(AuditKey::from_bytes(&[byte; 32]))
+}
+
+fn verified(g: &dyn Gallery, key: &AuditKey, anchor: Option<&ChainHead>) -> ChainReport {
+    audit_chain::verify(g, key, anchor, &mut |_| {}).unwrap()
+}
+
+/// Runs SQL on the gallery's database behind facegate's back, as someone who can write the
+/// file (SQLite) or owns the table (PostgreSQL) could.
+fn tamper(b: &Backend, sql: &str) -> Result<(), String> {
+    match &b.location {
+        GalleryLocation::Sqlite(path) => {
+            let c = rusqlite::Connection::open(path).unwrap();
+            c.execute_batch(sql).map_err(|e| e.to_string())
+        }
+        GalleryLocation::Postgres(url) => {
+            let mut c = ::postgres::Client::connect(url, ::postgres::NoTls).unwrap();
+            c.batch_execute(sql).map_err(|e| {
+                e.as_db_error()
+                    .map(|d| d.message().to_string())
+                    .unwrap_or_else(|| e.to_string())
+            })
+        }
+    }
+}
+
+fn the_audit_log_is_sealed_and_edits_show(b: Backend) {
+    let key = audit_key(1);
+    let g = b.location.open_with_keys(None, Some(key.clone())).unwrap();
+    for i in 0..4 {
+        g.append_audit(&entry("verify", "alice", format!("entry {i}")))
+            .unwrap();
+    }
+    let audit = |_: &EnrollReport| entry("enroll", "bob", "1 template".into());
+    let options = EnrollOptions {
+        audit: Some(&audit),
+        ..Default::default()
+    };
+    g.enroll_with("bob", "m1", &[template(0.3, "b")], &options)
+        .unwrap();
+    let report = verified(g.as_ref(), &key, None);
+    assert!(report.intact, "{}: {report:?}", b.name);
+    assert_eq!(report.verified, 5);
+    let head = report.head.clone().unwrap();
+    let log = g.audit_log(None, 10).unwrap();
+    assert_eq!(head.id, log[4].id);
+    assert!(log.iter().all(|e| e.key_id.as_deref() == Some(key.id())));
+
+    // Another key neither verifies the chain nor may write to it.
+    assert!(!verified(g.as_ref(), &audit_key(2), None).intact);
+    let other = b.location.open_with_keys(None, Some(audit_key(2))).unwrap();
+    match audit_chain::check_key(other.as_ref(), &audit_key(2)) {
+        Err(GalleryError::AuditKeyMismatch { log_key, .. }) => assert_eq!(log_key, key.id()),
+        other => panic!("{}: {other:?}", b.name),
+    }
+    audit_chain::check_key(g.as_ref(), &key).unwrap();
+
+    // Someone with write access removes the guards and edits the second entry.
+    let second = log[1].id;
+    match &b.location {
+        GalleryLocation::Sqlite(_) => {
+            tamper(
+                &b,
+                "DROP TRIGGER audit_no_update; DROP TRIGGER audit_no_delete;",
+            )
+            .unwrap();
+        }
+        GalleryLocation::Postgres(_) => {
+            let refused = tamper(&b, "TRUNCATE facegate_audit").unwrap_err();
+            assert!(refused.contains("append-only"), "{refused}");
+            tamper(&b, "ALTER TABLE facegate_audit DISABLE TRIGGER USER").unwrap();
+        }
+    }
+    let table = match b.location {
+        GalleryLocation::Sqlite(_) => "audit",
+        GalleryLocation::Postgres(_) => "facegate_audit",
+    };
+    tamper(
+        &b,
+        &format!("UPDATE {table} SET decision = 'no_match' WHERE id = {second}"),
+    )
+    .unwrap();
+    let report = verified(g.as_ref(), &key, None);
+    assert_eq!(
+        report.problems,
+        vec![ChainProblem::Broken { id: second }],
+        "{}",
+        b.name
+    );
+    assert!(!report.intact);
+
+    // The newest entry removed: the rest is still a chain, but the recorded head is gone, and
+    // SQLite's never-reused ids show the hole.
+    tamper(&b, &format!("DELETE FROM {table} WHERE id = {}", head.id)).unwrap();
+    let report = verified(g.as_ref(), &key, Some(&head));
+    assert_eq!(report.anchor_found, Some(false), "{}", b.name);
+    assert!(!report.intact);
+    if let GalleryLocation::Sqlite(_) = b.location {
+        assert!(report.problems.contains(&ChainProblem::Missing {
+            first: head.id,
+            last: head.id
+        }));
+    }
+
+    // A row inserted by hand carries no valid MAC.
+    tamper(
+        &b,
+        &format!(
+            "INSERT INTO {table} (id, at, actor, action) VALUES (1000, '2026-01-01T00:00:00Z', 'local:x', 'verify')"
+        ),
+    )
+    .unwrap();
+    let report = verified(g.as_ref(), &key, None);
+    assert!(
+        report
+            .problems
+            .contains(&ChainProblem::Unsealed { id: 1000 }),
+        "{}: {report:?}",
+        b.name
+    );
+}
+
+fn concurrent_writers_extend_one_audit_chain(b: Backend) {
+    let key = audit_key(3);
+    let writers: Vec<_> = (0..4)
+        .map(|w| {
+            let g = b.location.open_with_keys(None, Some(key.clone())).unwrap();
+            std::thread::spawn(move || {
+                for i in 0..15 {
+                    g.append_audit(&entry("verify", "alice", format!("writer {w} entry {i}")))
+                        .unwrap();
+                }
+            })
+        })
+        .collect();
+    for w in writers {
+        w.join().unwrap();
+    }
+    let report = verified(b.open().as_ref(), &key, None);
+    assert!(report.intact, "{}: {report:?}", b.name);
+    assert_eq!(report.verified, 60);
 }
 
 /// The files holding the gallery's data: the SQLite file and its journals, or the PostgreSQL
@@ -986,4 +1133,42 @@ fn an_sqlite_gallery_from_before_quality_is_upgraded_in_place() {
     drop(g);
     // Opening again does not try to add the column twice.
     facegate_gallery::SqliteGallery::open(&path).unwrap();
+}
+
+/// A gallery whose audit log was written before entries were sealed keeps its entries (as
+/// unsealed history) and seals what comes after.
+#[test]
+fn an_sqlite_audit_log_from_before_sealing_is_upgraded_in_place() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("old.db");
+    {
+        let c = rusqlite::Connection::open(&path).unwrap();
+        c.execute_batch(
+            "CREATE TABLE audit (id INTEGER PRIMARY KEY, at TEXT NOT NULL, actor TEXT NOT NULL,
+                 action TEXT NOT NULL, person TEXT, decision TEXT, distance REAL, detail TEXT);
+             CREATE TRIGGER audit_no_delete BEFORE DELETE ON audit
+                 BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END;
+             INSERT INTO audit VALUES (1, '2025-01-01T00:00:00Z', 'local:old', 'enroll', 'old', 'added', NULL, NULL);
+             INSERT INTO audit VALUES (2, '2025-01-02T00:00:00Z', 'local:old', 'verify', 'old', 'match', 0.5, NULL);",
+        )
+        .unwrap();
+    }
+    let key = audit_key(4);
+    let g = facegate_gallery::SqliteGallery::open(&path)
+        .unwrap()
+        .with_audit_key(Some(key.clone()));
+    g.append_audit(&entry("verify", "old", "after the upgrade".into()))
+        .unwrap();
+    let log = g.audit_log(None, 10).unwrap();
+    assert_eq!(log.len(), 3);
+    assert_eq!(log[1].distance, Some(0.5));
+    assert_eq!((log[0].mac.is_none(), log[2].mac.is_some()), (true, true));
+    let report = verified(&g, &key, None);
+    assert!(report.intact, "{report:?}");
+    assert_eq!((report.unsealed_before_chain, report.verified), (2, 1));
+    drop(g);
+    // Opening again changes nothing, and the guard is back.
+    facegate_gallery::SqliteGallery::open(&path).unwrap();
+    let c = rusqlite::Connection::open(&path).unwrap();
+    assert!(c.execute("DELETE FROM audit", []).is_err());
 }

@@ -881,6 +881,16 @@ impl Gallery for UnreachableGallery {
     ) -> Result<Vec<facegate::gallery::AuditEvent>, facegate::gallery::GalleryError> {
         Err(gone())
     }
+    fn audit_newest_sealed(
+        &self,
+    ) -> Result<Option<facegate::gallery::AuditEvent>, facegate::gallery::GalleryError> {
+        Err(gone())
+    }
+    fn audit_id_allocation(
+        &self,
+    ) -> Result<facegate::gallery::audit_chain::IdAllocation, facegate::gallery::GalleryError> {
+        Err(gone())
+    }
     fn import_person(
         &self,
         _: &facegate::gallery::Person,

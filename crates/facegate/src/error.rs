@@ -108,9 +108,13 @@ impl Error {
             Error::Gallery(G::KeyMissing { .. }) => "key_missing",
             Error::Gallery(G::WrongKey { .. }) => "wrong_key",
             Error::Gallery(G::NotEncrypted) => "not_encrypted",
-            Error::Gallery(G::InvalidKey { .. } | G::KeyFile { .. } | G::KeyFileExposed { .. }) => {
-                "invalid_key"
-            }
+            Error::Gallery(
+                G::InvalidKey { .. }
+                | G::InvalidAuditKey { .. }
+                | G::KeyFile { .. }
+                | G::KeyFileExposed { .. },
+            ) => "invalid_key",
+            Error::Gallery(G::AuditKeyMismatch { .. }) => "audit_key_mismatch",
             Error::Gallery(G::TemplateTampered { .. }) => "template_tampered",
             Error::Gallery(g) if g.is_transient() => "gallery_unavailable",
             Error::Gallery(_) => "gallery_error",

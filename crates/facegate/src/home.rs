@@ -44,6 +44,12 @@ impl Home {
         self.data.join("gallery.db")
     }
 
+    /// Where the key that seals the audit log is kept unless another file is named (created
+    /// on first use, readable by its owner only).
+    pub fn default_audit_key(&self) -> PathBuf {
+        self.data.join("audit.key")
+    }
+
     pub fn data_dir(&self) -> &Path {
         &self.data
     }
