@@ -14,6 +14,7 @@ use facegate::gallery::{
 use facegate::image::{draw_box, draw_point, Rgb};
 use facegate::models::{pins, ModelStore};
 use facegate::quality::QualityLevel;
+use facegate::service::{Actor, FaceService, Verification};
 use facegate::{ops, Engine, EngineOptions, Error, FacePolicy, Home, ModelChoice};
 use serde::Serialize;
 use serde_json::json;
@@ -702,11 +703,14 @@ fn verify(ctx: &Context, name: &str, image: &Path, all_faces: bool) -> Result<Ex
             name: name.to_string(),
         })
     })?;
-    let outcome = ops::verify(&engine, gallery.as_ref(), name, &image, all_faces)?;
-    record(
-        gallery.as_ref(),
-        facegate::audit::verify(&local_actor(), &outcome),
-    )?;
+    let service = FaceService::new(&engine, gallery.as_ref());
+    let outcome = match service.verify(&Actor::local_user(), name, &image, all_faces)? {
+        Verification::Compared(outcome) => outcome,
+        // Only for actors who may not see who is enrolled; the local user sees everyone.
+        Verification::NoSuchPerson { person, .. } => {
+            return Err(Error::from(GalleryError::UnknownPerson { name: person }).into())
+        }
+    };
     ctx.emit(&outcome, || {
         let verdict = match (outcome.is_match, outcome.accepted) {
             (true, true) => "MATCH",
@@ -754,11 +758,8 @@ fn identify(ctx: &Context, image: &Path, top: usize, all_faces: bool) -> Result<
     let gallery = ctx
         .gallery_for_read()?
         .ok_or_else(|| Error::from(GalleryError::Empty))?;
-    let outcome = ops::identify(&engine, gallery.as_ref(), &image, top, all_faces)?;
-    record(
-        gallery.as_ref(),
-        facegate::audit::identify(&local_actor(), &outcome),
-    )?;
+    let service = FaceService::new(&engine, gallery.as_ref());
+    let outcome = service.identify(&Actor::local_user(), &image, top, all_faces)?;
     ctx.emit(&outcome, || {
         for (i, face) in outcome.faces.iter().enumerate() {
             if outcome.faces.len() > 1 {
@@ -814,11 +815,15 @@ fn compare(ctx: &Context, a: &Path, b: &Path) -> Result<ExitCode> {
             outcome.distances.euclidean, outcome.distances.cosine, outcome.model
         );
         println!("  threshold: {}", threshold_text(&outcome.threshold));
+        if let Some(l) = &outcome.liveness {
+            println!("  first image: {}", liveness_line(l));
+        }
         if let Some(note) = &outcome.note {
             println!("  note: {note}");
         }
     })?;
-    Ok(exit(outcome.is_match))
+    // Exit 0 only when accepted: a match that fails a requested liveness check is refused.
+    Ok(exit(outcome.accepted))
 }
 
 fn detect(ctx: &Context, path: &Path, draw: Option<&Path>) -> Result<ExitCode> {
@@ -914,10 +919,7 @@ fn embed(ctx: &Context, path: &Path, all_faces: bool) -> Result<ExitCode> {
 
 /// Who runs this command, for the audit log.
 pub(crate) fn local_actor() -> String {
-    let user = std::env::var("USER")
-        .or_else(|_| std::env::var("LOGNAME"))
-        .unwrap_or_else(|_| "unknown".to_string());
-    format!("local:{user}")
+    Actor::local_user().name().to_string()
 }
 
 /// Appends to the gallery's audit log; a decision that cannot be recorded is an error.
@@ -1171,13 +1173,7 @@ fn forget(ctx: &Context, name: &str) -> Result<ExitCode> {
             name: name.to_string(),
         })
     })?;
-    let actor = local_actor();
-    let audit = |removed: usize| {
-        facegate::audit::erase(&actor, "forget", name, format!("{removed} template(s)"))
-    };
-    let removed = gallery
-        .forget_with(name, Some(&audit))
-        .map_err(Error::from)?;
+    let removed = facegate::service::forget(gallery.as_ref(), &Actor::local_user(), name)?;
     let doc = json!({ "person": name, "templates_removed": removed });
     ctx.emit(&doc, || {
         println!("forgot {name:?}: {removed} template(s) erased")

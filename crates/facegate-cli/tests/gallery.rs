@@ -97,7 +97,10 @@ fn the_cli_runs_on_postgres_and_migrates_both_ways() {
     assert_eq!(json(&out)["report"]["templates_copied"], 1);
     let (_, out, _) = facegate(Path::new(&url), &["--json", "gallery", "info"]);
     assert_eq!(json(&out)["backend"], "postgres");
-    assert_eq!(json(&out)["schema_version"], 6);
+    assert_eq!(
+        json(&out)["schema_version"],
+        facegate::gallery::postgres::SCHEMA_VERSION
+    );
     // An unreachable server is a clear error, exit 2.
     let (code, _, err) = facegate(Path::new("postgres://nobody@127.0.0.1:1/none"), &["list"]);
     assert_eq!(code, 2);

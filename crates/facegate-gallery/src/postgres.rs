@@ -159,6 +159,9 @@ CREATE TRIGGER facegate_audit_no_truncate BEFORE TRUNCATE ON facegate_audit
     ),
 ];
 
+/// The schema version a gallery has once every migration is applied.
+pub const SCHEMA_VERSION: i32 = MIGRATIONS[MIGRATIONS.len() - 1].0;
+
 /// How identify searches.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum SearchMode {

@@ -5,32 +5,40 @@ use std::convert::Infallible;
 use axum::extract::FromRequestParts;
 use axum::http::request::Parts;
 use facegate::gallery::{Gallery, GalleryError, NewAuditEvent};
+use facegate::service;
 
-use crate::keys::Caller;
+use crate::keys::{Caller, Role};
 
-/// Who made a request, as the audit log names them: `key:<id>`, or `anonymous` when the
-/// server runs without keys.
+/// Who made a request: the API key (`key:<id>`, who may see who is enrolled when its role may
+/// identify), or `anonymous` when the server runs without keys.
 #[derive(Clone, Debug)]
-pub struct Actor(pub String);
+pub struct Actor(pub service::Actor);
 
 impl<S: Send + Sync> FromRequestParts<S> for Actor {
     type Rejection = Infallible;
 
     async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Actor, Infallible> {
         Ok(Actor(match parts.extensions.get::<Caller>() {
-            Some(caller) => format!("key:{}", caller.key_id),
-            None => "anonymous".to_string(),
+            Some(caller) => {
+                service::Actor::api_key(&caller.key_id, caller.role.allows(Role::Identify))
+            }
+            None => service::Actor::anonymous(),
         }))
     }
 }
 
 impl Actor {
+    /// The name the audit log records.
+    pub fn name(&self) -> &str {
+        self.0.name()
+    }
+
     /// Appends `event(actor)` to the gallery's audit log.
     pub fn record(
         &self,
         gallery: &dyn Gallery,
         event: impl FnOnce(&str) -> NewAuditEvent,
     ) -> Result<(), GalleryError> {
-        gallery.append_audit(&event(&self.0))
+        gallery.append_audit(&event(self.0.name()))
     }
 }

@@ -24,6 +24,7 @@ pub mod eval;
 mod home;
 pub mod ops;
 pub mod quality;
+pub mod service;
 pub mod video;
 
 pub use engine::{

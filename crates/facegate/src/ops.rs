@@ -475,6 +475,11 @@ pub struct CompareOutcome {
     pub note: Option<String>,
     pub quality_a: QualityReport,
     pub quality_b: QualityReport,
+    /// The liveness verdict on the first image's face, when liveness is checked; never part
+    /// of `distance`.
+    pub liveness: Option<LivenessScore>,
+    /// `is_match`, and live when liveness was checked.
+    pub accepted: bool,
 }
 
 /// Two photos, no gallery: the largest face of each.
@@ -487,6 +492,8 @@ pub fn compare(engine: &Engine, a: &LoadedImage, b: &LoadedImage) -> Result<Comp
     let quality_b = engine.judge_quality(b, fb.quality.clone(), level)?;
     let threshold = engine.threshold();
     let distances = Distances::between(&fa.embedding, &fb.embedding);
+    let is_match = threshold.is_match(&distances);
+    let liveness = engine.liveness(&a.rgb, &fa.face)?;
     let note = match (found_a > 1, found_b > 1) {
         (false, false) => None,
         _ => Some(format!(
@@ -494,7 +501,9 @@ pub fn compare(engine: &Engine, a: &LoadedImage, b: &LoadedImage) -> Result<Comp
         )),
     };
     Ok(CompareOutcome {
-        is_match: threshold.is_match(&distances),
+        accepted: is_match && liveness.as_ref().is_none_or(|l| l.live),
+        liveness,
+        is_match,
         distance: distances.get(threshold.metric),
         distances,
         threshold,

@@ -230,7 +230,12 @@ pub async fn delete_person(
         state
             .with_gallery(move |g| {
                 let audit = |removed: usize| {
-                    audit::erase(&actor.0, "forget", &name, format!("{removed} template(s)"))
+                    audit::erase(
+                        actor.name(),
+                        "forget",
+                        &name,
+                        format!("{removed} template(s)"),
+                    )
                 };
                 g.forget_with(&name, Some(&audit))
             })
@@ -269,7 +274,7 @@ pub async fn delete_template(
         state
             .with_gallery(move |g| {
                 let what = format!("template {template_id}");
-                let entry = audit::erase(&actor.0, "remove_template", &name, what);
+                let entry = audit::erase(actor.name(), "remove_template", &name, what);
                 g.remove_template_with(&name, template_id, Some(&entry))
             })
             .await?;
@@ -347,7 +352,7 @@ async fn enroll(
             let templates: Vec<_> = prepared.iter().map(|p| p.template.clone()).collect();
             let audit = |report: &EnrollReport| {
                 let (added, already) = (report.added.len(), report.duplicates.len());
-                let mut entry = audit::enroll(&actor.0, &name, added, already, engine.model_id());
+                let mut entry = audit::enroll(actor.name(), &name, added, already, engine.model_id());
                 if let (Some(detail), Some(worst)) = (entry.detail.as_mut(), checked) {
                     detail.push_str(&format!("; policy matching: every new face matched (largest distance {worst:.3})"));
                 }

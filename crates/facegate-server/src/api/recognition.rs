@@ -1,9 +1,9 @@
 //! Verify (1:1), identify (1:N), detect.
 
 use axum::extract::State;
-use axum::{Extension, Json};
-use facegate::gallery::GalleryError;
+use axum::Json;
 use facegate::ops;
+use facegate::service::{FaceService, Verification};
 
 use super::types::{
     far, CandidateInfo, DetectRequest, DetectResult, FaceBox, IdentifyRequest, IdentifyResult,
@@ -12,9 +12,7 @@ use super::types::{
 use crate::audit::Actor;
 use crate::error::{ApiError, ErrorBody};
 use crate::input::{Form, Upload};
-use crate::keys::{Caller, Role};
 use crate::state::SharedState;
-use facegate::audit;
 
 const MAX_TOP_K: usize = 100;
 
@@ -50,13 +48,12 @@ fn required_image(form: &mut Form) -> Result<Upload, ApiError> {
 pub async fn verify(
     State(state): State<SharedState>,
     actor: Actor,
-    caller: Option<Extension<Caller>>,
     mut form: Form,
 ) -> Result<Json<VerifyResult>, ApiError> {
     // Keys that may not list people get a decision, not a measurement (no distances to climb
     // on), and cannot tell a name nobody has from a failed match. Without keys
     // (`--insecure-no-auth`) every caller is an administrator.
-    let decision_only = caller.is_some_and(|Extension(c)| !c.role.allows(Role::Identify));
+    let decision_only = !actor.0.sees_people();
     form.only(&["person", "image", "reference_image"])?;
     let image = required_image(&mut form)?;
     let reference = form.take_one_image("reference_image")?;
@@ -68,49 +65,43 @@ pub async fn verify(
             state
                 .infer(move |engine, gallery| {
                     let image = image.decode(max_pixels)?;
-                    let outcome = match ops::verify(engine, gallery, &person, &image, false) {
-                        Err(facegate::Error::Gallery(GalleryError::UnknownPerson { .. }))
-                            if decision_only =>
-                        {
-                            let checked = ops::check_face_only(engine, &image)?;
-                            shared.metrics.faces_embedded.inc();
-                            actor.record(gallery, |who| audit::verify_unknown(who, &person))?;
-                            return Ok(VerifyResult {
-                                is_match: false,
-                                person: Some(person),
-                                distance: None,
-                                threshold: ThresholdInfo::from(&engine.threshold()),
-                                model: engine.model_id().to_string(),
-                                face: FaceBox::from(&checked.face),
-                                reference_face: None,
-                                faces_found: checked.faces_found,
-                                templates_compared: None,
-                                estimated_far: None,
-                                note: None,
-                                quality: QualityInfo::from(&checked.quality),
-                                liveness: checked.liveness.as_ref().map(LivenessInfo::from),
-                                accepted: false,
-                            });
-                        }
-                        other => other?,
-                    };
+                    let service = FaceService::new(engine, gallery);
+                    let verification = service.verify(&actor.0, &person, &image, false)?;
                     shared.metrics.faces_embedded.inc();
-                    actor.record(gallery, |who| audit::verify(who, &outcome))?;
-                    Ok(VerifyResult {
-                        is_match: outcome.is_match,
-                        person: Some(outcome.person),
-                        distance: (!decision_only).then_some(outcome.distance),
-                        threshold: ThresholdInfo::from(&outcome.threshold),
-                        model: outcome.model,
-                        face: FaceBox::from(&outcome.face),
-                        reference_face: None,
-                        faces_found: outcome.faces_found,
-                        templates_compared: (!decision_only).then_some(outcome.templates_compared),
-                        estimated_far: far(outcome.estimated_far).filter(|_| !decision_only),
-                        note: outcome.note,
-                        quality: QualityInfo::from(&outcome.quality),
-                        liveness: outcome.liveness.as_ref().map(LivenessInfo::from),
-                        accepted: outcome.accepted,
+                    Ok(match verification {
+                        Verification::NoSuchPerson { person, face } => VerifyResult {
+                            is_match: false,
+                            person: Some(person),
+                            distance: None,
+                            threshold: ThresholdInfo::from(&engine.threshold()),
+                            model: engine.model_id().to_string(),
+                            face: FaceBox::from(&face.face),
+                            reference_face: None,
+                            faces_found: face.faces_found,
+                            templates_compared: None,
+                            estimated_far: None,
+                            note: None,
+                            quality: QualityInfo::from(&face.quality),
+                            liveness: face.liveness.as_ref().map(LivenessInfo::from),
+                            accepted: false,
+                        },
+                        Verification::Compared(outcome) => VerifyResult {
+                            is_match: outcome.is_match,
+                            person: Some(outcome.person),
+                            distance: (!decision_only).then_some(outcome.distance),
+                            threshold: ThresholdInfo::from(&outcome.threshold),
+                            model: outcome.model,
+                            face: FaceBox::from(&outcome.face),
+                            reference_face: None,
+                            faces_found: outcome.faces_found,
+                            templates_compared: (!decision_only)
+                                .then_some(outcome.templates_compared),
+                            estimated_far: far(outcome.estimated_far).filter(|_| !decision_only),
+                            note: outcome.note,
+                            quality: QualityInfo::from(&outcome.quality),
+                            liveness: outcome.liveness.as_ref().map(LivenessInfo::from),
+                            accepted: outcome.accepted,
+                        },
                     })
                 })
                 .await?
@@ -122,11 +113,10 @@ pub async fn verify(
                     let b = reference.decode(max_pixels)?;
                     let outcome = ops::compare(engine, &a, &b)?;
                     shared.metrics.faces_embedded.inc_by(2);
-                    let liveness = engine.liveness(&a.rgb, &outcome.face_a)?;
                     Ok(VerifyResult {
-                        accepted: outcome.is_match && liveness.as_ref().is_none_or(|l| l.live),
+                        accepted: outcome.accepted,
                         quality: QualityInfo::from(&outcome.quality_a),
-                        liveness: liveness.as_ref().map(LivenessInfo::from),
+                        liveness: outcome.liveness.as_ref().map(LivenessInfo::from),
                         is_match: outcome.is_match,
                         person: None,
                         distance: (!decision_only).then_some(outcome.distance),
@@ -186,10 +176,9 @@ pub async fn identify(
     let result = state
         .infer(move |engine, gallery| {
             let image = image.decode(max_pixels)?;
-            let mut outcome =
-                ops::identify_cached(engine, gallery, &shared.index, &image, top_k, false)?;
+            let service = FaceService::new(engine, gallery).with_index(&shared.index);
+            let mut outcome = service.identify(&actor.0, &image, top_k, false)?;
             shared.metrics.faces_embedded.inc();
-            actor.record(gallery, |who| audit::identify(who, &outcome))?;
             let face = outcome.faces.remove(0);
             Ok(IdentifyResult {
                 identity: outcome.identity,

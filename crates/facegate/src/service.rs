@@ -1,0 +1,179 @@
+//! The application service under every front end: the decisions (verify, identify, compare)
+//! and erasure, made for an [`Actor`] and written to the audit log under that actor's name.
+//!
+//! The command line and the HTTP API call these instead of assembling the engine, the gallery
+//! and the audit entry themselves, so a decision is made, accepted and recorded the same way
+//! whichever front end asked. Front ends keep what is theirs: parsing, output, status codes.
+
+use facegate_gallery::{Gallery, GalleryError};
+
+use crate::ops::{self, IdentifyOutcome, IndexCache, UnmatchedFace, VerifyOutcome};
+use facegate_image::LoadedImage;
+
+use crate::{audit, Engine, Error};
+
+/// Who asks, as the audit log names them, and whether they may learn who is enrolled.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Actor {
+    name: String,
+    sees_people: bool,
+}
+
+impl Actor {
+    /// The user running the command line (`local:<user>`), who may see everything.
+    pub fn local_user() -> Actor {
+        let user = std::env::var("USER")
+            .or_else(|_| std::env::var("LOGNAME"))
+            .unwrap_or_else(|_| "unknown".to_string());
+        Actor {
+            name: format!("local:{user}"),
+            sees_people: true,
+        }
+    }
+
+    /// An API key (`key:<id>`); `sees_people` when its role may list who is enrolled.
+    pub fn api_key(key_id: &str, sees_people: bool) -> Actor {
+        Actor {
+            name: format!("key:{key_id}"),
+            sees_people,
+        }
+    }
+
+    /// A caller of a server that runs without keys, who is allowed everything.
+    pub fn anonymous() -> Actor {
+        Actor {
+            name: "anonymous".to_string(),
+            sees_people: true,
+        }
+    }
+
+    /// The name the audit log records.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// Whether this actor may learn who is enrolled (and so tell an unknown name from a
+    /// failed match, and see distances).
+    pub fn sees_people(&self) -> bool {
+        self.sees_people
+    }
+}
+
+/// The answer to a verification.
+#[derive(Clone, Debug)]
+pub enum Verification {
+    /// The photo's face compared with the person's templates.
+    Compared(VerifyOutcome),
+    /// Nobody has this name, answered to an actor who may not learn that: the photo was
+    /// checked as a comparison would check it (so bad photos fail the same way), and the
+    /// answer is a failed match.
+    NoSuchPerson { person: String, face: UnmatchedFace },
+}
+
+impl Verification {
+    /// Whether the verification lets the person in: a match, live when liveness is checked.
+    pub fn accepted(&self) -> bool {
+        match self {
+            Verification::Compared(outcome) => outcome.accepted,
+            Verification::NoSuchPerson { .. } => false,
+        }
+    }
+}
+
+/// The engine and the gallery, with the search index kept between calls when the caller has
+/// one (a server does; a one-off command does not need it).
+#[derive(Clone, Copy)]
+pub struct FaceService<'a> {
+    engine: &'a Engine,
+    gallery: &'a dyn Gallery,
+    index: Option<&'a IndexCache>,
+}
+
+impl<'a> FaceService<'a> {
+    pub fn new(engine: &'a Engine, gallery: &'a dyn Gallery) -> FaceService<'a> {
+        FaceService {
+            engine,
+            gallery,
+            index: None,
+        }
+    }
+
+    /// The same service, keeping the 1:N search index in `cache` between calls.
+    pub fn with_index(self, cache: &'a IndexCache) -> FaceService<'a> {
+        FaceService {
+            index: Some(cache),
+            ..self
+        }
+    }
+
+    pub fn engine(&self) -> &'a Engine {
+        self.engine
+    }
+
+    pub fn gallery(&self) -> &'a dyn Gallery {
+        self.gallery
+    }
+
+    /// 1:1: is the person in `image` the enrolled `person`? Audited as `verify`. An actor who
+    /// may not see who is enrolled gets [`Verification::NoSuchPerson`] for an unknown name;
+    /// anyone else gets [`GalleryError::UnknownPerson`].
+    pub fn verify(
+        &self,
+        actor: &Actor,
+        person: &str,
+        image: &LoadedImage,
+        all_faces: bool,
+    ) -> Result<Verification, Error> {
+        match ops::verify(self.engine, self.gallery, person, image, all_faces) {
+            Ok(outcome) => {
+                self.record(audit::verify(actor.name(), &outcome))?;
+                Ok(Verification::Compared(outcome))
+            }
+            Err(Error::Gallery(GalleryError::UnknownPerson { .. })) if !actor.sees_people() => {
+                let face = ops::check_face_only(self.engine, image)?;
+                self.record(audit::verify_unknown(actor.name(), person))?;
+                Ok(Verification::NoSuchPerson {
+                    person: person.to_string(),
+                    face,
+                })
+            }
+            Err(err) => Err(err),
+        }
+    }
+
+    /// 1:N: who in the gallery is the person in `image`? Audited as `identify`.
+    pub fn identify(
+        &self,
+        actor: &Actor,
+        image: &LoadedImage,
+        top: usize,
+        all_faces: bool,
+    ) -> Result<IdentifyOutcome, Error> {
+        let outcome = match self.index {
+            Some(cache) => {
+                ops::identify_cached(self.engine, self.gallery, cache, image, top, all_faces)?
+            }
+            None => ops::identify(self.engine, self.gallery, image, top, all_faces)?,
+        };
+        self.record(audit::identify(actor.name(), &outcome))?;
+        Ok(outcome)
+    }
+
+    fn record(&self, entry: facegate_gallery::NewAuditEvent) -> Result<(), Error> {
+        Ok(self.gallery.append_audit(&entry)?)
+    }
+}
+
+/// Erases a person and all their templates, with the audit entry in the same transaction;
+/// the number of templates erased. Needs no models.
+pub fn forget(gallery: &dyn Gallery, actor: &Actor, person: &str) -> Result<usize, Error> {
+    let entry = |removed: usize| {
+        audit::erase(
+            actor.name(),
+            "forget",
+            person,
+            format!("{removed} template(s)"),
+        )
+    };
+    Ok(gallery.forget_with(person, Some(&entry))?)
+}
