@@ -14,7 +14,7 @@ use facegate::gallery::{
 use facegate::image::{draw_box, draw_point, Rgb};
 use facegate::models::{pins, ModelStore};
 use facegate::quality::QualityLevel;
-use facegate::service::{Actor, FaceService, Verification};
+use facegate::service::{Actor, EnrollMode, FaceService, Verification};
 use facegate::{ops, Engine, EngineOptions, Error, FacePolicy, Home, ModelChoice};
 use serde::Serialize;
 use serde_json::json;
@@ -454,7 +454,7 @@ fn enroll(ctx: &Context, name: &str, inputs: &[PathBuf], largest: bool) -> Resul
     }
     let templates: Vec<NewTemplate> = prepared.iter().map(|(p, _)| p.template.clone()).collect();
     let gallery = ctx.gallery_for_write()?;
-    let report = enroll_audited(gallery.as_ref(), name, engine.model_id(), &templates)?;
+    let report = enroll_audited(&engine, gallery.as_ref(), name, &templates)?;
     let mut added = report.added.iter();
     let mut enrolled = Vec::new();
     let mut already = Vec::new();
@@ -648,7 +648,7 @@ fn enroll_all(ctx: &Context, dir: &Path, largest: bool) -> Result<ExitCode> {
                 }
                 continue;
             }
-            let done = enroll_audited(gallery.as_ref(), name, engine.model_id(), &templates)?;
+            let done = enroll_audited(&engine, gallery.as_ref(), name, &templates)?;
             report.push(PersonEnrolled {
                 person: name.clone(),
                 added: done.added.len(),
@@ -928,25 +928,18 @@ pub(crate) fn record(gallery: &dyn Gallery, event: facegate::gallery::NewAuditEv
     Ok(())
 }
 
-/// Stores the templates and, in the same transaction, the audit entry saying so.
+/// Stores the templates for the local user (a new person, or more faces for one) with the
+/// audit entry saying so, in one transaction.
 pub(crate) fn enroll_audited(
+    engine: &Engine,
     gallery: &dyn Gallery,
     name: &str,
-    model: &str,
     templates: &[NewTemplate],
 ) -> Result<facegate::gallery::EnrollReport> {
-    let actor = local_actor();
-    let audit = |report: &facegate::gallery::EnrollReport| {
-        let (added, already) = (report.added.len(), report.duplicates.len());
-        facegate::audit::enroll(&actor, name, added, already, model)
-    };
-    let options = facegate::gallery::EnrollOptions {
-        audit: Some(&audit),
-        ..Default::default()
-    };
-    Ok(gallery
-        .enroll_with(name, model, templates, &options)
-        .map_err(Error::from)?)
+    let service = FaceService::new(engine, gallery);
+    let actor = Actor::local_user();
+    let admitted = service.admit_enrollment(&actor, name, EnrollMode::CreateOrAdd)?;
+    Ok(service.enroll(&actor, &admitted, templates)?)
 }
 
 /// `facegate audit`: the log, oldest first.

@@ -86,7 +86,7 @@ pub fn enroll(ctx: &Context, name: &str, args: &VideoArgs, frames: usize) -> Res
         .map(|c| c.template.clone())
         .collect();
     let gallery = ctx.gallery_for_write()?;
-    let report = enroll_audited(gallery.as_ref(), name, engine.model_id(), &templates)?;
+    let report = enroll_audited(&engine, gallery.as_ref(), name, &templates)?;
     let doc = json!({
         "person": name,
         "created_person": report.created_person,

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use anyhow::{Context as _, Result};
 use facegate::EngineOptions;
-use facegate_server::{AddFacesPolicy, AppState, KeyStore, Limits, Role, ServeOptions};
+use facegate_server::{AddFacesPolicy, ApiKeys, AppState, Limits, Role, ServeOptions};
 use serde_json::json;
 
 use crate::cli::{AddFacesArg, KeysAction, RoleArg, ServeArgs};
@@ -57,7 +57,7 @@ pub fn serve(ctx: &Context, args: &ServeArgs) -> Result<ExitCode> {
         }
         None
     } else {
-        let store = KeyStore::open(&ctx.gallery_location())?;
+        let store = ApiKeys::open(&ctx.gallery_location())?;
         if store.list()?.iter().all(|k| k.revoked.is_some()) {
             tracing::warn!(
                 "no API keys exist yet, so every API request will be refused; create one with `facegate keys create --role admin`"
@@ -110,7 +110,7 @@ fn seconds(value: f64, flag: &str) -> Result<Duration> {
 pub fn keys(ctx: &Context, action: KeysAction) -> Result<ExitCode> {
     // Creating the gallery here is fine: keys live in it.
     ctx.gallery_for_write()?;
-    let store = KeyStore::open(&ctx.gallery_location())?;
+    let store = ApiKeys::open(&ctx.gallery_location())?;
     match action {
         KeysAction::Create { role, label } => {
             let role = match role {

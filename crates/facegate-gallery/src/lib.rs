@@ -6,6 +6,7 @@
 //! embedding model made its templates: mixing models would compare incomparable vectors, so it
 //! is refused with [`GalleryError::ModelMismatch`].
 
+pub mod api_keys;
 pub mod audit_chain;
 pub mod index;
 mod location;
@@ -17,6 +18,7 @@ mod sqlite;
 
 use serde::{Deserialize, Serialize};
 
+pub use api_keys::{KeyRecord, KeyStore};
 pub use audit_chain::{AuditKey, ChainReport};
 pub use index::{Hit, QuantizedIndex, TemplateIndex};
 pub use location::GalleryLocation;

@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
 
+use crate::api_keys::{KeyRecord, KeyStore};
 use crate::audit_chain::{self, AuditKey, IdAllocation};
 use crate::seal::Sealing;
 use crate::{
@@ -43,9 +44,10 @@ CREATE INDEX IF NOT EXISTS templates_person ON templates(person_id);
 
 /// Versioned changes after [`SCHEMA`], applied once each in order (`PRAGMA user_version` holds
 /// the last applied).
-const MIGRATIONS: &[(i64, &str)] = &[(
-    1,
-    "
+const MIGRATIONS: &[(i64, &str)] = &[
+    (
+        1,
+        "
 -- The audit log with never-reused ids and each entry's MAC (see `audit_chain`). A log made
 -- before this version is copied over unsealed.
 CREATE TABLE IF NOT EXISTS audit (
@@ -77,7 +79,22 @@ INSERT INTO audit (id, at, actor, action, person, decision, distance, detail)
     SELECT id, at, actor, action, person, decision, distance, detail FROM audit_unsealed ORDER BY id;
 DROP TABLE audit_unsealed;
 ",
-)];
+    ),
+    (
+        2,
+        "
+-- API key records (see `api_keys`); older versions of the server created the same table.
+CREATE TABLE IF NOT EXISTS api_keys (
+    id      TEXT PRIMARY KEY,
+    role    TEXT NOT NULL,
+    label   TEXT NOT NULL,
+    hash    TEXT NOT NULL,
+    created TEXT NOT NULL,
+    revoked TEXT
+);
+",
+    ),
+];
 
 /// Created on every open: the log refuses edits through SQL. Whoever can write the file can
 /// drop these; the MAC chain is what shows that they did.
@@ -875,6 +892,84 @@ fn add_quality_column(connection: &Connection) -> rusqlite::Result<()> {
         connection.execute_batch("ALTER TABLE templates ADD COLUMN quality TEXT")?;
     }
     Ok(())
+}
+
+/// The columns [`key_row`] reads.
+const KEY_COLUMNS: &str = "id, role, label, created, revoked, hash";
+
+fn key_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<KeyRecord> {
+    Ok(KeyRecord {
+        id: r.get(0)?,
+        role: r.get(1)?,
+        label: r.get(2)?,
+        created: r.get(3)?,
+        revoked: r.get(4)?,
+        hash: r.get(5)?,
+    })
+}
+
+impl KeyStore for SqliteGallery {
+    fn insert_key(
+        &self,
+        id: &str,
+        role: &str,
+        label: &str,
+        hash: &str,
+    ) -> Result<(), GalleryError> {
+        self.with(|c| {
+            c.execute(
+                &format!(
+                    "INSERT INTO api_keys (id, role, label, hash, created) VALUES (?1, ?2, ?3, ?4, {NOW})"
+                ),
+                params![id, role, label, hash],
+            )
+            .map(drop)
+            .map_err(self.db_error())
+        })
+    }
+
+    fn keys(&self) -> Result<Vec<KeyRecord>, GalleryError> {
+        self.with(|c| {
+            let mut statement = c
+                .prepare(&format!(
+                    "SELECT {KEY_COLUMNS} FROM api_keys ORDER BY created, id"
+                ))
+                .map_err(self.db_error())?;
+            let rows = statement.query_map([], key_row).map_err(self.db_error())?;
+            rows.collect::<Result<Vec<_>, _>>().map_err(self.db_error())
+        })
+    }
+
+    fn key(&self, id: &str) -> Result<Option<KeyRecord>, GalleryError> {
+        self.with(|c| {
+            c.query_row(
+                &format!("SELECT {KEY_COLUMNS} FROM api_keys WHERE id = ?1"),
+                [id],
+                key_row,
+            )
+            .optional()
+            .map_err(self.db_error())
+        })
+    }
+
+    fn revoke_key(&self, id: &str) -> Result<bool, GalleryError> {
+        self.with(|c| {
+            c.execute(
+                &format!("UPDATE api_keys SET revoked = {NOW} WHERE id = ?1 AND revoked IS NULL"),
+                [id],
+            )
+            .map(|n| n > 0)
+            .map_err(self.db_error())
+        })
+    }
+
+    fn set_key_hash(&self, id: &str, hash: &str) -> Result<(), GalleryError> {
+        self.with(|c| {
+            c.execute("UPDATE api_keys SET hash = ?2 WHERE id = ?1", [id, hash])
+                .map(drop)
+                .map_err(self.db_error())
+        })
+    }
 }
 
 /// Appends one audit entry, sealed onto the newest sealed entry when there is a key. Runs

@@ -4,7 +4,6 @@ use std::convert::Infallible;
 
 use axum::extract::FromRequestParts;
 use axum::http::request::Parts;
-use facegate::gallery::{Gallery, GalleryError, NewAuditEvent};
 use facegate::service;
 
 use crate::keys::{Caller, Role};
@@ -31,14 +30,5 @@ impl Actor {
     /// The name the audit log records.
     pub fn name(&self) -> &str {
         self.0.name()
-    }
-
-    /// Appends `event(actor)` to the gallery's audit log.
-    pub fn record(
-        &self,
-        gallery: &dyn Gallery,
-        event: impl FnOnce(&str) -> NewAuditEvent,
-    ) -> Result<(), GalleryError> {
-        gallery.append_audit(&event(self.0.name()))
     }
 }

@@ -1,5 +1,5 @@
-//! API keys: stored as hashes in the gallery database (the SQLite file, or the PostgreSQL
-//! database every server shares), shown in full only once.
+//! API keys: stored as hashes through the gallery's key store (`facegate_gallery::KeyStore`: the
+//! SQLite file, or the PostgreSQL database every server shares), shown in full only once.
 //!
 //! A key reads `fgk_<id>_<secret>`. The id finds the row without trying every hash; the secret
 //! is 256 random bits, stored as its SHA-256 and compared in constant time. A slow password hash
@@ -9,29 +9,15 @@
 //! Every request reads the row: a key revoked from the CLI stops working at once, even on a
 //! running server.
 
-use std::path::Path;
-use std::sync::Mutex;
-use std::time::Duration;
+use std::sync::{Arc, Mutex};
 
 use argon2::password_hash::{PasswordHash, PasswordVerifier};
 use argon2::Argon2;
 use base64::Engine as _;
-use facegate::gallery::{GalleryError, GalleryLocation, PostgresGallery};
-use rusqlite::{params, Connection, OptionalExtension};
+use facegate::gallery::{GalleryError, GalleryLocation, KeyRecord};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
-
-const SCHEMA: &str = "
-CREATE TABLE IF NOT EXISTS api_keys (
-    id      TEXT PRIMARY KEY,
-    role    TEXT NOT NULL,
-    label   TEXT NOT NULL,
-    hash    TEXT NOT NULL,
-    created TEXT NOT NULL,
-    revoked TEXT
-);
-";
 
 const PREFIX: &str = "fgk_";
 
@@ -81,12 +67,6 @@ impl Role {
 
 #[derive(Debug, thiserror::Error)]
 pub enum KeyError {
-    #[error("key database {path}: {source}")]
-    Database {
-        path: String,
-        #[source]
-        source: rusqlite::Error,
-    },
     #[error(transparent)]
     Gallery(#[from] GalleryError),
     #[error("no API key with id {id:?}; `facegate keys list` shows the ids")]
@@ -138,35 +118,24 @@ pub struct Caller {
     pub role: Role,
 }
 
-pub struct KeyStore {
+pub struct ApiKeys {
     rows: Rows,
     /// Held while an argon2 hash is checked: each check takes ~19 MB and tens of milliseconds,
     /// so they run one at a time.
     slow_check: Mutex<()>,
 }
 
-/// Where the key rows live: next to the gallery's people.
-enum Rows {
-    Sqlite {
-        path: String,
-        connection: Mutex<Connection>,
-    },
-    Postgres(Box<PostgresGallery>),
-}
+/// The key records, wherever the gallery keeps them.
+struct Rows(Arc<dyn facegate::gallery::KeyStore>);
 
 /// A stored key: what is listed, and the hash of its secret.
 type Row = (KeyInfo, String);
 
-impl KeyStore {
+impl ApiKeys {
     /// Opens the key table in the gallery's database (creating both if needed).
-    pub fn open(location: &GalleryLocation) -> Result<KeyStore, KeyError> {
-        let rows = match location {
-            GalleryLocation::Sqlite(path) => Rows::open_sqlite(path)?,
-            // The gallery's migrations create the key table.
-            GalleryLocation::Postgres(url) => Rows::Postgres(Box::new(PostgresGallery::open(url)?)),
-        };
-        Ok(KeyStore {
-            rows,
+    pub fn open(location: &GalleryLocation) -> Result<ApiKeys, KeyError> {
+        Ok(ApiKeys {
+            rows: Rows(location.open_key_store()?),
             slow_check: Mutex::new(()),
         })
     }
@@ -270,178 +239,39 @@ fn secret_hash(id: &str, secret: &str) -> String {
     format!("{SHA256_HASH}{}", hex(&hasher.finalize()))
 }
 
-const TIMESTAMP: &str = "to_char(created AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"')";
-
 impl Rows {
-    fn open_sqlite(path: &Path) -> Result<Rows, KeyError> {
-        facegate::gallery::private::prepare_database(path).map_err(|source| {
-            KeyError::Gallery(GalleryError::Io {
-                path: path.display().to_string(),
-                source,
-            })
-        })?;
-        let db_error = |source| KeyError::Database {
-            path: path.display().to_string(),
-            source,
-        };
-        let connection = Connection::open(path).map_err(db_error)?;
-        connection
-            .busy_timeout(Duration::from_secs(10))
-            .map_err(db_error)?;
-        connection
-            .pragma_update(None, "journal_mode", "WAL")
-            .map_err(db_error)?;
-        connection.execute_batch(SCHEMA).map_err(db_error)?;
-        Ok(Rows::Sqlite {
-            path: path.display().to_string(),
-            connection: Mutex::new(connection),
-        })
-    }
-
-    /// Runs `work` on the SQLite connection.
-    fn sqlite<T>(
-        path: &str,
-        connection: &Mutex<Connection>,
-        work: impl FnOnce(&Connection) -> rusqlite::Result<T>,
-    ) -> Result<T, KeyError> {
-        let connection = connection.lock().unwrap_or_else(|p| p.into_inner());
-        work(&connection).map_err(|source| KeyError::Database {
-            path: path.to_string(),
-            source,
-        })
-    }
-
     fn insert(&self, id: &str, role: Role, label: &str, hash: &str) -> Result<(), KeyError> {
-        match self {
-            Rows::Sqlite { path, connection } => Self::sqlite(path, connection, |c| {
-                c.execute(
-                    "INSERT INTO api_keys (id, role, label, hash, created)
-                     VALUES (?1, ?2, ?3, ?4, strftime('%Y-%m-%dT%H:%M:%SZ', 'now'))",
-                    params![id, role.name(), label, hash],
-                )
-                .map(drop)
-            }),
-            Rows::Postgres(db) => Ok(db.run(|c| {
-                c.execute(
-                    "INSERT INTO facegate_api_keys (id, role, label, hash) VALUES ($1, $2, $3, $4)",
-                    &[&id, &role.name(), &label, &hash],
-                )
-                .map(drop)
-            })?),
-        }
+        Ok(self.0.insert_key(id, role.name(), label, hash)?)
     }
 
     fn list(&self) -> Result<Vec<KeyInfo>, KeyError> {
-        match self {
-            Rows::Sqlite { path, connection } => Self::sqlite(path, connection, |c| {
-                let mut statement = c.prepare(
-                    "SELECT id, role, label, created, revoked FROM api_keys ORDER BY created, id",
-                )?;
-                let rows = statement.query_map([], |r| {
-                    Ok(info(r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
-                })?;
-                rows.collect()
-            }),
-            Rows::Postgres(db) => Ok(db.run(|c| {
-                let rows = c.query(
-                    &format!(
-                        "SELECT id, role, label, {TIMESTAMP}, {} FROM facegate_api_keys
-                         ORDER BY created, id",
-                        TIMESTAMP.replace("created", "revoked")
-                    ),
-                    &[],
-                )?;
-                Ok(rows
-                    .iter()
-                    .map(|r| info(r.get(0), r.get(1), r.get(2), r.get(3), r.get(4)))
-                    .collect())
-            })?),
-        }
+        Ok(self.0.keys()?.into_iter().map(|r| row(r).0).collect())
     }
 
     /// Whether the key went from active to revoked.
     fn revoke(&self, id: &str) -> Result<bool, KeyError> {
-        match self {
-            Rows::Sqlite { path, connection } => Self::sqlite(path, connection, |c| {
-                c.execute(
-                    "UPDATE api_keys SET revoked = strftime('%Y-%m-%dT%H:%M:%SZ', 'now')
-                     WHERE id = ?1 AND revoked IS NULL",
-                    [id],
-                )
-                .map(|n| n > 0)
-            }),
-            Rows::Postgres(db) => Ok(db.run(|c| {
-                c.execute(
-                    "UPDATE facegate_api_keys SET revoked = now() WHERE id = $1 AND revoked IS NULL",
-                    &[&id],
-                )
-                .map(|n| n > 0)
-            })?),
-        }
+        Ok(self.0.revoke_key(id)?)
     }
 
     fn set_hash(&self, id: &str, hash: &str) -> Result<(), KeyError> {
-        match self {
-            Rows::Sqlite { path, connection } => Self::sqlite(path, connection, |c| {
-                c.execute("UPDATE api_keys SET hash = ?2 WHERE id = ?1", [id, hash])
-                    .map(drop)
-            }),
-            Rows::Postgres(db) => Ok(db.run(|c| {
-                c.execute(
-                    "UPDATE facegate_api_keys SET hash = $2 WHERE id = $1",
-                    &[&id, &hash],
-                )
-                .map(drop)
-            })?),
-        }
+        Ok(self.0.set_key_hash(id, hash)?)
     }
 
     fn find(&self, id: &str) -> Result<Option<Row>, KeyError> {
-        match self {
-            Rows::Sqlite { path, connection } => Self::sqlite(path, connection, |c| {
-                c.query_row(
-                    "SELECT id, role, label, created, revoked, hash FROM api_keys WHERE id = ?1",
-                    [id],
-                    |r| {
-                        let found = info(r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?);
-                        Ok((found, r.get(5)?))
-                    },
-                )
-                .optional()
-            }),
-            Rows::Postgres(db) => Ok(db.run(|c| {
-                let row = c.query_opt(
-                    &format!(
-                        "SELECT id, role, label, {TIMESTAMP}, {}, hash FROM facegate_api_keys
-                         WHERE id = $1",
-                        TIMESTAMP.replace("created", "revoked")
-                    ),
-                    &[&id],
-                )?;
-                Ok(row.map(|r| {
-                    let found = info(r.get(0), r.get(1), r.get(2), r.get(3), r.get(4));
-                    (found, r.get(5))
-                }))
-            })?),
-        }
+        Ok(self.0.key(id)?.map(row))
     }
 }
 
-fn info(
-    id: String,
-    role: String,
-    label: String,
-    created: String,
-    revoked: Option<String>,
-) -> KeyInfo {
-    KeyInfo {
-        id,
+fn row(record: KeyRecord) -> Row {
+    let info = KeyInfo {
+        id: record.id,
         // An unknown role (a newer facegate's) gets the least power.
-        role: Role::parse(&role).unwrap_or(Role::Verify),
-        label,
-        created,
-        revoked,
-    }
+        role: Role::parse(&record.role).unwrap_or(Role::Verify),
+        label: record.label,
+        created: record.created,
+        revoked: record.revoked,
+    };
+    (info, record.hash)
 }
 
 fn hex(bytes: &[u8]) -> String {
@@ -457,7 +287,7 @@ mod tests {
     fn keys_are_hashed_checked_and_revoked() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("gallery.db");
-        let store = KeyStore::open(&GalleryLocation::Sqlite(path.clone())).unwrap();
+        let store = ApiKeys::open(&GalleryLocation::Sqlite(path.clone())).unwrap();
         let created = store.create(Role::Enroll, "kiosk").unwrap();
         assert!(created.key.starts_with("fgk_"));
         let caller = store.authenticate(&created.key, false).unwrap().unwrap();
@@ -494,7 +324,7 @@ mod tests {
         assert!(!raw.windows(secret.len()).any(|w| w == secret.as_bytes()));
 
         // A revocation from another handle (the CLI) takes effect on this one.
-        let other = KeyStore::open(&GalleryLocation::Sqlite(path.clone())).unwrap();
+        let other = ApiKeys::open(&GalleryLocation::Sqlite(path.clone())).unwrap();
         other.revoke(&created.info.id).unwrap();
         assert_eq!(
             store.authenticate(&created.key, true).unwrap(),
@@ -510,7 +340,7 @@ mod tests {
     #[test]
     fn keys_with_argon2_hashes_work_and_are_rehashed_on_first_use() {
         let dir = tempfile::tempdir().unwrap();
-        let store = KeyStore::open(&GalleryLocation::Sqlite(dir.path().join("g.db"))).unwrap();
+        let store = ApiKeys::open(&GalleryLocation::Sqlite(dir.path().join("g.db"))).unwrap();
         let (id, secret) = ("00112233aabbccdd", "an-earlier-versions-secret");
         let salt = SaltString::encode_b64(&[7u8; 16]).unwrap();
         let argon2 = Argon2::default()
@@ -548,7 +378,7 @@ mod tests {
     #[test]
     fn a_hash_copied_to_another_key_does_not_match_there() {
         let dir = tempfile::tempdir().unwrap();
-        let store = KeyStore::open(&GalleryLocation::Sqlite(dir.path().join("g.db"))).unwrap();
+        let store = ApiKeys::open(&GalleryLocation::Sqlite(dir.path().join("g.db"))).unwrap();
         let a = store.create(Role::Verify, "a").unwrap();
         let b = store.create(Role::Admin, "b").unwrap();
         let a_hash = store.rows.find(&a.info.id).unwrap().unwrap().1;

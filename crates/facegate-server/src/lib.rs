@@ -39,7 +39,7 @@ use axum::Router;
 pub use auth::required_role;
 use connections::ConnectionLimit;
 pub use error::{ApiError, ErrorBody};
-pub use keys::{Caller, CreatedKey, KeyError, KeyInfo, KeyStore, Role};
+pub use keys::{ApiKeys, Caller, CreatedKey, KeyError, KeyInfo, Role};
 pub use limits::{AddFacesPolicy, Limits};
 pub use state::{AppState, SharedState};
 

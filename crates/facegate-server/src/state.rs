@@ -5,7 +5,7 @@ use std::sync::Arc;
 use facegate::{Engine, Gallery};
 
 use crate::error::ApiError;
-use crate::keys::KeyStore;
+use crate::keys::ApiKeys;
 use crate::limits::{FailedAuthLimiter, InferenceGate, KeyRateLimiter, Limits};
 use crate::metrics::Metrics;
 
@@ -15,7 +15,7 @@ pub struct AppState {
     pub engine: Arc<Engine>,
     pub gallery: Arc<dyn Gallery>,
     /// `None` only with `--insecure-no-auth`.
-    pub keys: Option<Arc<KeyStore>>,
+    pub keys: Option<Arc<ApiKeys>>,
     pub limits: Limits,
     pub gate: InferenceGate,
     pub rate: Option<KeyRateLimiter>,
@@ -33,7 +33,7 @@ impl AppState {
     pub fn new(
         engine: Arc<Engine>,
         gallery: Arc<dyn Gallery>,
-        keys: Option<Arc<KeyStore>>,
+        keys: Option<Arc<ApiKeys>>,
         limits: Limits,
     ) -> SharedState {
         Arc::new(AppState {

@@ -8,7 +8,7 @@ mod support;
 use std::path::PathBuf;
 
 use facegate::gallery::GalleryLocation;
-use facegate_server::{KeyStore, Limits, Role};
+use facegate_server::{ApiKeys, Limits, Role};
 use serde_json::json;
 use support::{b64, photo, Server};
 
@@ -92,7 +92,7 @@ fn the_api_works_on_postgres_and_survives_a_database_restart() {
 
     // Keys live in the database: a key made by another server (or `facegate keys`) works
     // here, and revoking it there locks it out here.
-    let elsewhere = KeyStore::open(&location).unwrap();
+    let elsewhere = ApiKeys::open(&location).unwrap();
     let shared = elsewhere.create(Role::Identify, "other server").unwrap();
     assert_eq!(server.get("/v1/people", Some(&shared.key)).status, 200);
     elsewhere.revoke(&shared.info.id).unwrap();

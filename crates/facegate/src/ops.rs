@@ -527,7 +527,7 @@ pub fn check_new_faces_match(
     engine: &Engine,
     person: &str,
     templates: &[Template],
-    new_faces: &[PreparedTemplate],
+    new_faces: &[NewTemplate],
 ) -> Result<Option<f32>, Error> {
     if templates.is_empty() {
         return Ok(None);
@@ -535,13 +535,13 @@ pub fn check_new_faces_match(
     let threshold = engine.threshold();
     let mut worst: Option<f32> = None;
     for face in new_faces {
-        let Some((_, distances)) = closest(&face.template.embedding, templates, &threshold) else {
+        let Some((_, distances)) = closest(&face.embedding, templates, &threshold) else {
             continue;
         };
         let distance = distances.get(threshold.metric);
         if !threshold.is_match(&distances) {
             return Err(Error::FaceMismatch {
-                source_name: face.template.source.clone(),
+                source_name: face.source.clone(),
                 person: person.to_string(),
                 distance,
                 threshold: threshold.value,

@@ -5,7 +5,7 @@
 //! and the audit entry themselves, so a decision is made, accepted and recorded the same way
 //! whichever front end asked. Front ends keep what is theirs: parsing, output, status codes.
 
-use facegate_gallery::{Gallery, GalleryError};
+use facegate_gallery::{EnrollOptions, EnrollReport, Gallery, GalleryError, NewTemplate, Template};
 
 use crate::ops::{self, IdentifyOutcome, IndexCache, UnmatchedFace, VerifyOutcome};
 use facegate_image::LoadedImage;
@@ -176,4 +176,147 @@ pub fn forget(gallery: &dyn Gallery, actor: &Actor, person: &str) -> Result<usiz
         )
     };
     Ok(gallery.forget_with(person, Some(&entry))?)
+}
+
+/// How an enrollment treats the person's name.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum EnrollMode {
+    /// A new person: refused with [`GalleryError::PersonExists`] when the name is taken.
+    NewPerson,
+    /// Faces for a person who must already exist, under the check.
+    AddFaces(FaceCheck),
+    /// A new person, or more faces for an existing one, unchecked (the local user).
+    CreateOrAdd,
+}
+
+/// What adding faces to a person who has some requires of the new faces.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FaceCheck {
+    /// Any face (an administrator).
+    None,
+    /// Each new face must match the person's enrolled faces at the 1:1 threshold.
+    MustMatch,
+    /// Only administrators may add faces to a person who has some.
+    AdminOnly,
+}
+
+/// An enrollment allowed to go ahead by [`FaceService::admit_enrollment`], before any photo is
+/// embedded; [`FaceService::enroll`] finishes it.
+#[derive(Clone, Debug)]
+pub struct AdmittedEnrollment {
+    person: String,
+    new_person: bool,
+    /// The enrolled templates new faces must match, when the check asks for it.
+    must_match: Option<Vec<Template>>,
+}
+
+impl AdmittedEnrollment {
+    /// The person's name as stored (Unicode NFC).
+    pub fn person(&self) -> &str {
+        &self.person
+    }
+}
+
+impl<'a> FaceService<'a> {
+    /// The checks an enrollment passes before any photo is embedded: the name is valid, the
+    /// person exists or not as `mode` requires, and the actor may add faces to them. A refusal
+    /// by policy is audited.
+    pub fn admit_enrollment(
+        &self,
+        actor: &Actor,
+        person: &str,
+        mode: EnrollMode,
+    ) -> Result<AdmittedEnrollment, Error> {
+        let person = facegate_gallery::normalize_name(person)?;
+        match (mode, self.gallery.person(&person)) {
+            (EnrollMode::NewPerson, Ok(_)) => {
+                return Err(GalleryError::PersonExists { name: person }.into())
+            }
+            (EnrollMode::AddFaces(_), Err(err)) => return Err(err.into()),
+            _ => {}
+        }
+        let check = match mode {
+            EnrollMode::AddFaces(check) => check,
+            EnrollMode::NewPerson | EnrollMode::CreateOrAdd => FaceCheck::None,
+        };
+        let must_match = match check {
+            FaceCheck::MustMatch | FaceCheck::AdminOnly => {
+                Some(self.gallery.templates_of(&person, self.engine.model_id())?)
+            }
+            FaceCheck::None => None,
+        };
+        if check == FaceCheck::AdminOnly && must_match.as_ref().is_some_and(|t| !t.is_empty()) {
+            let why =
+                "policy admin-only: only administrators may add faces to a person who has some";
+            self.record(audit::enroll_refused(
+                actor.name(),
+                &person,
+                None,
+                why.into(),
+            ))?;
+            return Err(Error::AddFacesForbidden { person });
+        }
+        Ok(AdmittedEnrollment {
+            new_person: mode == EnrollMode::NewPerson,
+            person,
+            must_match,
+        })
+    }
+
+    /// Stores the new templates of an admitted enrollment: the person (when new), the
+    /// templates and the audit entry in one transaction. New faces that must match the
+    /// person's and do not are refused (audited) and nothing is stored. With no faces, a new
+    /// person is created without templates.
+    pub fn enroll(
+        &self,
+        actor: &Actor,
+        admitted: &AdmittedEnrollment,
+        templates: &[NewTemplate],
+    ) -> Result<EnrollReport, Error> {
+        let person = admitted.person.as_str();
+        let worst = match &admitted.must_match {
+            Some(enrolled) => {
+                match ops::check_new_faces_match(self.engine, person, enrolled, templates) {
+                    Ok(worst) => worst,
+                    Err(err) => {
+                        let distance = match &err {
+                            Error::FaceMismatch { distance, .. } => Some(*distance),
+                            _ => None,
+                        };
+                        let why = format!("policy matching: {err}");
+                        self.record(audit::enroll_refused(actor.name(), person, distance, why))?;
+                        return Err(err);
+                    }
+                }
+            }
+            None => None,
+        };
+        let model = self.engine.model_id();
+        let entry = |report: &EnrollReport| {
+            let (added, already) = (report.added.len(), report.duplicates.len());
+            let mut entry = audit::enroll(actor.name(), person, added, already, model);
+            if let (Some(detail), Some(worst)) = (entry.detail.as_mut(), worst) {
+                detail.push_str(&format!(
+                    "; policy matching: every new face matched (largest distance {worst:.3})"
+                ));
+            }
+            entry
+        };
+        if templates.is_empty() {
+            // A person without photos yet: nothing biometric to write with the entry.
+            if admitted.new_person {
+                self.gallery.create_person(person)?;
+            }
+            let report = EnrollReport::default();
+            self.record(entry(&report))?;
+            return Ok(report);
+        }
+        let options = EnrollOptions {
+            new_person: admitted.new_person,
+            audit: Some(&entry),
+        };
+        Ok(self
+            .gallery
+            .enroll_with(person, model, templates, &options)?)
+    }
 }

@@ -5,8 +5,8 @@ use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::Extension;
 use axum::Json;
-use facegate::gallery::{EnrollOptions, EnrollReport, GalleryError};
 use facegate::ops;
+use facegate::service::{EnrollMode, FaceCheck, FaceService};
 use serde::Deserialize;
 
 use super::types::{
@@ -137,7 +137,7 @@ pub async fn create_person(
         .to_string();
     let largest = form.flag("largest")?;
     let images = form.take_images("image");
-    let result = enroll(&state, actor, name, images, largest, None).await?;
+    let result = enroll(&state, actor, name, images, largest, EnrollMode::NewPerson).await?;
     Ok((StatusCode::CREATED, Json(result)))
 }
 
@@ -188,19 +188,16 @@ pub async fn add_faces(
         (false, AddFacesPolicy::Matching) => FaceCheck::MustMatch,
         (false, AddFacesPolicy::AdminOnly) => FaceCheck::AdminOnly,
     };
-    let result = enroll(&state, actor, name, images, largest, Some(check)).await?;
+    let result = enroll(
+        &state,
+        actor,
+        name,
+        images,
+        largest,
+        EnrollMode::AddFaces(check),
+    )
+    .await?;
     Ok((StatusCode::CREATED, Json(result)))
-}
-
-/// What adding faces to an existing person requires of the caller's new faces.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum FaceCheck {
-    /// An administrator: any face.
-    None,
-    /// Each new face must match the person's enrolled faces.
-    MustMatch,
-    /// Only administrators may add faces to a person who has some.
-    AdminOnly,
 }
 
 /// Erase a person and every template of theirs.
@@ -304,78 +301,27 @@ async fn enroll(
     name: String,
     images: Vec<Upload>,
     largest: bool,
-    existing: Option<FaceCheck>,
+    mode: EnrollMode,
 ) -> Result<EnrollResult, ApiError> {
-    let new_person = existing.is_none();
     facegate::gallery::normalize_name(&name)?;
     let shared = state.clone();
     let max_pixels = state.limits.max_pixels;
     let result = state
         .infer(move |engine, gallery| {
-            // Before any inference: an unknown person, or one who already exists.
-            match (new_person, gallery.person(&name)) {
-                (false, Err(err)) => return Err(err.into()),
-                (true, Ok(_)) => {
-                    return Err(GalleryError::PersonExists { name: name.clone() }.into())
-                }
-                _ => {}
-            }
-            let enrolled = match existing {
-                Some(FaceCheck::MustMatch | FaceCheck::AdminOnly) => {
-                    gallery.templates_of(&name, engine.model_id())?
-                }
-                _ => Vec::new(),
-            };
-            if existing == Some(FaceCheck::AdminOnly) && !enrolled.is_empty() {
-                let why = "only administrators may add faces to a person who has some (--add-faces admin)";
-                actor.record(gallery, |a| audit::enroll_refused(a, &name, None, why.into()))?;
-                return Err(facegate::Error::AddFacesForbidden { person: name.clone() });
-            }
+            let service = FaceService::new(engine, gallery);
+            // Before any inference: an unknown person, one who already exists, or a policy
+            // refusal.
+            let admitted = service.admit_enrollment(&actor.0, &name, mode)?;
             let mut prepared = Vec::with_capacity(images.len());
             for upload in &images {
                 let image = upload.decode(max_pixels)?;
                 prepared.push(ops::prepare_template(engine, &image, largest)?);
             }
-            let checked = match ops::check_new_faces_match(engine, &name, &enrolled, &prepared) {
-                Ok(worst) => worst,
-                Err(err) => {
-                    let distance = match &err {
-                        facegate::Error::FaceMismatch { distance, .. } => Some(*distance),
-                        _ => None,
-                    };
-                    let why = format!("policy matching: {err}");
-                    actor.record(gallery, |a| audit::enroll_refused(a, &name, distance, why))?;
-                    return Err(err);
-                }
-            };
             shared.metrics.faces_embedded.inc_by(prepared.len() as u64);
             let templates: Vec<_> = prepared.iter().map(|p| p.template.clone()).collect();
-            let audit = |report: &EnrollReport| {
-                let (added, already) = (report.added.len(), report.duplicates.len());
-                let mut entry = audit::enroll(actor.name(), &name, added, already, engine.model_id());
-                if let (Some(detail), Some(worst)) = (entry.detail.as_mut(), checked) {
-                    detail.push_str(&format!("; policy matching: every new face matched (largest distance {worst:.3})"));
-                }
-                entry
-            };
-            let report = if templates.is_empty() {
-                // A person without photos yet: nothing biometric to write with the entry.
-                if new_person {
-                    gallery.create_person(&name)?;
-                }
-                let report = EnrollReport::default();
-                actor.record(gallery, |_| audit(&report))?;
-                report
-            } else {
-                // Person, templates and audit entry: one transaction.
-                let options = EnrollOptions {
-                    new_person,
-                    audit: Some(&audit),
-                };
-                gallery.enroll_with(&name, engine.model_id(), &templates, &options)?
-            };
+            let report = service.enroll(&actor.0, &admitted, &templates)?;
             Ok(EnrollResult {
-                person: person_detail(gallery, &name)?,
+                person: person_detail(gallery, admitted.person())?,
                 added: report.added,
                 duplicates: report.duplicates,
                 faces: prepared.iter().map(|p| FaceBox::from(&p.face)).collect(),

@@ -10,7 +10,7 @@ use std::time::Duration;
 use facegate::gallery::{Gallery, SqliteGallery};
 use facegate::models::{ModelStore, SilentObserver};
 use facegate::{Engine, EngineOptions, Home};
-use facegate_server::{AppState, KeyStore, Limits, Role};
+use facegate_server::{ApiKeys, AppState, Limits, Role};
 use serde_json::Value;
 
 pub fn home() -> PathBuf {
@@ -108,7 +108,7 @@ pub fn liveness_engine() -> Arc<Engine> {
 
 pub struct Server {
     pub base: String,
-    pub keys: Arc<KeyStore>,
+    pub keys: Arc<ApiKeys>,
     pub gallery_path: PathBuf,
     pub dir: tempfile::TempDir,
     runtime: tokio::runtime::Runtime,
@@ -150,7 +150,7 @@ impl Server {
     /// With auth, gallery and keys at `location` (a PostgreSQL database, say).
     pub fn start_at(limits: Limits, location: &facegate::gallery::GalleryLocation) -> Server {
         let gallery = location.open().unwrap();
-        let keys = Arc::new(KeyStore::open(location).unwrap());
+        let keys = Arc::new(ApiKeys::open(location).unwrap());
         Server::start_parts(limits, true, gallery, keys, tempfile::tempdir().unwrap())
     }
 
@@ -160,7 +160,7 @@ impl Server {
         let gallery =
             gallery.unwrap_or_else(|| Arc::new(SqliteGallery::open(&gallery_path).unwrap()));
         let keys = Arc::new(
-            KeyStore::open(&facegate::gallery::GalleryLocation::Sqlite(
+            ApiKeys::open(&facegate::gallery::GalleryLocation::Sqlite(
                 gallery_path.clone(),
             ))
             .unwrap(),
@@ -174,7 +174,7 @@ impl Server {
         let gallery_path = dir.path().join("gallery.db");
         let gallery: Arc<dyn Gallery> = Arc::new(SqliteGallery::open(&gallery_path).unwrap());
         let keys = Arc::new(
-            KeyStore::open(&facegate::gallery::GalleryLocation::Sqlite(
+            ApiKeys::open(&facegate::gallery::GalleryLocation::Sqlite(
                 gallery_path.clone(),
             ))
             .unwrap(),
@@ -186,7 +186,7 @@ impl Server {
         limits: Limits,
         auth: bool,
         gallery: Arc<dyn Gallery>,
-        keys: Arc<KeyStore>,
+        keys: Arc<ApiKeys>,
         dir: tempfile::TempDir,
     ) -> Server {
         Server::start_engine(limits, auth, gallery, keys, dir, engine())
@@ -196,7 +196,7 @@ impl Server {
         limits: Limits,
         auth: bool,
         gallery: Arc<dyn Gallery>,
-        keys: Arc<KeyStore>,
+        keys: Arc<ApiKeys>,
         dir: tempfile::TempDir,
         engine: Arc<Engine>,
     ) -> Server {
