@@ -17,7 +17,7 @@ use facegate::gallery::{NewTemplate, TemplateIndex};
 use facegate::models::{pins, SilentObserver};
 use facegate::nn::Runtime;
 
-use crate::commands::{images_in, Context};
+use crate::context::{images_in, Context};
 use crate::progress::{self, Spinner};
 
 fn photos(ctx: &Context, dir: Option<&Path>, limit: usize) -> Result<Vec<std::path::PathBuf>> {

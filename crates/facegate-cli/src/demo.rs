@@ -9,7 +9,7 @@ use facegate::gallery::{Gallery, SqliteGallery};
 use facegate::ops;
 use serde::Serialize;
 
-use crate::commands::{images_in, Context};
+use crate::context::{images_in, Context};
 use crate::progress::{self, Spinner};
 
 #[derive(Default, Serialize)]

@@ -13,7 +13,7 @@ use facegate::Engine;
 use serde_json::json;
 
 use crate::cli::{EvalKind, PairsArgs};
-use crate::commands::Context;
+use crate::context::Context;
 use crate::progress;
 use crate::report;
 

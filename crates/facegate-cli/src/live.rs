@@ -16,7 +16,7 @@ use facegate::Error;
 use serde_json::json;
 
 use crate::cli::VideoArgs;
-use crate::commands::{enroll_audited, exit, local_actor, record, Context};
+use crate::context::{enroll_audited, exit, local_actor, record, Context};
 
 /// Opens what the flags name.
 fn open(args: &VideoArgs) -> Result<Box<dyn FrameSource>> {

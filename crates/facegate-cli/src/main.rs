@@ -3,6 +3,7 @@
 mod bench;
 mod cli;
 mod commands;
+mod context;
 mod demo;
 mod eval;
 mod live;

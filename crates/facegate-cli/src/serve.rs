@@ -12,7 +12,7 @@ use facegate_server::{AddFacesPolicy, ApiKeys, AppState, Limits, Role, ServeOpti
 use serde_json::json;
 
 use crate::cli::{AddFacesArg, KeysAction, RoleArg, ServeArgs};
-use crate::commands::Context;
+use crate::context::Context;
 
 pub fn serve(ctx: &Context, args: &ServeArgs) -> Result<ExitCode> {
     let defaults = Limits::default();

@@ -213,6 +213,9 @@ pub struct Engine {
     options: EngineOptions,
     calibrated: Option<CalibratedThreshold>,
     liveness: Option<LivenessModels>,
+    /// The 1:1 threshold, resolved on first use: the options and calibration do not change
+    /// after loading.
+    threshold: std::sync::OnceLock<Threshold>,
 }
 
 /// How likely a distance this small is between two different people.
@@ -296,6 +299,7 @@ impl Engine {
             options,
             calibrated: None,
             liveness: None,
+            threshold: std::sync::OnceLock::new(),
         }
     }
 
@@ -397,6 +401,12 @@ impl Engine {
 
     /// The decision threshold in force and where it came from.
     pub fn threshold(&self) -> Threshold {
+        self.threshold
+            .get_or_init(|| self.resolve_threshold())
+            .clone()
+    }
+
+    fn resolve_threshold(&self) -> Threshold {
         let mut threshold =
             facegate_decide::default_threshold(self.model_id()).unwrap_or(Threshold {
                 metric: facegate_decide::Metric::Euclidean,
