@@ -10,7 +10,7 @@
 mod similarity;
 mod warp;
 
-use facegate_detect::Face;
+use facegate_face::Face;
 use facegate_image::RgbImage;
 use serde::{Deserialize, Serialize};
 

@@ -50,7 +50,7 @@ pub trait Embedder: Send + Sync {
     }
     /// The model's own way of cutting a detected face out (e.g. dlib's landmarks and chips);
     /// `None` to use the template above.
-    fn align(&self, image: &RgbImage, face: &facegate_detect::Face) -> Option<RgbImage> {
+    fn align(&self, image: &RgbImage, face: &facegate_face::Face) -> Option<RgbImage> {
         let _ = (image, face);
         None
     }

@@ -26,15 +26,8 @@ pub const INPUT_SIZE: u32 = 112;
 pub const DIMENSION: usize = 192;
 pub const MODEL_ID: &str = "mobilefacenet-human-3.0.4";
 
-/// The standard 5-point template for 112x112 ArcFace-style crops (left eye, right eye, nose,
-/// mouth left, mouth right), the alignment this network was trained with.
-pub const TEMPLATE_112: [[f32; 2]; 5] = [
-    [38.2946, 51.6963],
-    [73.5318, 51.5014],
-    [56.0252, 71.7366],
-    [41.5493, 92.3655],
-    [70.7299, 92.2041],
-];
+/// The alignment this network was trained with: the standard ArcFace 112x112 template.
+pub const TEMPLATE_112: [[f32; 2]; 5] = facegate_face::ARCFACE_112;
 
 /// The repairs for the pinned graph and how many places each must change: a different count
 /// means a different graph, and nothing is converted.

@@ -17,7 +17,7 @@
 pub mod simulate;
 
 use facegate_align::AlignMode;
-use facegate_detect::Face;
+use facegate_face::Face;
 use facegate_image::RgbImage;
 use facegate_models::tfjs::TfjsGraph;
 use facegate_models::{pins, FetchObserver, ModelError, ModelStore, PinnedTfjsModel};

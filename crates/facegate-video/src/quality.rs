@@ -1,6 +1,6 @@
 //! How usable a face in a frame is for enrollment: size, sharpness, pose, exposure.
 
-use facegate_detect::Face;
+use facegate_face::Face;
 use facegate_image::RgbImage;
 use serde::Serialize;
 

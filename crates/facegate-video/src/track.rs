@@ -1,7 +1,7 @@
 //! Which faces in consecutive frames belong to the same person: greedy matching of boxes by
 //! overlap (IoU). Cheap and adequate at a few frames per second when people do not cross.
 
-use facegate_detect::Face;
+use facegate_face::Face;
 
 /// A face followed across frames.
 #[derive(Clone, Debug)]

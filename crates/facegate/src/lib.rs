@@ -38,6 +38,7 @@ pub use facegate_align as align;
 pub use facegate_decide as decide;
 pub use facegate_detect as detect;
 pub use facegate_embed as embed;
+pub use facegate_face as face;
 pub use facegate_gallery as gallery;
 pub use facegate_image as image;
 pub use facegate_liveness as liveness;

@@ -122,7 +122,7 @@ pub struct QualityReport {
 }
 
 /// The standard ArcFace 112x112 landmark template (see `facegate_embed::mobilefacenet`).
-const TEMPLATE_112: [[f32; 2]; 5] = facegate_embed::mobilefacenet::TEMPLATE_112;
+const TEMPLATE_112: [[f32; 2]; 5] = facegate_face::ARCFACE_112;
 /// Where the nose sits between the eye line and the mouth line on a frontal face (0-1),
 /// from the same template.
 const FRONTAL_NOSE_RATIO: f32 = 0.4953;

@@ -126,7 +126,7 @@ impl Embedder for DlibResnet {
 
     /// dlib's own preprocessing: its 5-point shape predictor (started from a dlib-style box
     /// placed from MTCNN's landmarks), then its 150x150 chip with padding 0.25.
-    fn align(&self, image: &RgbImage, face: &facegate_detect::Face) -> Option<RgbImage> {
+    fn align(&self, image: &RgbImage, face: &facegate_face::Face) -> Option<RgbImage> {
         let rect = landmarks::rect_from_mtcnn(face.bbox, &face.landmarks);
         let points = self.shape_predictor.predict(image, rect);
         let details = chip::chip_details(&points, INPUT_SIZE, CHIP_PADDING);
