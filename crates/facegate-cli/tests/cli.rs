@@ -5,35 +5,15 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 use facegate::gallery::{Gallery, NewTemplate, SqliteGallery};
-use facegate::models::{ModelStore, SilentObserver};
 
 mod support;
 use support::corpus::png_header_only;
 
-/// The shared model cache (filled by facegate's own fetch code on first use).
-fn home() -> PathBuf {
-    std::env::var_os("FACEGATE_TEST_HOME")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| {
-            PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../target/facegate-test-home")
-        })
-}
-
-fn photos_dir() -> PathBuf {
-    ModelStore::new(home().join("models"))
-        .celebrity_dataset(&SilentObserver)
-        .expect("extract example photos")
-}
+use facegate_testing::{home, photos_dir};
 
 /// The `n`-th photo (sorted) of `person` in the train split.
 fn photo(person: &str, n: usize) -> PathBuf {
-    let dir = photos_dir().join("train").join(person);
-    let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .collect();
-    files.sort();
-    files[n].clone()
+    facegate_testing::photo_path("train", person, n)
 }
 
 fn two_people_photo() -> PathBuf {

@@ -72,7 +72,7 @@ fn a_sqlite_gallery_migrates_to_another_file() {
 
 #[test]
 fn the_cli_runs_on_postgres_and_migrates_both_ways() {
-    let Some(db) = facegate::gallery::ScratchDatabase::from_env().expect("a test database") else {
+    let Some(db) = facegate_testing::ScratchDatabase::from_env().expect("a test database") else {
         return;
     };
     let url = db.url().to_string();

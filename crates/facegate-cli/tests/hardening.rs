@@ -23,7 +23,7 @@ fn people_dir() -> PathBuf {
 /// A gallery to attack: a SQLite file, or a scratch PostgreSQL database.
 enum Target {
     Sqlite(PathBuf),
-    Postgres(facegate::gallery::ScratchDatabase),
+    Postgres(facegate_testing::ScratchDatabase),
 }
 
 impl Target {
@@ -66,7 +66,7 @@ impl Target {
 /// SQLite in `dir`, and PostgreSQL when a test server is configured.
 fn targets(dir: &Path) -> Vec<(&'static str, Target)> {
     let mut targets = vec![("sqlite", Target::Sqlite(dir.join("gallery.db")))];
-    if let Some(db) = facegate::gallery::ScratchDatabase::from_env().unwrap() {
+    if let Some(db) = facegate_testing::ScratchDatabase::from_env().unwrap() {
         targets.push(("postgres", Target::Postgres(db)));
     }
     targets

@@ -293,7 +293,7 @@ fn kill_9_of_the_server_mid_enrollment_keeps_each_request_all_or_nothing() {
         .query_row("PRAGMA integrity_check", [], |r| r.get(0))
         .unwrap();
     assert_eq!(check, "ok");
-    if let Some(db) = facegate::gallery::ScratchDatabase::from_env().unwrap() {
+    if let Some(db) = facegate_testing::ScratchDatabase::from_env().unwrap() {
         kill_server_mid_enrollment(std::path::Path::new(db.url()));
     }
 }

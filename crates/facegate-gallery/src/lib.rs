@@ -22,7 +22,7 @@ pub use api_keys::{KeyRecord, KeyStore};
 pub use audit_chain::{AuditKey, ChainReport};
 pub use index::{Hit, QuantizedIndex, TemplateIndex};
 pub use location::GalleryLocation;
-pub use postgres::{PostgresGallery, PostgresOptions, ScratchDatabase, SearchMode};
+pub use postgres::{PostgresGallery, PostgresOptions, SearchMode};
 pub use seal::TemplateKey;
 pub use sqlite::SqliteGallery;
 

@@ -13,8 +13,8 @@ use serde_json::json;
 use support::{b64, photo, Server};
 
 /// A fresh database on the test server, and the gallery location for it.
-fn database() -> Option<(facegate::gallery::ScratchDatabase, GalleryLocation)> {
-    let db = facegate::gallery::ScratchDatabase::from_env().expect("a test database")?;
+fn database() -> Option<(facegate_testing::ScratchDatabase, GalleryLocation)> {
+    let db = facegate_testing::ScratchDatabase::from_env().expect("a test database")?;
     let location = GalleryLocation::Postgres(db.url().to_string());
     Some((db, location))
 }

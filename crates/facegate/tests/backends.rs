@@ -14,7 +14,7 @@ use facegate_models::SilentObserver;
 
 #[test]
 fn sqlite_and_postgres_give_the_same_answers_on_real_photos() {
-    let Some(db) = facegate::gallery::ScratchDatabase::from_env().expect("a test database") else {
+    let Some(db) = facegate_testing::ScratchDatabase::from_env().expect("a test database") else {
         return;
     };
     // Every photo, whatever its quality: this compares backends, not photos.

@@ -10,16 +10,10 @@ use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 use std::time::Duration;
 
-use facegate::models::{ModelStore, SilentObserver};
 use serde_json::Value;
 
-pub fn home() -> PathBuf {
-    std::env::var_os("FACEGATE_TEST_HOME")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| {
-            PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../target/facegate-test-home")
-        })
-}
+#[allow(unused_imports)] // each test binary uses some of the shared helpers
+pub use facegate_testing::home;
 
 /// Where tests leave files for people to look at (screenshots, load-test numbers).
 pub fn artifacts() -> PathBuf {
@@ -35,23 +29,8 @@ pub fn fixture(relative: &str) -> PathBuf {
         .join(relative)
 }
 
-pub fn photo_path(split: &str, person: &str, n: usize) -> PathBuf {
-    let dir = ModelStore::new(home().join("models"))
-        .celebrity_dataset(&SilentObserver)
-        .expect("extract the example photos")
-        .join(split)
-        .join(person);
-    let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .collect();
-    files.sort();
-    files[n].clone()
-}
-
-pub fn photo(split: &str, person: &str, n: usize) -> Vec<u8> {
-    std::fs::read(photo_path(split, person, n)).unwrap()
-}
+#[allow(unused_imports)] // each test binary uses some of the shared helpers
+pub use facegate_testing::{photo, photo_path};
 
 pub fn b64(bytes: &[u8]) -> String {
     use base64::Engine as _;

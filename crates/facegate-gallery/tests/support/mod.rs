@@ -44,7 +44,7 @@ impl Backend {
 
 enum Cleanup {
     Directory(#[allow(dead_code)] tempfile::TempDir),
-    Database(#[allow(dead_code)] facegate_gallery::ScratchDatabase),
+    Database(#[allow(dead_code)] facegate_testing::ScratchDatabase),
 }
 
 pub fn sqlite() -> Backend {
@@ -56,10 +56,10 @@ pub fn sqlite() -> Backend {
     }
 }
 
-/// A fresh, empty database on the test server (see [`facegate_gallery::ScratchDatabase`]),
+/// A fresh, empty database on the test server (see [`facegate_testing::ScratchDatabase`]),
 /// dropped at the end of the test.
 pub fn postgres() -> Option<Backend> {
-    let database = facegate_gallery::ScratchDatabase::from_env().expect("a test database")?;
+    let database = facegate_testing::ScratchDatabase::from_env().expect("a test database")?;
     Some(Backend {
         name: "postgres",
         location: GalleryLocation::Postgres(database.url().to_string()),

@@ -8,35 +8,16 @@ use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use facegate::gallery::{Gallery, SqliteGallery};
-use facegate::models::{ModelStore, SilentObserver};
+use facegate::models::SilentObserver;
 use facegate::{Engine, EngineOptions, Home};
 use facegate_server::{ApiKeys, AppState, Limits, Role};
 use serde_json::Value;
 
-pub fn home() -> PathBuf {
-    std::env::var_os("FACEGATE_TEST_HOME")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| {
-            PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../target/facegate-test-home")
-        })
-}
+#[allow(unused_imports)] // each test binary uses some of the shared helpers
+pub use facegate_testing::home;
 
-pub fn photos_dir() -> PathBuf {
-    ModelStore::new(home().join("models"))
-        .celebrity_dataset(&SilentObserver)
-        .expect("extract the example photos")
-}
-
-/// The `n`-th photo (sorted) of `person` in `split` (train or val).
-pub fn photo(split: &str, person: &str, n: usize) -> Vec<u8> {
-    let dir = photos_dir().join(split).join(person);
-    let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .collect();
-    files.sort();
-    std::fs::read(&files[n]).unwrap()
-}
+#[allow(unused_imports)] // each test binary uses some of the shared helpers
+pub use facegate_testing::{photo, photos_dir};
 
 pub fn two_people_photo() -> Vec<u8> {
     std::fs::read(photos_dir().join(

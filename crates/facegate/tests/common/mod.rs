@@ -8,14 +8,8 @@ use std::path::PathBuf;
 use facegate_models::{pins, ModelStore, SilentObserver};
 use facegate_nn::Runtime;
 
-/// `FACEGATE_TEST_HOME`, or `target/facegate-test-home` in the workspace.
-pub fn home() -> PathBuf {
-    std::env::var_os("FACEGATE_TEST_HOME")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| {
-            PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../target/facegate-test-home")
-        })
-}
+#[allow(unused_imports)] // each test binary uses some of the shared helpers
+pub use facegate_testing::home;
 
 pub fn store() -> ModelStore {
     ModelStore::new(home().join("models"))
