@@ -1121,6 +1121,9 @@ fn encode_embedding(v: &[f32]) -> Vec<u8> {
 
 #[cfg(test)]
 mod tests {
+    //! What only the SQLite file shows (bytes on disk after erasure, tampering with a sealed
+    //! row); everything a backend must do is in the contract tests (`tests/contract.rs`).
+
     use super::*;
 
     fn template(seed: f32, sha: &str) -> NewTemplate {
@@ -1138,111 +1141,6 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let g = SqliteGallery::open(&dir.path().join("g.db")).unwrap();
         (dir, g)
-    }
-
-    #[test]
-    fn enroll_list_read_forget_round_trip() {
-        let (_dir, g) = gallery();
-        let report = g
-            .enroll("alice", "m1", &[template(0.1, "a"), template(0.2, "b")])
-            .unwrap();
-        assert_eq!(report.added.len(), 2);
-        assert!(report.created_person);
-        let again = g
-            .enroll("alice", "m1", &[template(0.1, "a"), template(0.3, "c")])
-            .unwrap();
-        assert_eq!(again.added.len(), 1);
-        assert_eq!(again.duplicates, vec!["a".to_string()]);
-        let t = g.templates_of("alice", "m1").unwrap();
-        assert_eq!(t.len(), 3);
-        assert_eq!(t[0].embedding, vec![0.1, 0.9, 0.5]);
-        assert_eq!(g.people().unwrap()[0].templates, 3);
-        let before = g.revision().unwrap();
-        assert_eq!(g.forget("alice").unwrap(), 3);
-        assert!(g.revision().unwrap() > before, "writes change the revision");
-        assert!(g.people().unwrap().is_empty());
-        assert_eq!(g.model_id().unwrap(), None);
-    }
-
-    #[test]
-    fn other_models_are_refused() {
-        let (_dir, g) = gallery();
-        g.enroll("alice", "m1", &[template(0.1, "a")]).unwrap();
-        let err = g.enroll("bob", "m2", &[template(0.1, "b")]).unwrap_err();
-        assert!(matches!(err, GalleryError::ModelMismatch { .. }), "{err}");
-        assert!(matches!(
-            g.all_templates("m2"),
-            Err(GalleryError::ModelMismatch { .. })
-        ));
-        assert_eq!(
-            g.people().unwrap().len(),
-            1,
-            "bob must not have been created"
-        );
-    }
-
-    #[test]
-    fn unknown_people_and_duplicate_only_enrolls() {
-        let (_dir, g) = gallery();
-        assert!(matches!(
-            g.templates_of("zed", "m1"),
-            Err(GalleryError::UnknownPerson { .. })
-        ));
-        assert!(matches!(
-            g.forget("zed"),
-            Err(GalleryError::UnknownPerson { .. })
-        ));
-        let report = g.enroll("carol", "m1", &[]).unwrap();
-        assert!(report.added.is_empty() && !report.created_person);
-        assert!(g.people().unwrap().is_empty());
-    }
-
-    #[test]
-    fn people_are_created_paged_and_templates_removed_one_by_one() {
-        let (_dir, g) = gallery();
-        for name in ["dave", "alice", "carol", "bob"] {
-            g.create_person(name).unwrap();
-        }
-        assert!(matches!(
-            g.create_person("bob"),
-            Err(GalleryError::PersonExists { .. })
-        ));
-        let names = |page: Vec<Person>| page.into_iter().map(|p| p.name).collect::<Vec<_>>();
-        assert_eq!(
-            names(g.people_page(None, 3).unwrap()),
-            ["alice", "bob", "carol"]
-        );
-        assert_eq!(names(g.people_page(Some("carol"), 3).unwrap()), ["dave"]);
-        let report = g
-            .enroll("bob", "m1", &[template(0.1, "a"), template(0.2, "b")])
-            .unwrap();
-        assert!(!report.created_person);
-        assert_eq!(g.person("bob").unwrap().templates, 2);
-        assert_eq!(
-            g.counts().unwrap(),
-            GalleryCounts {
-                people: 4,
-                templates: 2
-            }
-        );
-        assert!(matches!(
-            g.remove_template("alice", report.added[0]),
-            Err(GalleryError::UnknownTemplate { .. })
-        ));
-        g.remove_template("bob", report.added[0]).unwrap();
-        let left = g.templates_info("bob").unwrap();
-        assert_eq!(left.len(), 1);
-        assert_eq!(left[0].id, report.added[1]);
-        g.remove_template("bob", report.added[1]).unwrap();
-        assert_eq!(
-            g.model_id().unwrap(),
-            None,
-            "an empty gallery forgets its model"
-        );
-        assert!(matches!(
-            g.person("zed"),
-            Err(GalleryError::UnknownPerson { .. })
-        ));
     }
 
     #[test]
@@ -1338,14 +1236,5 @@ mod tests {
             "{err}"
         );
         assert!(err.to_string().contains("integrity check"), "{err}");
-    }
-
-    #[test]
-    fn hostile_names_are_stored_exactly() {
-        let (_dir, g) = gallery();
-        let name = "x'); DROP TABLE people; -- 😀 / ../..";
-        g.enroll(name, "m1", &[template(0.1, "a")]).unwrap();
-        assert_eq!(g.people().unwrap()[0].name, name);
-        assert_eq!(g.templates_of(name, "m1").unwrap().len(), 1);
     }
 }
