@@ -235,17 +235,6 @@ pub fn images_in(dir: &Path) -> Result<Vec<PathBuf>> {
     Ok(found)
 }
 
-/// Who runs this command, for the audit log.
-pub(crate) fn local_actor() -> String {
-    Actor::local_user().name().to_string()
-}
-
-/// Appends to the gallery's audit log; a decision that cannot be recorded is an error.
-pub(crate) fn record(gallery: &dyn Gallery, event: facegate::gallery::NewAuditEvent) -> Result<()> {
-    gallery.append_audit(&event).map_err(Error::from)?;
-    Ok(())
-}
-
 /// Stores the templates for the local user (a new person, or more faces for one) with the
 /// audit entry saying so, in one transaction.
 pub(crate) fn enroll_audited(

@@ -16,7 +16,8 @@ use facegate::Error;
 use serde_json::json;
 
 use crate::cli::VideoArgs;
-use crate::context::{enroll_audited, exit, local_actor, record, Context};
+use crate::context::{enroll_audited, exit, Context};
+use facegate::service::{Actor, FaceService};
 
 /// Opens what the flags name.
 fn open(args: &VideoArgs) -> Result<Box<dyn FrameSource>> {
@@ -145,16 +146,14 @@ pub fn verify(ctx: &Context, name: &str, args: &VideoArgs, k: usize, n: usize) -
         }),
     };
     let stop = stop_on_ctrl_c();
-    let outcome = video::verify_video(
-        &engine,
-        gallery.as_ref(),
+    let service = FaceService::new(&engine, gallery.as_ref());
+    let outcome = service.verify_video(
+        &Actor::local_user(),
         name,
         source.as_mut(),
         &settings,
         &stop,
     )?;
-    let event = facegate::audit::video_verify(&local_actor(), &outcome, &source.describe());
-    record(gallery.as_ref(), event)?;
     ctx.emit(&outcome, || {
         let verdict = if outcome.is_match { "MATCH" } else { "NO MATCH" };
         println!(
@@ -186,35 +185,15 @@ pub fn identify(ctx: &Context, args: &VideoArgs) -> Result<ExitCode> {
     let stop = stop_on_ctrl_c();
     let mut anyone = false;
     let json = ctx.global.json;
-    let (actor, described) = (local_actor(), source.describe());
-    // One audit entry per face entering the view (not per frame); the first failure to record
-    // stops nothing mid-stream but fails the command at the end.
-    let mut audit_failure = None;
-    video::identify_video(
-        &engine,
-        gallery.as_ref(),
+    let service = FaceService::new(&engine, gallery.as_ref());
+    service.identify_video(
+        &Actor::local_user(),
         source.as_mut(),
         &settings,
         &stop,
         &mut |event| {
-            if let PresenceEvent::Enter {
-                person,
-                distance,
-                time_s,
-                ..
-            } = &event
-            {
+            if let PresenceEvent::Enter { person, .. } = &event {
                 anyone |= person.is_some();
-                let entry = facegate::audit::video_presence(
-                    &actor,
-                    person.as_deref(),
-                    *distance,
-                    &described,
-                    *time_s,
-                );
-                if let Err(err) = gallery.append_audit(&entry) {
-                    audit_failure.get_or_insert(err);
-                }
             }
             if json {
                 // One line per event, flushed, for piping into other programs.
@@ -257,8 +236,5 @@ pub fn identify(ctx: &Context, args: &VideoArgs) -> Result<ExitCode> {
             }
         },
     )?;
-    if let Some(err) = audit_failure {
-        return Err(Error::from(err).into());
-    }
     Ok(exit(anyone))
 }

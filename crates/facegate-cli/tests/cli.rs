@@ -951,6 +951,8 @@ fn encrypted_galleries_need_their_key_and_rotate() {
     let r = t.run(&["list", "--json"]);
     assert_eq!(r.code, 0);
     assert_eq!(r.json()["people"][0]["name"], "ben");
+    // The same name as over HTTP (`templates` is always a list).
+    assert_eq!(r.json()["people"][0]["template_count"], 1);
     let r = with(&k2, &["verify", "--json", "ben", s(&ben1)]);
     assert_eq!(r.code, 2);
     assert_eq!(r.json()["error"]["code"], "wrong_key");

@@ -98,6 +98,18 @@ fn contents(gallery: &Path) -> Vec<(String, i64)> {
         .query_row("PRAGMA integrity_check", [], |r| r.get(0))
         .unwrap();
     assert_eq!(check, "ok", "{}", gallery.display());
+    let created: bool = c
+        .query_row(
+            "SELECT count(*) > 0 FROM sqlite_master WHERE name = 'people'",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    if !created {
+        // Killed while creating the gallery, before its schema: nobody is in it (facegate
+        // creates the schema on the next open).
+        return Vec::new();
+    }
     let mut statement = c
         .prepare(
             "SELECT p.name, count(t.id) FROM people p LEFT JOIN templates t ON t.person_id = p.id

@@ -216,6 +216,9 @@ impl Template {
 pub struct Person {
     pub name: String,
     pub created: String,
+    /// How many templates the person has (`template_count`, as over HTTP: `templates` is a
+    /// list wherever it appears).
+    #[serde(rename = "template_count", alias = "templates")]
     pub templates: usize,
 }
 

@@ -143,8 +143,14 @@ impl SqliteGallery {
         connection
             .pragma_update(None, "secure_delete", "ON")
             .map_err(db_error)?;
-        connection.execute_batch(SCHEMA).map_err(db_error)?;
-        add_quality_column(&connection).map_err(db_error)?;
+        // The base schema in one transaction: a process killed while creating a gallery
+        // leaves no half-made schema behind.
+        let tx = connection
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(db_error)?;
+        tx.execute_batch(SCHEMA).map_err(db_error)?;
+        add_quality_column(&tx).map_err(db_error)?;
+        tx.commit().map_err(db_error)?;
         migrate(&mut connection).map_err(db_error)?;
         connection.execute_batch(AUDIT_TRIGGERS).map_err(db_error)?;
         Ok(SqliteGallery {

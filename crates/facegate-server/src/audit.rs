@@ -25,10 +25,3 @@ impl<S: Send + Sync> FromRequestParts<S> for Actor {
         }))
     }
 }
-
-impl Actor {
-    /// The name the audit log records.
-    pub fn name(&self) -> &str {
-        self.0.name()
-    }
-}

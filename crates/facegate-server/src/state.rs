@@ -68,10 +68,13 @@ impl AppState {
     }
 
     /// Gallery-only work (no models): off the async threads, outside the inference limits.
-    pub async fn with_gallery<T: Send + 'static>(
+    pub async fn with_gallery<T: Send + 'static, E: Send + 'static>(
         self: &Arc<Self>,
-        work: impl FnOnce(&dyn Gallery) -> Result<T, facegate::gallery::GalleryError> + Send + 'static,
-    ) -> Result<T, ApiError> {
+        work: impl FnOnce(&dyn Gallery) -> Result<T, E> + Send + 'static,
+    ) -> Result<T, ApiError>
+    where
+        ApiError: From<E>,
+    {
         let state = Arc::clone(self);
         tokio::task::spawn_blocking(move || work(state.gallery.as_ref()))
             .await

@@ -346,6 +346,13 @@ fn verify_identify_detect_and_their_errors() {
         same.json["distance"].as_f64().unwrap()
             <= same.json["threshold"]["value"].as_f64().unwrap()
     );
+    // The same shape as the command line's `estimated_far`.
+    assert!(
+        same.json["estimated_far"]["far"].is_number(),
+        "{}",
+        same.text
+    );
+    assert!(same.json["estimated_far"]["below_measurable"].is_boolean());
     let other = server.post_multipart(
         "/v1/verify",
         key,

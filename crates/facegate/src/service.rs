@@ -5,11 +5,19 @@
 //! and the audit entry themselves, so a decision is made, accepted and recorded the same way
 //! whichever front end asked. Front ends keep what is theirs: parsing, output, status codes.
 
-use facegate_gallery::{EnrollOptions, EnrollReport, Gallery, GalleryError, NewTemplate, Template};
+use facegate_gallery::audit_chain;
+use facegate_gallery::{
+    AuditKey, EnrollOptions, EnrollReport, Gallery, GalleryError, NewAuditEvent, NewTemplate,
+    Template, TemplateKey,
+};
+use facegate_video::FrameSource;
 
 use crate::ops::{self, IdentifyOutcome, IndexCache, UnmatchedFace, VerifyOutcome};
 use facegate_image::LoadedImage;
 
+use crate::video::{
+    self, IdentifyFromVideo, PresenceEvent, StopFlag, VerifyFromVideo, VideoVerifyOutcome,
+};
 use crate::{audit, Engine, Error};
 
 /// Who asks, as the audit log names them, and whether they may learn who is enrolled.
@@ -318,5 +326,148 @@ impl<'a> FaceService<'a> {
         Ok(self
             .gallery
             .enroll_with(person, model, templates, &options)?)
+    }
+}
+
+/// Removes one template of a person, with the audit entry in the same transaction.
+pub fn remove_template(
+    gallery: &dyn Gallery,
+    actor: &Actor,
+    person: &str,
+    template_id: i64,
+) -> Result<(), Error> {
+    let entry = audit::erase(
+        actor.name(),
+        "remove_template",
+        person,
+        format!("template {template_id}"),
+    );
+    Ok(gallery.remove_template_with(person, template_id, Some(&entry))?)
+}
+
+/// What [`rekey`] did.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Rekeyed {
+    pub templates: usize,
+    pub old_key_id: Option<String>,
+    pub new_key_id: Option<String>,
+}
+
+/// Rewrites every template under `new_key` (or in the clear with `None`) in one transaction,
+/// with the audit entry naming both key ids (never the keys).
+pub fn rekey(
+    gallery: &dyn Gallery,
+    actor: &Actor,
+    new_key: Option<&TemplateKey>,
+) -> Result<Rekeyed, Error> {
+    let old_key_id = gallery.key_id()?;
+    let new_key_id = new_key.map(|k| k.id().to_string());
+    let entry = |rewritten: usize| {
+        audit::rekey(
+            actor.name(),
+            old_key_id.as_deref(),
+            new_key_id.as_deref(),
+            rewritten,
+        )
+    };
+    let templates = gallery.rekey_with(new_key, Some(&entry))?;
+    Ok(Rekeyed {
+        templates,
+        old_key_id,
+        new_key_id,
+    })
+}
+
+/// Starts a new audit chain under `key`, for when the key the log was sealed with is lost: an
+/// entry saying so, sealed as the first of a chain. The id of the key that sealed the newest
+/// entry before it, if any.
+pub fn restart_audit_chain(
+    gallery: &dyn Gallery,
+    actor: &Actor,
+    key: &AuditKey,
+) -> Result<Option<String>, Error> {
+    let previous = gallery.audit_newest_sealed()?.and_then(|e| e.key_id);
+    let entry = NewAuditEvent {
+        actor: actor.name().to_string(),
+        action: audit_chain::RESTART_ACTION.to_string(),
+        person: None,
+        decision: Some("restarted".to_string()),
+        distance: None,
+        detail: Some(format!(
+            "new chain under audit key {}; the previous entry was sealed with key {}",
+            key.id(),
+            previous.as_deref().unwrap_or("none")
+        )),
+    };
+    gallery.append_audit(&entry)?;
+    Ok(previous)
+}
+
+impl<'a> FaceService<'a> {
+    /// K-of-N verification over a video or camera; audited as one `verify` entry naming the
+    /// source.
+    pub fn verify_video(
+        &self,
+        actor: &Actor,
+        person: &str,
+        source: &mut dyn FrameSource,
+        settings: &VerifyFromVideo,
+        stop: &StopFlag,
+    ) -> Result<VideoVerifyOutcome, Error> {
+        let outcome =
+            video::verify_video(self.engine, self.gallery, person, source, settings, stop)?;
+        self.record(audit::video_verify(
+            actor.name(),
+            &outcome,
+            &source.describe(),
+        ))?;
+        Ok(outcome)
+    }
+
+    /// Who appears in a video or camera view, as [`PresenceEvent`]s given to `on_event`; one
+    /// `identify` audit entry per face entering the view (not per frame). A failure to record
+    /// stops nothing mid-stream and is returned at the end.
+    pub fn identify_video(
+        &self,
+        actor: &Actor,
+        source: &mut dyn FrameSource,
+        settings: &IdentifyFromVideo,
+        stop: &StopFlag,
+        on_event: &mut dyn FnMut(PresenceEvent),
+    ) -> Result<(), Error> {
+        let described = source.describe();
+        let mut audit_failure = None;
+        video::identify_video(
+            self.engine,
+            self.gallery,
+            source,
+            settings,
+            stop,
+            &mut |event| {
+                if let PresenceEvent::Enter {
+                    person,
+                    distance,
+                    time_s,
+                    ..
+                } = &event
+                {
+                    let entry = audit::video_presence(
+                        actor.name(),
+                        person.as_deref(),
+                        *distance,
+                        &described,
+                        *time_s,
+                    );
+                    if let Err(err) = self.gallery.append_audit(&entry) {
+                        audit_failure.get_or_insert(err);
+                    }
+                }
+                on_event(event);
+            },
+        )?;
+        match audit_failure {
+            Some(err) => Err(err.into()),
+            None => Ok(()),
+        }
     }
 }

@@ -12,7 +12,8 @@ use serde_json::json;
 use crate::cli::{GalleryAction, ModelsAction};
 use crate::progress::{self, Spinner};
 
-use crate::context::{local_actor, Context};
+use crate::context::Context;
+use facegate::service::{Actor, Rekeyed};
 
 pub(crate) fn models(ctx: &Context, action: ModelsAction) -> Result<ExitCode> {
     let store = ctx.store();
@@ -232,15 +233,11 @@ pub(crate) fn gallery(ctx: &Context, action: GalleryAction) -> Result<ExitCode> 
                 bail!("the gallery {location} does not exist");
             }
             let gallery = ctx.gallery_for_write()?;
-            let old_id = gallery.key_id().map_err(Error::from)?;
-            let new_id = new_key.as_ref().map(|k| k.id().to_string());
-            let actor = local_actor();
-            let audit = |rewritten: usize| {
-                facegate::audit::rekey(&actor, old_id.as_deref(), new_id.as_deref(), rewritten)
-            };
-            let rewritten = gallery
-                .rekey_with(new_key.as_ref(), Some(&audit))
-                .map_err(Error::from)?;
+            let Rekeyed {
+                templates: rewritten,
+                old_key_id: old_id,
+                new_key_id: new_id,
+            } = facegate::service::rekey(gallery.as_ref(), &Actor::local_user(), new_key.as_ref())?;
             let show = |id: &Option<String>| id.clone().unwrap_or_else(|| "none".into());
             let doc = json!({
                 "gallery": location.to_string(),

@@ -10,7 +10,8 @@ use serde_json::json;
 
 use crate::progress::Spinner;
 
-use crate::context::{local_actor, record, Context};
+use crate::context::Context;
+use facegate::service::Actor;
 
 /// `facegate audit`: the log, oldest first.
 pub(crate) fn audit_log(ctx: &Context, after: Option<i64>, limit: usize) -> Result<ExitCode> {
@@ -147,22 +148,9 @@ pub(crate) fn audit_restart(ctx: &Context, yes: bool) -> Result<ExitCode> {
     }
     let location = ctx.gallery_location();
     let (gallery, key) = ctx.open_gallery_unchecked(&location)?;
-    let previous = gallery.audit_newest_sealed().map_err(Error::from)?;
-    let previous_key = previous
-        .and_then(|e| e.key_id)
-        .unwrap_or_else(|| "none".to_string());
-    let event = facegate::gallery::NewAuditEvent {
-        actor: local_actor(),
-        action: audit_chain::RESTART_ACTION.to_string(),
-        person: None,
-        decision: Some("restarted".to_string()),
-        distance: None,
-        detail: Some(format!(
-            "new chain under audit key {}; the previous entry was sealed with key {previous_key}",
-            key.id()
-        )),
-    };
-    record(gallery.as_ref(), event)?;
+    let previous_key =
+        facegate::service::restart_audit_chain(gallery.as_ref(), &Actor::local_user(), &key)?
+            .unwrap_or_else(|| "none".to_string());
     let doc = json!({ "gallery": location.to_string(), "key_id": key.id(), "previous_key_id": previous_key });
     ctx.emit(&doc, || {
         println!(

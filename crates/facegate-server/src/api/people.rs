@@ -19,7 +19,6 @@ use crate::input::{Form, Upload};
 use crate::keys::{Caller, Role};
 use crate::limits::AddFacesPolicy;
 use crate::state::SharedState;
-use facegate::audit;
 
 const DEFAULT_PAGE: usize = 50;
 const MAX_PAGE: usize = 1000;
@@ -225,17 +224,7 @@ pub async fn delete_person(
     let removed = {
         let name = name.clone();
         state
-            .with_gallery(move |g| {
-                let audit = |removed: usize| {
-                    audit::erase(
-                        actor.name(),
-                        "forget",
-                        &name,
-                        format!("{removed} template(s)"),
-                    )
-                };
-                g.forget_with(&name, Some(&audit))
-            })
+            .with_gallery(move |g| facegate::service::forget(g, &actor.0, &name))
             .await?
     };
     Ok(Json(DeletedPerson {
@@ -270,9 +259,7 @@ pub async fn delete_template(
         let name = name.clone();
         state
             .with_gallery(move |g| {
-                let what = format!("template {template_id}");
-                let entry = audit::erase(actor.name(), "remove_template", &name, what);
-                g.remove_template_with(&name, template_id, Some(&entry))
+                facegate::service::remove_template(g, &actor.0, &name, template_id)
             })
             .await?;
     }

@@ -58,8 +58,24 @@ impl From<&facegate::decide::Threshold> for ThresholdInfo {
 }
 
 /// Estimated false accept rate at a distance, from calibration data.
-pub fn far(estimate: Option<FarEstimate>) -> Option<f64> {
-    estimate.map(|e| e.far)
+pub fn far(estimate: Option<FarEstimate>) -> Option<FarInfo> {
+    estimate.map(|e| FarInfo {
+        far: e.far,
+        below_measurable: e.below_measurable,
+        source: e.source,
+    })
+}
+
+/// How often two different people come out this close, from the model's calibration (the
+/// same object the command line prints).
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct FarInfo {
+    /// Estimated false accept rate at this distance.
+    pub far: f64,
+    /// True when no calibration impostor was this close: the rate is below `far`.
+    pub below_measurable: bool,
+    /// The calibration data it comes from.
+    pub source: String,
 }
 
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
@@ -233,8 +249,8 @@ pub struct VerifyResult {
     pub reference_face: Option<FaceBox>,
     pub faces_found: usize,
     pub templates_compared: Option<usize>,
-    /// How often two different people come out this close (LFW calibration).
-    pub estimated_far: Option<f64>,
+    /// How often two different people come out this close (the model's calibration).
+    pub estimated_far: Option<FarInfo>,
     pub note: Option<String>,
     /// Quality of `face`.
     pub quality: QualityInfo,
@@ -249,7 +265,7 @@ pub struct CandidateInfo {
     pub person: String,
     pub distance: f32,
     pub is_match: bool,
-    pub estimated_far: Option<f64>,
+    pub estimated_far: Option<FarInfo>,
 }
 
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
