@@ -275,10 +275,16 @@ pub fn search(
     let mut real_probes: Option<Vec<Vec<f32>>> = None;
     if let Some(path) = real {
         // Real face embeddings: the first `queries` are the probes, the rest the gallery.
-        let mut all = real_embeddings(path)?;
+        anyhow::ensure!(
+            path.is_file(),
+            "{} does not exist; `facegate eval` writes its embedding cache there",
+            path.display()
+        );
+        let mut all =
+            facegate::eval::EmbeddingCache::open(path)?.embeddings_of_dimension(dimension)?;
         anyhow::ensure!(
             all.len() > queries,
-            "{} holds {} FaceNet embeddings; need more than {queries}",
+            "{} holds {} embeddings of {dimension} values; need more than {queries}",
             path.display(),
             all.len()
         );
@@ -513,7 +519,7 @@ fn search_postgres(
     if indexed.build_vector_index()? {
         build_s = Some(t.elapsed().as_secs_f64());
     }
-    let plan = indexed.explain_search(dimension)?;
+    let uses_index = indexed.search_uses_vector_index(dimension)?;
     let (mut index_times, mut exact_times) = (Samples::default(), Samples::default());
     let (mut index_agree, mut exact_agree, mut exact_n) = (0usize, 0usize, 0usize);
     let _ = indexed.nearest("synthetic", &probes[0].1, 5)?;
@@ -538,35 +544,13 @@ fn search_postgres(
         "load_s": load_s,
         "load_templates_per_s": load_s.map(|s| templates as f64 / s),
         "index_build_s": build_s,
-        "uses_hnsw_index": plan.contains("facegate_templates_embedding"),
+        "uses_hnsw_index": uses_index,
         "index": index_times.summary(),
         "index_recall_at_1": index_agree as f64 / probes.len() as f64,
         "exact": exact_times.summary(),
         "exact_same_top1": exact_agree as f64 / exact_n.max(1) as f64,
         "ef_search": indexed.options().ef_search,
     }))
-}
-
-/// The FaceNet embeddings `facegate eval` cached (one per photo), sorted by photo hash.
-fn real_embeddings(path: &Path) -> Result<Vec<Vec<f32>>> {
-    let db =
-        rusqlite::Connection::open_with_flags(path, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)?;
-    let mut statement = db.prepare(
-        "SELECT embedding FROM embeddings
-         WHERE pipeline = 'facenet-keras-1.1+mtcnn-facenet-pytorch-2.6.0+similarity+central-face-v2'
-         ORDER BY image_sha256",
-    )?;
-    let rows = statement.query_map([], |r| r.get::<_, Vec<u8>>(0))?;
-    let mut out = Vec::new();
-    for blob in rows {
-        let blob = blob?;
-        out.push(
-            blob.chunks_exact(4)
-                .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
-                .collect(),
-        );
-    }
-    Ok(out)
 }
 
 fn tempfile_dir() -> Result<std::path::PathBuf> {

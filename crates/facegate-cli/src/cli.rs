@@ -259,8 +259,9 @@ pub enum Command {
         /// must be empty or hold this same synthetic gallery (kept between runs)
         #[arg(long, value_name = "URL")]
         postgres: Option<String>,
-        /// Use real FaceNet embeddings instead of synthetic ones: the `eval-embeddings.db`
-        /// that `facegate eval` leaves in <home>/cache (e.g. after the LFW run); the first
+        /// Use real face embeddings of --dimension values instead of synthetic ones (512 for
+        /// FaceNet, 192 for MobileFaceNet, 128 for dlib): the `eval-embeddings.db` that
+        /// `facegate eval` leaves in <home>/cache (e.g. after the LFW run); the first
         /// --queries embeddings are the probes, the others the gallery
         #[arg(long, value_name = "FILE")]
         real_embeddings: Option<PathBuf>,

@@ -54,16 +54,42 @@ fn main() -> ExitCode {
     }
 }
 
-/// Errors go to stderr as text; with `--json` also to stdout as `{"error": {code, message}}`.
+/// Errors go to stderr as text, with what to do about them in this tool's terms; with `--json`
+/// also to stdout as `{"error": {code, message, hint}}`.
 fn report_error(err: &anyhow::Error, json: bool) {
     let code = err
         .chain()
         .find_map(|e| e.downcast_ref::<facegate::Error>())
         .map_or("error", facegate::Error::code);
     let message = format!("{err:#}");
+    let hint = hint(code);
     eprintln!("error: {message}");
+    if let Some(hint) = hint {
+        eprintln!("  hint: {hint}");
+    }
     if json {
-        let doc = serde_json::json!({ "error": { "code": code, "message": message } });
+        let doc =
+            serde_json::json!({ "error": { "code": code, "message": message, "hint": hint } });
         println!("{doc}");
     }
+}
+
+/// The command line's advice for an error code: the library's messages name no front end's
+/// flags or commands, so each front end says how its users fix things.
+fn hint(code: &str) -> Option<&'static str> {
+    Some(match code {
+        "several_faces" => "crop the photo, or pass --largest to use the largest face",
+        "face_too_small" => "lower --min-face-size to accept smaller faces",
+        "poor_quality" => "pass --quality off to store it anyway",
+        "unknown_person" => "`facegate list` shows who is enrolled",
+        "empty_gallery" => "enroll someone with `facegate enroll NAME PHOTO`",
+        "model_mismatch" => "use the gallery's model (--model), or another --gallery",
+        "key_missing" => "set FACEGATE_KEY (64 hex digits), FACEGATE_KEY_FILE or --key-file to the gallery's key",
+        "wrong_key" => "give the gallery's key with --key-file; `facegate gallery rekey` changes it",
+        "not_encrypted" => "encrypt the templates once with `facegate gallery rekey --new-key-file FILE` (no current key given), or leave the key out",
+        "invalid_key" => "`facegate gallery keygen` makes a key; `facegate gallery rekey` rotates one",
+        "template_tampered" => "`facegate forget NAME` removes the person; then enroll the photo again",
+        "audit_key_mismatch" => "give the log's audit key with --audit-key-file (FACEGATE_AUDIT_KEY_FILE); if it is lost, `facegate audit restart-chain --yes` starts a new chain",
+        _ => return None,
+    })
 }

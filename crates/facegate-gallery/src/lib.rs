@@ -28,11 +28,11 @@ pub use sqlite::SqliteGallery;
 
 #[derive(Debug, thiserror::Error)]
 pub enum GalleryError {
-    #[error("no person named {name:?} is enrolled; `facegate list` shows who is")]
+    #[error("no person named {name:?} is enrolled")]
     UnknownPerson { name: String },
-    #[error("the gallery is empty; enroll someone first with `facegate enroll NAME PHOTO`")]
+    #[error("the gallery is empty; enroll someone first")]
     Empty,
-    #[error("this gallery holds templates made by the model {gallery_model}, but {requested} was asked for; embeddings of different models cannot be compared. Use the same model, or another --gallery")]
+    #[error("this gallery holds templates made by the model {gallery_model}, but {requested} was asked for; embeddings of different models cannot be compared. Use the same model, or another gallery")]
     ModelMismatch {
         gallery_model: String,
         requested: String,
@@ -75,14 +75,14 @@ pub enum GalleryError {
     Unreachable { target: String, reason: String },
     #[error("refusing to store an embedding: {reason}")]
     InvalidEmbedding { reason: String },
-    #[error("this gallery's templates are encrypted (key id {gallery_key}) and no key was given; set FACEGATE_KEY (64 hex digits), FACEGATE_KEY_FILE or --key-file to the gallery's key. Names can still be listed without it")]
+    #[error("this gallery's templates are encrypted (key id {gallery_key}) and no key was given; give the gallery's key. Names can still be listed without it")]
     KeyMissing { gallery_key: String },
-    #[error("the key given (id {given_key}) is not this gallery's key (id {gallery_key}); nothing was read or written. Use the key the gallery was encrypted with; `facegate gallery rekey` changes it")]
+    #[error("the key given (id {given_key}) is not this gallery's key (id {gallery_key}); nothing was read or written. Use the key the gallery was encrypted with")]
     WrongKey {
         gallery_key: String,
         given_key: String,
     },
-    #[error("a key was given, but this gallery's templates are stored unencrypted; encrypt them once with `facegate gallery rekey --new-key-file FILE` (with no current key given), or leave the key out")]
+    #[error("a key was given, but this gallery's templates are stored unencrypted; encrypt them first, or leave the key out")]
     NotEncrypted,
     #[error("invalid template key: {reason}")]
     InvalidKey { reason: String },
@@ -92,15 +92,15 @@ pub enum GalleryError {
         #[source]
         source: std::io::Error,
     },
-    #[error("the key file {path} can be read by other users (mode {mode:03o}); a key that others can read protects nothing. Make it readable by you only (`chmod 600 {path}`) and, if others may have copied it, rotate it (`facegate gallery rekey`)")]
+    #[error("the key file {path} can be read by other users (mode {mode:03o}); a key that others can read protects nothing. Make it readable by you only (`chmod 600 {path}`) and, if others may have copied it, rotate it")]
     KeyFileExposed { path: String, mode: u32 },
     #[error("invalid audit key in {path}: {reason}")]
     InvalidAuditKey { path: String, reason: String },
-    #[error("the audit log is sealed with the audit key {log_key}, but the audit key given is {given_key}; writing with it would break the log's chain. Give the audit key the log was sealed with (FACEGATE_AUDIT_KEY_FILE), or, if that key is lost, start a new chain under this key on purpose")]
+    #[error("the audit log is sealed with the audit key {log_key}, but the audit key given is {given_key}; writing with it would break the log's chain. Give the audit key the log was sealed with, or, if that key is lost, start a new chain under this key on purpose")]
     AuditKeyMismatch { log_key: String, given_key: String },
     #[error("the system's random number generator failed; cannot encrypt safely")]
     Randomness,
-    #[error("template {id} of {person:?} fails its integrity check: it was altered or moved in the database. Refusing to use it; remove it (`facegate forget`) and enroll the photo again")]
+    #[error("template {id} of {person:?} fails its integrity check: it was altered or moved in the database. Refusing to use it; remove the person and enroll the photo again")]
     TemplateTampered { person: String, id: i64 },
 }
 

@@ -57,9 +57,7 @@ impl fmt::Debug for TemplateKey {
 impl TemplateKey {
     /// A key from 64 hex digits (surrounding whitespace ignored).
     pub fn from_hex(text: &str) -> Result<TemplateKey, GalleryError> {
-        let bytes = parse_hex_key(text).map_err(|reason| GalleryError::InvalidKey {
-            reason: format!("{reason}; make one with `facegate gallery keygen`"),
-        })?;
+        let bytes = parse_hex_key(text).map_err(|reason| GalleryError::InvalidKey { reason })?;
         TemplateKey::from_bytes(&bytes)
     }
 

@@ -6,6 +6,7 @@
 //! applied, grayscale is expanded and transparency is flattened onto white.
 
 mod draw;
+pub mod stats;
 
 use std::io::Cursor;
 use std::path::{Path, PathBuf};

@@ -64,19 +64,44 @@ impl ApiError {
 
 impl From<facegate::Error> for ApiError {
     fn from(err: facegate::Error) -> ApiError {
-        let code = err.code();
-        let status = match code {
-            "image_too_large" => StatusCode::PAYLOAD_TOO_LARGE,
-            "unsupported_format" => StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            "corrupt_image" | "no_face" | "several_faces" | "face_too_small" | "invalid_name"
-            | "poor_quality" | "not_live" => StatusCode::UNPROCESSABLE_ENTITY,
-            "unknown_person" | "unknown_template" => StatusCode::NOT_FOUND,
-            "face_mismatch" | "add_faces_forbidden" => StatusCode::FORBIDDEN,
-            "person_exists" | "model_mismatch" | "empty_gallery" => StatusCode::CONFLICT,
-            "gallery_unavailable" => StatusCode::SERVICE_UNAVAILABLE,
-            _ => StatusCode::INTERNAL_SERVER_ERROR,
+        use facegate::ErrorCode as C;
+        let kind = err.kind();
+        let code = kind.as_str();
+        // Exhaustive: a new kind of error has to be given its status here.
+        let status = match kind {
+            C::ImageTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            C::UnsupportedFormat => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            C::CorruptImage
+            | C::NoFace
+            | C::SeveralFaces
+            | C::FaceTooSmall
+            | C::InvalidName
+            | C::PoorQuality
+            | C::NotLive => StatusCode::UNPROCESSABLE_ENTITY,
+            C::UnknownPerson | C::UnknownTemplate => StatusCode::NOT_FOUND,
+            C::FaceMismatch | C::AddFacesForbidden => StatusCode::FORBIDDEN,
+            C::PersonExists | C::ModelMismatch | C::EmptyGallery => StatusCode::CONFLICT,
+            C::GalleryUnavailable => StatusCode::SERVICE_UNAVAILABLE,
+            C::UnreadableFile
+            | C::ModelError
+            | C::InvalidEmbedding
+            | C::StorageFull
+            | C::KeyMissing
+            | C::WrongKey
+            | C::NotEncrypted
+            | C::InvalidKey
+            | C::AuditKeyMismatch
+            | C::TemplateTampered
+            | C::GalleryError
+            | C::NoSuchCamera
+            | C::CameraBusy
+            | C::FfmpegMissing
+            | C::VideoError
+            | C::NoHome
+            | C::ConfigError
+            | C::BadEvalInput => StatusCode::INTERNAL_SERVER_ERROR,
         };
-        if code == "gallery_unavailable" {
+        if kind == C::GalleryUnavailable {
             tracing::error!(code, "{err}");
             return ApiError::new(
                 status,

@@ -1,6 +1,7 @@
 //! How usable a face in a frame is for enrollment: size, sharpness, pose, exposure.
 
 use facegate_face::Face;
+use facegate_image::stats::{grey_level, laplacian_variance, mean_std};
 use facegate_image::RgbImage;
 use serde::Serialize;
 
@@ -22,7 +23,7 @@ pub struct FaceQuality {
 
 /// Thresholds a face must meet to be enrolled from video.
 #[derive(Clone, Copy, Debug)]
-pub struct QualityRules {
+pub struct FrameQualityRules {
     pub min_size_px: f32,
     pub min_sharpness: f32,
     pub min_frontal: f32,
@@ -30,9 +31,9 @@ pub struct QualityRules {
     pub min_contrast: f32,
 }
 
-impl Default for QualityRules {
+impl Default for FrameQualityRules {
     fn default() -> Self {
-        QualityRules {
+        FrameQualityRules {
             min_size_px: 60.0,
             // Measured on the 5-celebrity photos: sharp faces score 100-2000; a 3 px Gaussian
             // blur of the same faces scores under 40.
@@ -50,7 +51,7 @@ impl FaceQuality {
         let (mean, std) = mean_std(&grey.pixels);
         FaceQuality {
             size_px: face.width().min(face.height()),
-            sharpness: laplacian_variance(&grey),
+            sharpness: laplacian_variance(grey.width, grey.height, &grey.pixels),
             frontal: frontal(face),
             brightness: mean,
             contrast: std,
@@ -58,7 +59,7 @@ impl FaceQuality {
     }
 
     /// Why this face is not good enough, or `None` if it is.
-    pub fn rejection(&self, rules: &QualityRules) -> Option<String> {
+    pub fn rejection(&self, rules: &FrameQualityRules) -> Option<String> {
         if self.size_px < rules.min_size_px {
             return Some(format!(
                 "face too small ({:.0} px, at least {:.0})",
@@ -120,7 +121,7 @@ fn face_grey(image: &RgbImage, face: &Face) -> Grey {
             let [r, g, b] = image
                 .get_pixel(px.min(image.width() - 1), py.min(image.height() - 1))
                 .0;
-            pixels.push(0.299 * f32::from(r) + 0.587 * f32::from(g) + 0.114 * f32::from(b));
+            pixels.push(grey_level([r, g, b]));
         }
     }
     Grey {
@@ -128,54 +129,6 @@ fn face_grey(image: &RgbImage, face: &Face) -> Grey {
         height,
         pixels,
     }
-}
-
-fn mean_std(values: &[f32]) -> (f32, f32) {
-    if values.is_empty() {
-        return (0.0, 0.0);
-    }
-    let n = values.len() as f32;
-    let mean = values.iter().sum::<f32>() / n;
-    let var = values.iter().map(|v| (v - mean) * (v - mean)).sum::<f32>() / n;
-    (mean, var.sqrt())
-}
-
-/// Variance of the 4-neighbour Laplacian of a whole image (in grey levels): the usual focus
-/// measure. Compare images of the same size only.
-pub fn image_sharpness(image: &RgbImage) -> f32 {
-    laplacian_variance(&Grey {
-        width: image.width() as usize,
-        height: image.height() as usize,
-        pixels: grey_levels(image),
-    })
-}
-
-/// Grey levels (ITU-R BT.601 weights) of every pixel, row by row.
-pub fn grey_levels(image: &RgbImage) -> Vec<f32> {
-    image
-        .pixels()
-        .map(|p| {
-            let [r, g, b] = p.0;
-            0.299 * f32::from(r) + 0.587 * f32::from(g) + 0.114 * f32::from(b)
-        })
-        .collect()
-}
-
-/// Variance of the 4-neighbour Laplacian: the usual focus measure.
-fn laplacian_variance(grey: &Grey) -> f32 {
-    let (w, h) = (grey.width, grey.height);
-    if w < 3 || h < 3 {
-        return 0.0;
-    }
-    let p = |x: usize, y: usize| grey.pixels[y * w + x];
-    let mut responses = Vec::with_capacity((w - 2) * (h - 2));
-    for y in 1..h - 1 {
-        for x in 1..w - 1 {
-            responses.push(p(x - 1, y) + p(x + 1, y) + p(x, y - 1) + p(x, y + 1) - 4.0 * p(x, y));
-        }
-    }
-    let (_, std) = mean_std(&responses);
-    std * std
 }
 
 /// 1 when the nose is midway between the eyes and the eyes are level; falls towards 0 as the
@@ -248,6 +201,6 @@ mod tests {
             sharp.sharpness > 10.0 * blurred.sharpness,
             "{sharp:?} {blurred:?}"
         );
-        assert!(blurred.rejection(&QualityRules::default()).is_some());
+        assert!(blurred.rejection(&FrameQualityRules::default()).is_some());
     }
 }

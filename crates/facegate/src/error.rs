@@ -23,17 +23,17 @@ pub enum Error {
         min_face_size: u32,
     },
 
-    #[error("{source_name} shows {count} faces; enrolling needs exactly one. Crop the photo, or pass --largest to use the largest face")]
+    #[error("{source_name} shows {count} faces; enrolling needs exactly one")]
     SeveralFaces { source_name: String, count: usize },
 
-    #[error("the face in {source_name} is {size_px} px wide, smaller than the minimum of {min_face_size} px; use a closer or larger photo, or lower --min-face-size")]
+    #[error("the face in {source_name} is {size_px} px wide, smaller than the minimum of {min_face_size} px; use a closer or larger photo")]
     FaceTooSmall {
         source_name: String,
         size_px: u32,
         min_face_size: u32,
     },
 
-    #[error("the face in {source_name} failed the {level} quality gate: {}. Use a better photo, or pass --quality off to store it anyway", reasons.join("; "))]
+    #[error("the face in {source_name} failed the {level} quality gate: {}. Use a better photo", reasons.join("; "))]
     PoorQuality {
         source_name: String,
         level: &'static str,
@@ -81,57 +81,148 @@ pub enum Error {
 }
 
 impl Error {
-    /// A stable machine-readable code for `--json` output and the API.
-    pub fn code(&self) -> &'static str {
+    /// What kind of failure this is: the stable code of `--json` output and the API.
+    pub fn kind(&self) -> ErrorCode {
         use facegate_gallery::GalleryError as G;
         use facegate_image::ImageError as I;
         match self {
-            Error::Image(I::TooLarge { .. }) => "image_too_large",
-            Error::Image(I::UnsupportedFormat { .. }) => "unsupported_format",
-            Error::Image(I::Empty { .. } | I::Corrupt { .. }) => "corrupt_image",
-            Error::Image(I::Read { .. }) => "unreadable_file",
+            Error::Image(I::TooLarge { .. }) => ErrorCode::ImageTooLarge,
+            Error::Image(I::UnsupportedFormat { .. }) => ErrorCode::UnsupportedFormat,
+            Error::Image(I::Empty { .. } | I::Corrupt { .. }) => ErrorCode::CorruptImage,
+            Error::Image(I::Read { .. }) => ErrorCode::UnreadableFile,
             Error::Model(_)
             | Error::Runtime(_)
             | Error::Detect(_)
             | Error::Embed(_)
-            | Error::Liveness(_) => "model_error",
-            Error::Gallery(G::UnknownPerson { .. }) => "unknown_person",
-            Error::Gallery(G::Empty) => "empty_gallery",
+            | Error::Liveness(_) => ErrorCode::ModelError,
+            Error::Gallery(G::UnknownPerson { .. }) => ErrorCode::UnknownPerson,
+            Error::Gallery(G::Empty) => ErrorCode::EmptyGallery,
             Error::Gallery(G::ModelMismatch { .. } | G::DimensionMismatch { .. }) => {
-                "model_mismatch"
+                ErrorCode::ModelMismatch
             }
-            Error::Gallery(G::InvalidName { .. }) => "invalid_name",
-            Error::Gallery(G::PersonExists { .. }) => "person_exists",
-            Error::Gallery(G::UnknownTemplate { .. }) => "unknown_template",
-            Error::Gallery(G::InvalidEmbedding { .. }) => "invalid_embedding",
-            Error::Gallery(G::StorageFull { .. }) => "storage_full",
-            Error::Gallery(G::KeyMissing { .. }) => "key_missing",
-            Error::Gallery(G::WrongKey { .. }) => "wrong_key",
-            Error::Gallery(G::NotEncrypted) => "not_encrypted",
+            Error::Gallery(G::InvalidName { .. }) => ErrorCode::InvalidName,
+            Error::Gallery(G::PersonExists { .. }) => ErrorCode::PersonExists,
+            Error::Gallery(G::UnknownTemplate { .. }) => ErrorCode::UnknownTemplate,
+            Error::Gallery(G::InvalidEmbedding { .. }) => ErrorCode::InvalidEmbedding,
+            Error::Gallery(G::StorageFull { .. }) => ErrorCode::StorageFull,
+            Error::Gallery(G::KeyMissing { .. }) => ErrorCode::KeyMissing,
+            Error::Gallery(G::WrongKey { .. }) => ErrorCode::WrongKey,
+            Error::Gallery(G::NotEncrypted) => ErrorCode::NotEncrypted,
             Error::Gallery(
                 G::InvalidKey { .. }
                 | G::InvalidAuditKey { .. }
                 | G::KeyFile { .. }
                 | G::KeyFileExposed { .. },
-            ) => "invalid_key",
-            Error::Gallery(G::AuditKeyMismatch { .. }) => "audit_key_mismatch",
-            Error::Gallery(G::TemplateTampered { .. }) => "template_tampered",
-            Error::Gallery(g) if g.is_transient() => "gallery_unavailable",
-            Error::Gallery(_) => "gallery_error",
-            Error::Video(facegate_video::VideoError::NoSuchCamera { .. }) => "no_such_camera",
-            Error::Video(facegate_video::VideoError::CameraBusy { .. }) => "camera_busy",
-            Error::Video(facegate_video::VideoError::FfmpegMissing(_)) => "ffmpeg_missing",
-            Error::Video(_) => "video_error",
-            Error::NoFace { .. } => "no_face",
-            Error::SeveralFaces { .. } => "several_faces",
-            Error::FaceTooSmall { .. } => "face_too_small",
-            Error::PoorQuality { .. } => "poor_quality",
-            Error::NotLive { .. } => "not_live",
-            Error::FaceMismatch { .. } => "face_mismatch",
-            Error::AddFacesForbidden { .. } => "add_faces_forbidden",
-            Error::NoHome => "no_home",
-            Error::Config { .. } => "config_error",
-            Error::EvalInput { .. } => "bad_eval_input",
+            ) => ErrorCode::InvalidKey,
+            Error::Gallery(G::AuditKeyMismatch { .. }) => ErrorCode::AuditKeyMismatch,
+            Error::Gallery(G::TemplateTampered { .. }) => ErrorCode::TemplateTampered,
+            Error::Gallery(g) if g.is_transient() => ErrorCode::GalleryUnavailable,
+            Error::Gallery(_) => ErrorCode::GalleryError,
+            Error::Video(facegate_video::VideoError::NoSuchCamera { .. }) => {
+                ErrorCode::NoSuchCamera
+            }
+            Error::Video(facegate_video::VideoError::CameraBusy { .. }) => ErrorCode::CameraBusy,
+            Error::Video(facegate_video::VideoError::FfmpegMissing(_)) => ErrorCode::FfmpegMissing,
+            Error::Video(_) => ErrorCode::VideoError,
+            Error::NoFace { .. } => ErrorCode::NoFace,
+            Error::SeveralFaces { .. } => ErrorCode::SeveralFaces,
+            Error::FaceTooSmall { .. } => ErrorCode::FaceTooSmall,
+            Error::PoorQuality { .. } => ErrorCode::PoorQuality,
+            Error::NotLive { .. } => ErrorCode::NotLive,
+            Error::FaceMismatch { .. } => ErrorCode::FaceMismatch,
+            Error::AddFacesForbidden { .. } => ErrorCode::AddFacesForbidden,
+            Error::NoHome => ErrorCode::NoHome,
+            Error::Config { .. } => ErrorCode::ConfigError,
+            Error::EvalInput { .. } => ErrorCode::BadEvalInput,
+        }
+    }
+
+    /// [`Self::kind`] as its stable text.
+    pub fn code(&self) -> &'static str {
+        self.kind().as_str()
+    }
+}
+
+/// The stable codes of facegate's errors, one per kind of failure a caller can act on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ErrorCode {
+    ImageTooLarge,
+    UnsupportedFormat,
+    CorruptImage,
+    UnreadableFile,
+    ModelError,
+    UnknownPerson,
+    EmptyGallery,
+    InvalidName,
+    PersonExists,
+    UnknownTemplate,
+    InvalidEmbedding,
+    StorageFull,
+    KeyMissing,
+    WrongKey,
+    NotEncrypted,
+    InvalidKey,
+    AuditKeyMismatch,
+    TemplateTampered,
+    GalleryUnavailable,
+    GalleryError,
+    NoSuchCamera,
+    CameraBusy,
+    FfmpegMissing,
+    VideoError,
+    NoFace,
+    SeveralFaces,
+    FaceTooSmall,
+    PoorQuality,
+    NotLive,
+    FaceMismatch,
+    AddFacesForbidden,
+    NoHome,
+    ConfigError,
+    BadEvalInput,
+    ModelMismatch,
+}
+
+impl ErrorCode {
+    /// The code as `--json` output and the API write it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ErrorCode::ImageTooLarge => "image_too_large",
+            ErrorCode::UnsupportedFormat => "unsupported_format",
+            ErrorCode::CorruptImage => "corrupt_image",
+            ErrorCode::UnreadableFile => "unreadable_file",
+            ErrorCode::ModelError => "model_error",
+            ErrorCode::UnknownPerson => "unknown_person",
+            ErrorCode::EmptyGallery => "empty_gallery",
+            ErrorCode::InvalidName => "invalid_name",
+            ErrorCode::PersonExists => "person_exists",
+            ErrorCode::UnknownTemplate => "unknown_template",
+            ErrorCode::InvalidEmbedding => "invalid_embedding",
+            ErrorCode::StorageFull => "storage_full",
+            ErrorCode::KeyMissing => "key_missing",
+            ErrorCode::WrongKey => "wrong_key",
+            ErrorCode::NotEncrypted => "not_encrypted",
+            ErrorCode::InvalidKey => "invalid_key",
+            ErrorCode::AuditKeyMismatch => "audit_key_mismatch",
+            ErrorCode::TemplateTampered => "template_tampered",
+            ErrorCode::GalleryUnavailable => "gallery_unavailable",
+            ErrorCode::GalleryError => "gallery_error",
+            ErrorCode::NoSuchCamera => "no_such_camera",
+            ErrorCode::CameraBusy => "camera_busy",
+            ErrorCode::FfmpegMissing => "ffmpeg_missing",
+            ErrorCode::VideoError => "video_error",
+            ErrorCode::NoFace => "no_face",
+            ErrorCode::SeveralFaces => "several_faces",
+            ErrorCode::FaceTooSmall => "face_too_small",
+            ErrorCode::PoorQuality => "poor_quality",
+            ErrorCode::NotLive => "not_live",
+            ErrorCode::FaceMismatch => "face_mismatch",
+            ErrorCode::AddFacesForbidden => "add_faces_forbidden",
+            ErrorCode::NoHome => "no_home",
+            ErrorCode::ConfigError => "config_error",
+            ErrorCode::BadEvalInput => "bad_eval_input",
+            ErrorCode::ModelMismatch => "model_mismatch",
         }
     }
 }

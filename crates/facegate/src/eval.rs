@@ -390,6 +390,50 @@ impl EmbeddingCache {
         })
     }
 
+    /// The cached embeddings of `dimension` values, from the pipeline that has the most of
+    /// them, sorted by photo hash: real face embeddings for benchmarks.
+    pub fn embeddings_of_dimension(&self, dimension: usize) -> Result<Vec<Vec<f32>>, Error> {
+        let error = |e: rusqlite::Error| Error::EvalInput {
+            path: self.path.clone(),
+            message: format!("embedding cache: {e}"),
+        };
+        let connection = self.connection.lock().unwrap_or_else(|p| p.into_inner());
+        let bytes = (dimension * 4) as i64;
+        let pipeline: Option<String> = connection
+            .query_row(
+                "SELECT pipeline FROM embeddings WHERE length(embedding) = ?1
+                 GROUP BY pipeline ORDER BY count(*) DESC, pipeline LIMIT 1",
+                [bytes],
+                |r| r.get(0),
+            )
+            .optional()
+            .map_err(error)?;
+        let Some(pipeline) = pipeline else {
+            return Ok(Vec::new());
+        };
+        let mut statement = connection
+            .prepare(
+                "SELECT embedding FROM embeddings WHERE pipeline = ?1 AND length(embedding) = ?2
+                 ORDER BY image_sha256",
+            )
+            .map_err(error)?;
+        let rows = statement
+            .query_map(rusqlite::params![pipeline, bytes], |r| {
+                r.get::<_, Vec<u8>>(0)
+            })
+            .map_err(error)?;
+        let mut out = Vec::new();
+        for blob in rows {
+            let blob = blob.map_err(error)?;
+            out.push(
+                blob.chunks_exact(4)
+                    .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+                    .collect(),
+            );
+        }
+        Ok(out)
+    }
+
     fn get(&self, sha: &str, pipeline: &str) -> Option<EvalImage> {
         let connection = self.connection.lock().unwrap_or_else(|p| p.into_inner());
         connection

@@ -31,7 +31,7 @@ pub use engine::{
     EmbeddedFace, Engine, EngineOptions, FacePolicy, FarEstimate, ModelChoice, ModelKind,
     DEFAULT_TARGET_FPIR,
 };
-pub use error::Error;
+pub use error::{Error, ErrorCode};
 pub use home::Home;
 
 pub use facegate_align as align;

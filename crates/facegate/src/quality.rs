@@ -130,13 +130,13 @@ const FRONTAL_NOSE_RATIO: f32 = 0.4953;
 impl QualityReport {
     pub fn measure(image: &RgbImage, face: &Face, faces_in_image: usize) -> QualityReport {
         let crop = facegate_align::align_to(image, face, AlignMode::Similarity, &TEMPLATE_112, 112);
-        let grey = facegate_video::quality::grey_levels(&crop);
+        let grey = facegate_image::stats::grey_levels(&crop);
         let n = grey.len().max(1) as f32;
         let (yaw, pitch, roll) = pose(&face.landmarks);
         let [left_eye, right_eye, ..] = face.landmarks;
         QualityReport {
             inter_eye_px: distance(left_eye, right_eye),
-            sharpness: facegate_video::quality::image_sharpness(&crop),
+            sharpness: facegate_image::stats::image_sharpness(&crop),
             brightness: grey.iter().sum::<f32>() / n,
             clipped_dark: grey.iter().filter(|&&g| g <= 5.0).count() as f32 / n,
             clipped_bright: grey.iter().filter(|&&g| g >= 250.0).count() as f32 / n,

@@ -12,7 +12,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use facegate_gallery::{Gallery, NewTemplate};
-use facegate_video::quality::{FaceQuality, QualityRules};
+use facegate_video::quality::{FaceQuality, FrameQualityRules};
 use facegate_video::track::{Track, Tracker};
 use facegate_video::{Frame, FrameSource};
 use serde::Serialize;
@@ -61,7 +61,7 @@ pub struct EnrollFromVideo {
     pub min_distance: f32,
     /// Stop after this many frames (a camera never ends by itself).
     pub max_frames: u64,
-    pub rules: QualityRules,
+    pub rules: FrameQualityRules,
 }
 
 impl Default for EnrollFromVideo {
@@ -71,7 +71,7 @@ impl Default for EnrollFromVideo {
             min_gap: Duration::from_millis(500),
             min_distance: 0.15,
             max_frames: 300,
-            rules: QualityRules::default(),
+            rules: FrameQualityRules::default(),
         }
     }
 }

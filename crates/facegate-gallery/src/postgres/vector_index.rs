@@ -109,6 +109,14 @@ impl PostgresGallery {
         })
     }
 
+    /// Whether a 1:N search of this dimension would use the vector index (read from the query
+    /// plan; PostgreSQL scans instead while the table is small).
+    pub fn search_uses_vector_index(&self, dimension: usize) -> Result<bool, GalleryError> {
+        Ok(self
+            .explain_search(dimension)?
+            .contains(&index_name(dimension)))
+    }
+
     /// The query plan of an index search, for tests and `EXPLAIN`-minded operators.
     pub fn explain_search(&self, dimension: usize) -> Result<String, GalleryError> {
         self.with(|c| {

@@ -324,11 +324,8 @@ async fn enroll(
         })
         .await;
     result.map_err(|mut err| {
-        if err.code == "several_faces" {
-            err.message = format!(
-                "{} (over the API: send largest=true to use the largest face)",
-                err.message.split(". Crop").next().unwrap_or(&err.message)
-            );
+        if err.code == facegate::ErrorCode::SeveralFaces.as_str() {
+            err.message = format!("{}; send largest=true to use the largest face", err.message);
         }
         err
     })
