@@ -55,21 +55,19 @@ fn main() -> ExitCode {
 }
 
 /// Errors go to stderr as text, with what to do about them in this tool's terms; with `--json`
-/// also to stdout as `{"error": {code, message, hint}}`.
+/// also to stdout as `{"error": {code, message}}`.
 fn report_error(err: &anyhow::Error, json: bool) {
     let code = err
         .chain()
         .find_map(|e| e.downcast_ref::<facegate::Error>())
         .map_or("error", facegate::Error::code);
-    let message = format!("{err:#}");
-    let hint = hint(code);
+    let message = match hint(code) {
+        Some(hint) => format!("{err:#}; {hint}"),
+        None => format!("{err:#}"),
+    };
     eprintln!("error: {message}");
-    if let Some(hint) = hint {
-        eprintln!("  hint: {hint}");
-    }
     if json {
-        let doc =
-            serde_json::json!({ "error": { "code": code, "message": message, "hint": hint } });
+        let doc = serde_json::json!({ "error": { "code": code, "message": message } });
         println!("{doc}");
     }
 }

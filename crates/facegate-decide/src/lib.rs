@@ -315,7 +315,7 @@ static SHIPPED: &str = include_str!("../data/lfw_calibration.json");
 
 fn shipped(model_id: &str) -> Option<&'static ShippedCalibration> {
     // Parsed once: every verify asks for its threshold and FAR estimate, and parsing the
-    // 68 KB of impostor curves each time cost a warm verify about a millisecond.
+    // impostor curves each time would be a noticeable part of a warm verify.
     static PARSED: OnceLock<Option<BTreeMap<String, ShippedCalibration>>> = OnceLock::new();
     PARSED
         .get_or_init(|| serde_json::from_str(SHIPPED).ok())

@@ -160,8 +160,8 @@ impl GraphBuilder {
     /// `relu(x) + depthwise(relu(depthwise(x, -1)), -slope)`. Exactly one of the two terms is
     /// non-zero and each is a single exact multiply, so the result is bit-for-bit that of
     /// `PRelu`; but ONNX Runtime runs `PRelu` with a broadcast slope outside that layout, and
-    /// the reorders around it made MTCNN's networks twice as slow (measured: R-Net on 51 crops
-    /// 5.7 ms as `PRelu`, 2.9 ms spelled this way, on one thread).
+    /// the reorders around it slow MTCNN's networks down (docs/PERFORMANCE.md, "Design
+    /// measurements").
     pub fn prelu_channels(&mut self, name: &str, x: &Value, slope: &[f32]) -> Value {
         let channels = slope.len();
         let minus_one = self.weight(

@@ -138,7 +138,7 @@ impl Runtime {
             .with_optimization_level(GraphOptimizationLevel::Level3)
             .map_err(|e| build_error(e.to_string()))?;
         // Each network has its own thread pool; spinning pools steal cores from each other
-        // (measured on 2 cores with `facegate bench`: FaceNet 49 ms/face with spinning, 23 ms without).
+        // (docs/PERFORMANCE.md, "Design measurements").
         builder = builder
             .with_intra_op_spinning(false)
             .map_err(|e| build_error(e.to_string()))?;

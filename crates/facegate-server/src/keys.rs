@@ -3,9 +3,9 @@
 //!
 //! A key reads `fgk_<id>_<secret>`. The id finds the row without trying every hash; the secret
 //! is 256 random bits, stored as its SHA-256 and compared in constant time. A slow password hash
-//! would add nothing for a secret that cannot be guessed, and it made every wrong secret cost the
-//! server tens of milliseconds and megabytes. Keys made by earlier versions carry argon2 hashes:
-//! they still work, are checked one at a time, and are rehashed on their first successful use.
+//! would add nothing for a secret that cannot be guessed, and would make every wrong secret
+//! expensive for the server. Keys with argon2 hashes (as facegate made them before) still work,
+//! are checked one at a time, and are rehashed on their first successful use.
 //! Every request reads the row: a key revoked from the CLI stops working at once, even on a
 //! running server.
 

@@ -752,7 +752,7 @@ impl Engine {
     ) -> Result<(Vec<EmbeddedFace>, usize), Error> {
         // Detection, selection and cropping run as one job on the rayon pool, so their
         // parallel parts start on a worker that is already running rather than each handing
-        // off from this thread (measured: about half a millisecond per verify on 2 cores).
+        // off from this thread.
         // The embedding runs here: ONNX Runtime has its own threads for it.
         let selected = rayon::scope(|_| self.detect_select_and_crop(image, policy))?;
         let embeddings = self.embed_crops(&selected.crops)?;

@@ -26,8 +26,8 @@ use crate::{DetectError, Detector, Face};
 const GRAPH_REVISION: u32 = 3;
 
 /// The largest image the cascade runs on. Bigger photos are shrunk to this first and the faces
-/// scaled back: the pyramid's memory grows with the pixels (a 49-megapixel photo took 4.7 GB
-/// and 18 s at full size), and in such photos faces smaller than the minimum times the shrink
+/// scaled back: the pyramid's memory and time grow with the pixels (docs/PERFORMANCE.md,
+/// "Design measurements"), and in such photos faces smaller than the minimum times the shrink
 /// factor are too small to verify anyway.
 pub const MAX_DETECTION_PIXELS: u64 = 4_000_000;
 
@@ -85,9 +85,8 @@ impl Mtcnn {
         config: MtcnnConfig,
         observer: &dyn FetchObserver,
     ) -> Result<Mtcnn, DetectError> {
-        // Measured with `facegate bench` on 2 cores: one thread per replica and one replica per
-        // core detects in 9.6 ms where one session with two threads took 17.4 ms; these
-        // networks are too small for ONNX Runtime to split one run well.
+        // One single-threaded replica per core: these networks are too small for ONNX Runtime
+        // to split one run well (docs/PERFORMANCE.md, "Design measurements").
         let replicas = match config.parallel {
             0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
             n => n,
@@ -369,8 +368,7 @@ impl Detector for Mtcnn {
         let (faces, ()) = on_detection_image(image, |image| {
             // The whole cascade is one job on the rayon pool: each stage's parallel part then
             // starts on a worker that is already running, where from another thread every
-            // stage would wake a worker and put the caller to sleep until the stage ends
-            // (three hand-offs, 0.1-0.3 ms each on this VM and sometimes milliseconds).
+            // stage would wake a worker and put the caller to sleep until the stage ends.
             let faces =
                 rayon::scope(|_| self.detect_planar(&Planar::from_rgb(image), min_face_size))?;
             Ok((faces, ()))

@@ -88,9 +88,9 @@ impl PostgresGallery {
             if exists || bound.model.is_none() {
                 return Ok(false);
             }
-            // The build is fast only while the whole graph fits in maintenance_work_mem (about
-            // 4 bytes per value plus ~700 bytes per row measured at 128-d; past that pgvector
-            // inserts on disk, ~50x slower). It is a cap, not an allocation.
+            // The build is fast only while the whole graph fits in maintenance_work_mem (past
+            // that pgvector inserts on disk, far slower: docs/PERFORMANCE.md). It
+            // is a cap, not an allocation.
             let rows: i64 = tx
                 .query_one("SELECT count(*) FROM facegate_templates", &[])
                 .map_err(&e)?
