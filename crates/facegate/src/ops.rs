@@ -519,6 +519,36 @@ pub fn compare(engine: &Engine, a: &LoadedImage, b: &LoadedImage) -> Result<Comp
     })
 }
 
+/// Every face of a photo at least the minimum face size wide, with its quality figures.
+#[derive(Clone, Debug, Serialize)]
+pub struct Detection {
+    pub faces: Vec<Face>,
+    /// Per face, in the same order.
+    pub quality: Vec<QualityReport>,
+    /// The smallest face width searched for and kept (`--min-face-size`).
+    pub min_face_size: u32,
+}
+
+/// Finds every face of `image` as verify and enroll would (with the same context retry and
+/// the same minimum size), and measures each.
+pub fn detect(engine: &Engine, image: &LoadedImage) -> Result<Detection, Error> {
+    let min_face_size = engine.options().min_face_size;
+    let faces: Vec<Face> = engine
+        .detect_photo(&image.rgb)?
+        .into_iter()
+        .filter(|f| f.width() >= min_face_size as f32)
+        .collect();
+    let quality = faces
+        .iter()
+        .map(|f| QualityReport::measure(&image.rgb, f, faces.len()))
+        .collect();
+    Ok(Detection {
+        faces,
+        quality,
+        min_face_size,
+    })
+}
+
 /// Checks that every new face of `person` matches one of their enrolled `templates` at the 1:1
 /// threshold; returns the largest of those distances (`None` when the person has no templates
 /// yet: a first face has nothing to match). Refuses with [`Error::FaceMismatch`] naming the

@@ -152,11 +152,12 @@ pub(crate) fn compare(ctx: &Context, a: &Path, b: &Path) -> Result<ExitCode> {
 pub(crate) fn detect(ctx: &Context, path: &Path, draw: Option<&Path>) -> Result<ExitCode> {
     let engine = ctx.engine()?;
     let image = engine.load_image(path)?;
-    let faces = engine.detect_photo(&image.rgb)?;
+    let detection = ops::detect(&engine, &image)?;
+    let faces = &detection.faces;
     if let Some(out) = draw {
         let mut canvas = image.rgb.clone();
         let thickness = (canvas.width().max(canvas.height()) / 300).max(2);
-        for face in &faces {
+        for face in faces {
             draw_box(&mut canvas, face.bbox, Rgb([0, 220, 0]), thickness);
             for [x, y] in face.landmarks {
                 draw_point(&mut canvas, x, y, thickness as i32, Rgb([255, 40, 40]));
@@ -166,10 +167,7 @@ pub(crate) fn detect(ctx: &Context, path: &Path, draw: Option<&Path>) -> Result<
             .save(out)
             .with_context(|| format!("could not write {}", out.display()))?;
     }
-    let quality: Vec<facegate::quality::QualityReport> = faces
-        .iter()
-        .map(|f| facegate::quality::QualityReport::measure(&image.rgb, f, faces.len()))
-        .collect();
+    let quality = &detection.quality;
     let doc = json!({
         "image": image.source_name,
         "width": image.rgb.width(),
@@ -182,8 +180,8 @@ pub(crate) fn detect(ctx: &Context, path: &Path, draw: Option<&Path>) -> Result<
     ctx.emit(&doc, || {
         if faces.is_empty() {
             println!(
-                "no face found in {} (faces down to 20 px were searched for)",
-                image.source_name
+                "no face found in {} (faces down to {} px were searched for)",
+                image.source_name, detection.min_face_size
             );
         }
         for (i, f) in faces.iter().enumerate() {

@@ -237,16 +237,11 @@ pub async fn detect(
     let result = state
         .infer(move |engine, _| {
             let image = image.decode(max_pixels)?;
-            let min = engine.options().min_face_size as f32;
-            let faces = engine.detect_photo(&image.rgb)?;
+            let detection = ops::detect(engine, &image)?;
             Ok(DetectResult {
                 width: image.rgb.width(),
                 height: image.rgb.height(),
-                faces: faces
-                    .iter()
-                    .filter(|f| f.width() >= min)
-                    .map(FaceBox::from)
-                    .collect(),
+                faces: detection.faces.iter().map(FaceBox::from).collect(),
             })
         })
         .await?;
