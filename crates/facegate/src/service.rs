@@ -1,5 +1,7 @@
-//! The application service under every front end: the decisions (verify, identify, compare)
-//! and erasure, made for an [`Actor`] and written to the audit log under that actor's name.
+//! The application service under every front end. Decisions (verify, identify, on photos
+//! and on video), enrollment, erasure, rekeying and audit-chain restarts are made for an
+//! [`Actor`] and written to the audit log under that actor's name, in the same transaction
+//! as the change for writes.
 //!
 //! The command line and the HTTP API call these instead of assembling the engine, the gallery
 //! and the audit entry themselves, so a decision is made, accepted and recorded the same way
@@ -10,11 +12,10 @@ use facegate_gallery::{
     AuditKey, EnrollOptions, EnrollReport, Gallery, GalleryError, NewAuditEvent, NewTemplate,
     Template, TemplateKey,
 };
+use facegate_image::LoadedImage;
 use facegate_video::FrameSource;
 
 use crate::ops::{self, IdentifyOutcome, IndexCache, UnmatchedFace, VerifyOutcome};
-use facegate_image::LoadedImage;
-
 use crate::video::{
     self, IdentifyFromVideo, PresenceEvent, StopFlag, VerifyFromVideo, VideoVerifyOutcome,
 };
