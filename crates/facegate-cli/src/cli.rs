@@ -467,9 +467,20 @@ pub struct ServeArgs {
     /// administrators only
     #[arg(long, value_enum, default_value_t = AddFacesArg::Matching, value_name = "POLICY")]
     pub add_faces: AddFacesArg,
+    /// Also serve other services' APIs for clients written against them: `deepstack` (the
+    /// DeepStack / CodeProject.AI face API under /v1/vision/face, for Double Take,
+    /// HASS-Deepstack-face, Blue Iris). Same keys, roles, limits and audit log
+    #[arg(long, value_enum, value_delimiter = ',', value_name = "API")]
+    pub compat: Vec<CompatArg>,
     /// Seconds in-flight requests get to finish after SIGINT/SIGTERM
     #[arg(long, default_value_t = 30.0, value_name = "SECONDS")]
     pub shutdown_grace: f64,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum CompatArg {
+    /// The DeepStack / CodeProject.AI face API
+    Deepstack,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]

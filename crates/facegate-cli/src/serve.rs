@@ -11,7 +11,7 @@ use facegate::EngineOptions;
 use facegate_server::{AddFacesPolicy, ApiKeys, AppState, Limits, Role, ServeOptions};
 use serde_json::json;
 
-use crate::cli::{AddFacesArg, KeysAction, RoleArg, ServeArgs};
+use crate::cli::{AddFacesArg, CompatArg, KeysAction, RoleArg, ServeArgs};
 use crate::context::Context;
 
 pub fn serve(ctx: &Context, args: &ServeArgs) -> Result<ExitCode> {
@@ -34,6 +34,7 @@ pub fn serve(ctx: &Context, args: &ServeArgs) -> Result<ExitCode> {
             AddFacesArg::Matching => AddFacesPolicy::Matching,
             AddFacesArg::Admin => AddFacesPolicy::AdminOnly,
         },
+        deepstack_api: args.compat.contains(&CompatArg::Deepstack),
     };
     // One embedding replica per inference slot, so concurrent requests embed side by side.
     let engine = Arc::new(ctx.engine_with(EngineOptions {

@@ -297,6 +297,22 @@ impl SecurityLevel {
     }
 }
 
+/// A similarity in [0, 1] for clients that accept above a cut-off of their own (the
+/// CompreFace and DeepStack APIs): 1 at distance 0, 0 at distance 2 (the farthest two unit
+/// embeddings can be), falling linearly on each side of `threshold`, where it equals
+/// `at_threshold`. A client whose default cut-off is `at_threshold` therefore accepts exactly
+/// what facegate's threshold accepts, and a stricter cut-off is a stricter threshold.
+pub fn similarity(distance: f32, threshold: f32, at_threshold: f64) -> f64 {
+    let d = f64::from(distance).clamp(0.0, 2.0);
+    let t = f64::from(threshold).clamp(1e-6, 2.0 - 1e-6);
+    let at = at_threshold.clamp(0.0, 1.0);
+    if d <= t {
+        1.0 - (1.0 - at) * d / t
+    } else {
+        at * (2.0 - d) / (2.0 - t)
+    }
+}
+
 /// A calibration shipped with facegate: measured on LFW View 2 (6000 pairs) with facegate's
 /// own pipeline by `facegate calibrate --target-far 1e-3` (see docs/ACCURACY.md).
 #[derive(Clone, Debug, Deserialize)]
@@ -354,6 +370,24 @@ pub fn default_impostor_cdf(model_id: &str) -> Option<&'static ImpostorCdf> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn similarity_meets_the_client_cut_off_exactly_at_the_threshold() {
+        for threshold in [0.4f32, 0.8, 1.1] {
+            assert!((similarity(threshold, threshold, 0.67) - 0.67).abs() < 1e-9);
+            assert_eq!(similarity(0.0, threshold, 0.67), 1.0);
+            assert_eq!(similarity(2.0, threshold, 0.67), 0.0);
+            let mut last = f64::INFINITY;
+            for i in 0..=200 {
+                let s = similarity(i as f32 / 100.0, threshold, 0.6);
+                assert!(s <= last && (0.0..=1.0).contains(&s));
+                last = s;
+            }
+            // Accepted by the cut-off exactly when within the threshold.
+            assert!(similarity(threshold - 1e-3, threshold, 0.67) >= 0.67);
+            assert!(similarity(threshold + 1e-3, threshold, 0.67) < 0.67);
+        }
+    }
 
     #[test]
     fn distances_of_unit_vectors_are_consistent() {

@@ -22,6 +22,13 @@ pub fn required_role(method: &Method, route: &str) -> Option<Role> {
         ("POST", "/v1/identify") => Some(Role::Identify),
         ("GET", "/v1/people" | "/v1/people/{name}") => Some(Role::Identify),
         ("GET", "/metrics") => Some(Role::Admin),
+        // The DeepStack-compatible face API (`--compat deepstack`).
+        ("POST", "/v1/vision/face" | "/v1/vision/face/" | "/v1/vision/face/match")
+        | ("POST", "/v1/vision/face/match/") => Some(Role::Verify),
+        ("POST", "/v1/vision/face/recognize" | "/v1/vision/face/recognize/")
+        | ("POST", "/v1/vision/face/list" | "/v1/vision/face/list/") => Some(Role::Identify),
+        ("POST", "/v1/vision/face/register" | "/v1/vision/face/register/") => Some(Role::Enroll),
+        ("POST", "/v1/vision/face/delete" | "/v1/vision/face/delete/") => Some(Role::Admin),
         ("POST", "/v1/people" | "/v1/people/{name}/faces") => Some(Role::Enroll),
         ("DELETE", "/v1/people/{name}" | "/v1/people/{name}/faces/{template_id}") => {
             Some(Role::Admin)
@@ -52,7 +59,11 @@ pub async fn authorize(
     mut request: Request,
     next: Next,
 ) -> Result<Response, ApiError> {
-    let Some(route) = request.extensions().get::<MatchedPath>() else {
+    let Some(route) = request
+        .extensions()
+        .get::<MatchedPath>()
+        .map(|route| route.as_str().to_string())
+    else {
         return Ok(next.run(request).await);
     };
     let Some(required) = required_role(request.method(), route.as_str()) else {
@@ -66,51 +77,89 @@ pub async fn authorize(
                 role: Role::Admin,
             }
         }
-        Some(keys) => {
-            let presented = presented_key(&request).ok_or_else(|| {
-                unauthorized("this route needs an API key: send `Authorization: Bearer KEY` (create one with `facegate keys create --role verify`)")
-            })?;
+        Some(_) => {
+            let Some(presented) = presented_key(&request) else {
+                if key_in_form(route.as_str()) {
+                    // The handler reads the key from the form and checks it with `authenticate`.
+                    return Ok(next.run(request).await);
+                }
+                return Err(unauthorized("this route needs an API key: send `Authorization: Bearer KEY` (create one with `facegate keys create --role verify`)"));
+            };
             let client = request
                 .extensions()
                 .get::<ConnectInfo<SocketAddr>>()
                 .map(|info| info.0.ip());
-            let named_id = split_key(presented).map(|(id, _)| id);
-            let waiting = state
-                .failures
-                .as_ref()
-                .and_then(|f| f.waiting(client, named_id));
-            let Ok(_slot) = state.key_checks.clone().try_acquire_owned() else {
-                return Err(ApiError::new(
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    "overloaded",
-                    "the server is checking too many API keys at once; retry after the time in Retry-After",
-                )
-                .retry_after(1));
-            };
-            let keys = keys.clone();
-            let presented = presented.to_string();
-            let allow_slow_check = waiting.is_none();
-            let outcome = tokio::task::spawn_blocking(move || {
-                keys.authenticate(&presented, allow_slow_check)
-            })
+            authenticate(&state, presented, client).await?
+        }
+    };
+    permit(
+        &state,
+        &caller,
+        required,
+        &format!("{} {}", request.method(), route.as_str()),
+    )?;
+    request.extensions_mut().insert(caller);
+    Ok(next.run(request).await)
+}
+
+/// Routes of compatible APIs whose clients send the key as a form field (DeepStack's
+/// `api_key`): without a key header, their handlers check the key themselves.
+pub fn key_in_form(route: &str) -> bool {
+    route.starts_with("/v1/vision/face")
+}
+
+/// Checks a presented key: the failure limiter first, then the key store (off the async
+/// threads, within the key-check limit). The caller it names, or the refusal to answer with.
+pub async fn authenticate(
+    state: &SharedState,
+    presented: &str,
+    client: Option<IpAddr>,
+) -> Result<Caller, ApiError> {
+    let Some(keys) = &state.keys else {
+        return Ok(Caller {
+            key_id: "anonymous".to_string(),
+            role: Role::Admin,
+        });
+    };
+    let named_id = split_key(presented).map(|(id, _)| id);
+    let waiting = state
+        .failures
+        .as_ref()
+        .and_then(|f| f.waiting(client, named_id));
+    let Ok(_slot) = state.key_checks.clone().try_acquire_owned() else {
+        return Err(ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "overloaded",
+            "the server is checking too many API keys at once; retry after the time in Retry-After",
+        )
+        .retry_after(1));
+    };
+    let keys = keys.clone();
+    let presented = presented.to_string();
+    let allow_slow_check = waiting.is_none();
+    let outcome =
+        tokio::task::spawn_blocking(move || keys.authenticate(&presented, allow_slow_check))
             .await
             .map_err(|err| ApiError::internal(format!("key check failed: {err}")))?
             .map_err(key_store_error)?;
-            match outcome {
-                Ok(caller) => caller,
-                Err(refusal) => return Err(refused(&state, client, refusal, waiting)),
-            }
-        }
-    };
+    outcome.map_err(|refusal| refused(state, client, refusal, waiting))
+}
+
+/// Whether `caller` may do `what`, which needs `required`; also counts the request against
+/// the key's rate limit.
+pub fn permit(
+    state: &SharedState,
+    caller: &Caller,
+    required: Role,
+    what: &str,
+) -> Result<(), ApiError> {
     if !caller.role.allows(required) {
         return Err(ApiError::new(
             StatusCode::FORBIDDEN,
             "forbidden",
             format!(
-                "this key has the role {}, but {} {} needs the role {} or higher",
+                "this key has the role {}, but {what} needs the role {} or higher",
                 caller.role.name(),
-                request.method(),
-                route.as_str(),
                 required.name()
             ),
         ));
@@ -118,8 +167,7 @@ pub async fn authorize(
     if let Some(rate) = &state.rate {
         rate.check(&caller.key_id)?;
     }
-    request.extensions_mut().insert(caller);
-    Ok(next.run(request).await)
+    Ok(())
 }
 
 /// Without keys anyone who can reach the port has every right, so only requests made to a

@@ -104,6 +104,14 @@ impl Form {
         images
     }
 
+    /// Every image sent, whatever its field's name (for APIs that let clients name them).
+    pub fn take_all_images(&mut self) -> Vec<Upload> {
+        std::mem::take(&mut self.files)
+            .into_values()
+            .flatten()
+            .collect()
+    }
+
     /// Exactly one image under `field`, if any was sent.
     pub fn take_one_image(&mut self, field: &str) -> Result<Option<Upload>, ApiError> {
         let mut images = self.take_images(field);
@@ -211,7 +219,9 @@ impl Form {
             let key = field.name().unwrap_or_default().to_string();
             let file_name = field.file_name().map(sanitize_file_name);
             let bytes = field.bytes().await.map_err(multipart_error)?;
-            if IMAGE_FIELDS.contains(&key.as_str()) {
+            // An image field, or any part sent as a file (clients of compatible APIs name their
+            // image fields as they like).
+            if IMAGE_FIELDS.contains(&key.as_str()) || file_name.is_some() {
                 if form.count_files() >= max_images {
                     return Err(too_many_images(max_images));
                 }
@@ -295,7 +305,10 @@ impl FromRequest<SharedState> for Form {
             return Err(ApiError::payload_too_large(limit));
         }
         let json = content_type.starts_with("application/json");
-        if !json && !content_type.starts_with("multipart/form-data") {
+        // Plain HTML-style forms carry text fields only (DeepStack's clients send them for
+        // calls without images).
+        let url_encoded = content_type.starts_with("application/x-www-form-urlencoded");
+        if !json && !url_encoded && !content_type.starts_with("multipart/form-data") {
             return Err(unsupported_media_type());
         }
         // The body is read into memory: first a share of the server's budget for bodies in
@@ -309,7 +322,16 @@ impl FromRequest<SharedState> for Form {
             )
             .retry_after(1));
         };
-        let mut form = if json {
+        let mut form = if url_encoded {
+            let bytes = axum::body::to_bytes(request.into_body(), limit)
+                .await
+                .map_err(|_| ApiError::payload_too_large(limit))?;
+            let mut form = Form::default();
+            for (key, value) in form_urlencoded::parse(&bytes) {
+                form.texts.insert(key.into_owned(), value.into_owned());
+            }
+            form
+        } else if json {
             let bytes = axum::body::to_bytes(request.into_body(), limit)
                 .await
                 .map_err(|_| ApiError::payload_too_large(limit))?;

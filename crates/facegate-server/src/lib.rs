@@ -15,6 +15,7 @@ mod access;
 pub mod api;
 mod audit;
 mod auth;
+mod compat;
 mod connections;
 pub mod error;
 mod input;
@@ -51,6 +52,11 @@ pub fn router(state: SharedState) -> Router {
         .unwrap_or_else(|err| format!("{{\"error\": \"{err}\"}}"))
         .into();
     let body_limit = state.limits.max_body_bytes;
+    let api = if state.limits.deepstack_api {
+        api.merge(compat::deepstack::routes())
+    } else {
+        api
+    };
     api.route(
         "/openapi.json",
         get(move || {

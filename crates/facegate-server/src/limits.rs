@@ -52,6 +52,8 @@ pub struct Limits {
     pub max_body_bytes_in_flight: usize,
     /// Who may add faces to a person who already has some.
     pub add_faces: AddFacesPolicy,
+    /// Also serve the DeepStack-compatible face API (`/v1/vision/face/...`).
+    pub deepstack_api: bool,
 }
 
 /// Who may add faces to a person who already has enrolled faces. Without a rule, a key that may
@@ -84,6 +86,7 @@ impl Default for Limits {
             max_connections: 512,
             max_body_bytes_in_flight: 64 * 1024 * 1024,
             add_faces: AddFacesPolicy::default(),
+            deepstack_api: false,
         }
     }
 }
