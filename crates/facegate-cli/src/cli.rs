@@ -467,9 +467,11 @@ pub struct ServeArgs {
     /// administrators only
     #[arg(long, value_enum, default_value_t = AddFacesArg::Matching, value_name = "POLICY")]
     pub add_faces: AddFacesArg,
-    /// Also serve other services' APIs for clients written against them: `deepstack` (the
-    /// DeepStack / CodeProject.AI face API under /v1/vision/face, for Double Take,
-    /// HASS-Deepstack-face, Blue Iris). Same keys, roles, limits and audit log
+    /// Also serve other services' APIs for clients written against them: `compreface` (the
+    /// CompreFace REST API under /api/v1, for Double Take, Viseron and the CompreFace SDKs;
+    /// keys from `facegate keys create --compat compreface`), `deepstack` (the DeepStack /
+    /// CodeProject.AI face API under /v1/vision/face, for Double Take, HASS-Deepstack-face,
+    /// Blue Iris). Same engine, roles, limits and audit log
     #[arg(long, value_enum, value_delimiter = ',', value_name = "API")]
     pub compat: Vec<CompatArg>,
     /// Seconds in-flight requests get to finish after SIGINT/SIGTERM
@@ -479,8 +481,24 @@ pub struct ServeArgs {
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
 pub enum CompatArg {
+    /// The CompreFace REST API
+    Compreface,
     /// The DeepStack / CodeProject.AI face API
     Deepstack,
+}
+
+/// The APIs whose clients get keys of their own shape.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum KeyCompatArg {
+    Compreface,
+}
+
+/// The CompreFace service a key is for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum CompreFaceServiceArg {
+    Recognition,
+    Detection,
+    Verification,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
@@ -543,9 +561,19 @@ pub enum GalleryAction {
 #[derive(Debug, Subcommand)]
 pub enum KeysAction {
     /// Create a key; it is printed once and only its hash is stored
+    #[command(group(clap::ArgGroup::new("kind").required(true).args(["role", "compat"]).multiple(true)))]
     Create {
+        /// What the key may do (with --compat: defaults to what the service needs)
         #[arg(long, value_enum)]
-        role: RoleArg,
+        role: Option<RoleArg>,
+        /// A key for another API's clients: `compreface` prints a UUID, as CompreFace's
+        /// clients expect, usable only on the routes of the --service it is for
+        #[arg(long, value_enum, value_name = "API", requires = "service")]
+        compat: Option<KeyCompatArg>,
+        /// With --compat compreface: the service (recognition keys default to the admin role,
+        /// as they add and delete subjects; detection and verification keys to verify)
+        #[arg(long, value_enum, requires = "compat")]
+        service: Option<CompreFaceServiceArg>,
         /// A note to recognise the key by (who or what uses it)
         #[arg(long, default_value = "")]
         label: String,

@@ -8,10 +8,14 @@ use std::time::Duration;
 
 use anyhow::{Context as _, Result};
 use facegate::EngineOptions;
-use facegate_server::{AddFacesPolicy, ApiKeys, AppState, Limits, Role, ServeOptions};
+use facegate_server::{
+    AddFacesPolicy, ApiKeys, AppState, CompreFaceService, KeyScope, Limits, Role, ServeOptions,
+};
 use serde_json::json;
 
-use crate::cli::{AddFacesArg, CompatArg, KeysAction, RoleArg, ServeArgs};
+use crate::cli::{
+    AddFacesArg, CompatArg, CompreFaceServiceArg, KeyCompatArg, KeysAction, RoleArg, ServeArgs,
+};
 use crate::context::Context;
 
 pub fn serve(ctx: &Context, args: &ServeArgs) -> Result<ExitCode> {
@@ -35,6 +39,7 @@ pub fn serve(ctx: &Context, args: &ServeArgs) -> Result<ExitCode> {
             AddFacesArg::Admin => AddFacesPolicy::AdminOnly,
         },
         deepstack_api: args.compat.contains(&CompatArg::Deepstack),
+        compreface_api: args.compat.contains(&CompatArg::Compreface),
     };
     // One embedding replica per inference slot, so concurrent requests embed side by side.
     let engine = Arc::new(ctx.engine_with(EngineOptions {
@@ -113,17 +118,53 @@ pub fn keys(ctx: &Context, action: KeysAction) -> Result<ExitCode> {
     ctx.gallery_for_write()?;
     let store = ApiKeys::open(&ctx.gallery_location())?;
     match action {
-        KeysAction::Create { role, label } => {
-            let role = match role {
+        KeysAction::Create {
+            role,
+            compat,
+            service,
+            label,
+        } => {
+            let role = role.map(|role| match role {
                 RoleArg::Verify => Role::Verify,
                 RoleArg::Identify => Role::Identify,
                 RoleArg::Enroll => Role::Enroll,
                 RoleArg::Admin => Role::Admin,
+            });
+            let created = match (compat, service) {
+                (Some(KeyCompatArg::Compreface), Some(service)) => {
+                    let service = match service {
+                        CompreFaceServiceArg::Recognition => CompreFaceService::Recognition,
+                        CompreFaceServiceArg::Detection => CompreFaceService::Detection,
+                        CompreFaceServiceArg::Verification => CompreFaceService::Verification,
+                    };
+                    let default_role = match service {
+                        CompreFaceService::Recognition => Role::Admin,
+                        CompreFaceService::Detection | CompreFaceService::Verification => {
+                            Role::Verify
+                        }
+                    };
+                    let scope = KeyScope::CompreFace(service);
+                    store.create_scoped(role.unwrap_or(default_role), scope, &label)?
+                }
+                (Some(_), None) => anyhow::bail!("--compat compreface needs --service"),
+                (None, _) => {
+                    let role = role.context("--role is required (or --compat)")?;
+                    store.create(role, &label)?
+                }
             };
-            let created = store.create(role, &label)?;
+            let scope = created
+                .info
+                .scope
+                .map(|scope| match scope {
+                    KeyScope::CompreFace(service) => {
+                        format!(" for CompreFace's {} service", service.name())
+                    }
+                    KeyScope::Unknown => String::new(),
+                })
+                .unwrap_or_default();
             ctx.emit(&created, || {
                 println!(
-                    "created {} key {} {}\ncopy it now, it is not shown again:\n\n{}\n",
+                    "created {} key {}{scope} {}\ncopy it now, it is not shown again:\n\n{}\n",
                     created.info.role.name(),
                     created.info.id,
                     if label.is_empty() {
@@ -148,13 +189,16 @@ pub fn keys(ctx: &Context, action: KeysAction) -> Result<ExitCode> {
                         .revoked
                         .as_deref()
                         .map_or("active".to_string(), |at| format!("revoked {at}"));
+                    let role = match k.scope {
+                        Some(KeyScope::CompreFace(service)) => {
+                            format!("{} (compreface {})", k.role.name(), service.name())
+                        }
+                        Some(KeyScope::Unknown) => format!("{} (unknown scope)", k.role.name()),
+                        None => k.role.name().to_string(),
+                    };
                     println!(
                         "{}\t{}\t{}\tcreated {}\t{}",
-                        k.id,
-                        k.role.name(),
-                        state,
-                        k.created,
-                        k.label
+                        k.id, role, state, k.created, k.label
                     );
                 }
             })?;

@@ -239,6 +239,19 @@ pub struct EnrollReport {
     pub created_person: bool,
 }
 
+/// What one rename did.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RenameReport {
+    /// The name the person has now (in its stored form).
+    pub name: String,
+    /// Whether someone already had that name, so the two were merged.
+    pub merged: bool,
+    /// Templates now under the new name.
+    pub templates_moved: usize,
+    /// Photos the other person already had: dropped in a merge.
+    pub duplicates_dropped: usize,
+}
+
 /// A template found by a search inside the gallery's database.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Nearest {
@@ -303,6 +316,23 @@ pub trait Gallery: Send + Sync {
     /// The templates of one person, whatever model made them, without their embeddings (for
     /// listing: works without the key of an encrypted gallery).
     fn templates_info(&self, name: &str) -> Result<Vec<Template>, GalleryError>;
+
+    /// One template by its id, without its embedding (`None` if no template has that id).
+    fn template_info(&self, id: i64) -> Result<Option<Template>, GalleryError>;
+
+    /// Every template of every person, without embeddings, in id order (for listing).
+    fn all_templates_info(&self) -> Result<Vec<Template>, GalleryError>;
+
+    /// Renames a person, keeping their templates. Renaming onto someone who exists merges the
+    /// two: the templates move to that person (photos they already have are dropped) and the
+    /// old name goes. Encrypted templates are re-sealed under the new name. All or nothing,
+    /// with `audit` (given what was done) appended in the same transaction.
+    fn rename_person_with(
+        &self,
+        from: &str,
+        to: &str,
+        audit: Option<&dyn Fn(&RenameReport) -> NewAuditEvent>,
+    ) -> Result<RenameReport, GalleryError>;
 
     /// Erases one template of a person.
     fn remove_template(&self, name: &str, id: i64) -> Result<(), GalleryError> {

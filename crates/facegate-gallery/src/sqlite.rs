@@ -12,7 +12,7 @@ use crate::seal::Sealing;
 use crate::{
     check_finite, lookup_name, normalize_name, require_normalized, validate_name, AuditEvent,
     EnrollOptions, EnrollReport, Gallery, GalleryCounts, GalleryError, NewAuditEvent, NewTemplate,
-    Person, Template, TemplateKey,
+    Person, RenameReport, Template, TemplateKey,
 };
 
 const SCHEMA: &str = "
@@ -262,14 +262,25 @@ impl SqliteGallery {
         person: Option<&str>,
         sealing: Option<&Sealing<'_>>,
     ) -> Result<Vec<Template>, GalleryError> {
+        self.query_templates_where(connection, person, None, sealing)
+    }
+
+    /// [`Self::query_templates`], optionally only the template with id `template`.
+    fn query_templates_where(
+        &self,
+        connection: &Connection,
+        person: Option<&str>,
+        template: Option<i64>,
+        sealing: Option<&Sealing<'_>>,
+    ) -> Result<Vec<Template>, GalleryError> {
         let sql = "SELECT t.id, p.name, t.model_id, t.dimension, t.embedding, t.image_sha256,
                           t.box_x1, t.box_y1, t.box_x2, t.box_y2, t.detector_score, t.source, t.created, t.quality
                    FROM templates t JOIN people p ON p.id = t.person_id
-                   WHERE ?1 IS NULL OR p.name = ?1
+                   WHERE (?1 IS NULL OR p.name = ?1) AND (?2 IS NULL OR t.id = ?2)
                    ORDER BY t.id";
         let mut statement = connection.prepare_cached(sql).map_err(self.db_error())?;
         let rows = statement
-            .query_map(params![person], |r| {
+            .query_map(params![person, template], |r| {
                 let dimension: i64 = r.get(3)?;
                 let blob: Vec<u8> = r.get(4)?;
                 Ok((
@@ -648,6 +659,115 @@ impl Gallery for SqliteGallery {
         self.with(|c| {
             self.find_person(c, name)?;
             self.query_templates(c, Some(name), None)
+        })
+    }
+
+    fn template_info(&self, id: i64) -> Result<Option<Template>, GalleryError> {
+        self.with(|c| Ok(self.query_templates_where(c, None, Some(id), None)?.pop()))
+    }
+
+    fn all_templates_info(&self) -> Result<Vec<Template>, GalleryError> {
+        self.with(|c| self.query_templates(c, None, None))
+    }
+
+    fn rename_person_with(
+        &self,
+        from: &str,
+        to: &str,
+        audit: Option<&dyn Fn(&RenameReport) -> NewAuditEvent>,
+    ) -> Result<RenameReport, GalleryError> {
+        let from = lookup_name(from);
+        let from = from.as_ref();
+        let to = normalize_name(to)?;
+        self.with(|c| {
+            let tx = c
+                .transaction_with_behavior(TransactionBehavior::Immediate)
+                .map_err(self.db_error())?;
+            let person_id = |name: &str| -> Result<Option<i64>, GalleryError> {
+                tx.query_row("SELECT id FROM people WHERE name = ?1", [name], |r| {
+                    r.get(0)
+                })
+                .optional()
+                .map_err(self.db_error())
+            };
+            let from_id = person_id(from)?.ok_or_else(|| GalleryError::UnknownPerson {
+                name: from.to_string(),
+            })?;
+            let mut report = RenameReport {
+                name: to.clone(),
+                ..RenameReport::default()
+            };
+            if from == to {
+                return Ok(report);
+            }
+            let target_id = match person_id(&to)? {
+                Some(id) => {
+                    report.merged = true;
+                    id
+                }
+                None => {
+                    tx.execute(
+                        "UPDATE people SET name = ?1 WHERE id = ?2",
+                        params![to, from_id],
+                    )
+                    .map_err(self.db_error())?;
+                    from_id
+                }
+            };
+            let sealing = self.sealing(&tx)?;
+            let rows: Vec<(i64, String, i64, Vec<u8>, String)> = {
+                let mut statement = tx
+                    .prepare(
+                        "SELECT id, model_id, dimension, embedding, image_sha256
+                         FROM templates WHERE person_id = ?1 ORDER BY id",
+                    )
+                    .map_err(self.db_error())?;
+                let rows = statement
+                    .query_map([from_id], |r| {
+                        Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
+                    })
+                    .map_err(self.db_error())?;
+                rows.collect::<Result<_, _>>().map_err(self.db_error())?
+            };
+            for (id, model, dimension, blob, sha256) in &rows {
+                if report.merged {
+                    let duplicate: bool = tx
+                        .query_row(
+                            "SELECT EXISTS(SELECT 1 FROM templates
+                             WHERE person_id = ?1 AND image_sha256 = ?2)",
+                            params![target_id, sha256],
+                            |r| r.get(0),
+                        )
+                        .map_err(self.db_error())?;
+                    if duplicate {
+                        tx.execute("DELETE FROM templates WHERE id = ?1", [id])
+                            .map_err(self.db_error())?;
+                        report.duplicates_dropped += 1;
+                        continue;
+                    }
+                }
+                let embedding =
+                    sealing.decode(blob, (*dimension).max(0) as usize, from, model, *id)?;
+                let blob = sealing.encode(&embedding, &to, model)?;
+                tx.execute(
+                    "UPDATE templates SET embedding = ?1, person_id = ?2 WHERE id = ?3",
+                    params![blob, target_id, id],
+                )
+                .map_err(self.db_error())?;
+                report.templates_moved += 1;
+            }
+            if report.merged {
+                tx.execute("DELETE FROM people WHERE id = ?1", [from_id])
+                    .map_err(self.db_error())?;
+            }
+            bump_revision(&tx).map_err(self.db_error())?;
+            if let Some(audit) = audit {
+                insert_audit(&tx, self.audit_key.as_deref(), &audit(&report))
+                    .map_err(self.db_error())?;
+            }
+            tx.commit().map_err(self.db_error())?;
+            erase_free_pages(c);
+            Ok(report)
         })
     }
 

@@ -43,6 +43,7 @@ contract!(
     changes_and_their_audit_entries_commit_together,
     the_audit_log_is_sealed_and_edits_show,
     concurrent_writers_extend_one_audit_chain,
+    people_are_renamed_and_merged_with_their_templates,
 );
 
 fn template(seed: f32, sha: &str) -> NewTemplate {
@@ -1171,4 +1172,93 @@ fn an_sqlite_audit_log_from_before_sealing_is_upgraded_in_place() {
     facegate_gallery::SqliteGallery::open(&path).unwrap();
     let c = rusqlite::Connection::open(&path).unwrap();
     assert!(c.execute("DELETE FROM audit", []).is_err());
+}
+
+fn people_are_renamed_and_merged_with_their_templates(b: Backend) {
+    for key in [None, Some(new_key())] {
+        let g = b.location.open_with_key(key.clone()).unwrap();
+        let label = format!("{} (encrypted: {})", b.name, key.is_some());
+        g.enroll("ann", "m1", &[template(0.1, "a"), template(0.2, "b")])
+            .unwrap();
+        g.enroll("bea", "m1", &[template(0.3, "b"), template(0.4, "c")])
+            .unwrap();
+        let ann_ids: Vec<i64> = g
+            .templates_info("ann")
+            .unwrap()
+            .iter()
+            .map(|t| t.id)
+            .collect();
+
+        // One template by id, and every template listed, without embeddings.
+        let one = g.template_info(ann_ids[0]).unwrap().unwrap();
+        assert_eq!(
+            (one.person.as_str(), one.source.as_str()),
+            ("ann", "a.jpg"),
+            "{label}"
+        );
+        assert!(one.embedding.is_empty());
+        assert_eq!(g.template_info(i64::MAX).unwrap(), None, "{label}");
+        let all = g.all_templates_info().unwrap();
+        assert_eq!(all.len(), 4, "{label}");
+        assert!(all.windows(2).all(|w| w[0].id < w[1].id));
+
+        // A plain rename keeps the templates (readable under the new name) and their ids.
+        let audited =
+            |r: &facegate_gallery::RenameReport| entry("rename", &r.name, format!("{r:?}"));
+        let report = g
+            .rename_person_with("ann", "Ann Lee", Some(&audited))
+            .unwrap();
+        assert!(!report.merged, "{label}");
+        assert_eq!(report.templates_moved, 2);
+        assert!(matches!(
+            g.person("ann"),
+            Err(GalleryError::UnknownPerson { .. })
+        ));
+        let moved = g.templates_of("Ann Lee", "m1").unwrap();
+        assert_eq!(
+            moved.iter().map(|t| t.id).collect::<Vec<_>>(),
+            ann_ids,
+            "{label}"
+        );
+        assert_eq!(moved[0].embedding, template(0.1, "a").embedding, "{label}");
+        assert_eq!(
+            g.audit_log(None, 100)
+                .unwrap()
+                .last()
+                .map(|e| e.action.as_str()),
+            Some("rename")
+        );
+
+        // Renaming onto someone who exists merges; the photo both had is kept once.
+        let report = g.rename_person_with("Ann Lee", "bea", None).unwrap();
+        assert!(report.merged, "{label}");
+        assert_eq!((report.templates_moved, report.duplicates_dropped), (1, 1));
+        let bea = g.templates_of("bea", "m1").unwrap();
+        let mut shas: Vec<&str> = bea.iter().map(|t| t.image_sha256.as_str()).collect();
+        shas.sort();
+        assert_eq!(shas, ["a", "b", "c"], "{label}");
+        assert_eq!(g.people().unwrap().len(), 1);
+        let index = TemplateIndex::load(g.as_ref(), "m1").unwrap();
+        assert_eq!(
+            index.search(&template(0.1, "a").embedding, 1)[0].person,
+            "bea"
+        );
+
+        // Unknown people and invalid names are refused; renaming to the same name changes nothing.
+        assert!(matches!(
+            g.rename_person_with("nobody", "x", None),
+            Err(GalleryError::UnknownPerson { .. })
+        ));
+        assert!(matches!(
+            g.rename_person_with("bea", " bad ", None),
+            Err(GalleryError::InvalidName { .. })
+        ));
+        assert_eq!(
+            g.rename_person_with("bea", "bea", None)
+                .unwrap()
+                .templates_moved,
+            0
+        );
+        g.forget("bea").unwrap();
+    }
 }

@@ -10,12 +10,16 @@ use axum::middleware::Next;
 use axum::response::Response;
 
 use crate::error::ApiError;
-use crate::keys::{split_key, Caller, Refusal, Role};
+use crate::keys::{presented_id, Caller, Refusal, Role};
 use crate::limits::too_many_failures;
 use crate::state::SharedState;
 
 /// The role a route needs, `None` for public routes. One table, so it can be read at a glance.
 pub fn required_role(method: &Method, route: &str) -> Option<Role> {
+    // The CompreFace-compatible API (`--compat compreface`) has a table of its own.
+    if let Some(role) = crate::compat::compreface::required_role(method.as_str(), route) {
+        return Some(role);
+    }
     match (method.as_str(), route) {
         (_, "/healthz" | "/readyz" | "/openapi.json" | "/" | "/assets/{file}") => None,
         ("POST", "/v1/verify" | "/v1/detect") => Some(Role::Verify),
@@ -72,10 +76,7 @@ pub async fn authorize(
     let caller = match &state.keys {
         None => {
             no_auth_request_allowed(&request)?;
-            Caller {
-                key_id: "anonymous".to_string(),
-                role: Role::Admin,
-            }
+            Caller::anonymous()
         }
         Some(_) => {
             let Some(presented) = presented_key(&request) else {
@@ -92,12 +93,7 @@ pub async fn authorize(
             authenticate(&state, presented, client).await?
         }
     };
-    permit(
-        &state,
-        &caller,
-        required,
-        &format!("{} {}", request.method(), route.as_str()),
-    )?;
+    permit(&state, &caller, required, request.method(), route.as_str())?;
     request.extensions_mut().insert(caller);
     Ok(next.run(request).await)
 }
@@ -116,16 +112,13 @@ pub async fn authenticate(
     client: Option<IpAddr>,
 ) -> Result<Caller, ApiError> {
     let Some(keys) = &state.keys else {
-        return Ok(Caller {
-            key_id: "anonymous".to_string(),
-            role: Role::Admin,
-        });
+        return Ok(Caller::anonymous());
     };
-    let named_id = split_key(presented).map(|(id, _)| id);
+    let named_id = presented_id(presented);
     let waiting = state
         .failures
         .as_ref()
-        .and_then(|f| f.waiting(client, named_id));
+        .and_then(|f| f.waiting(client, named_id.as_deref()));
     let Ok(_slot) = state.key_checks.clone().try_acquire_owned() else {
         return Err(ApiError::new(
             StatusCode::SERVICE_UNAVAILABLE,
@@ -145,14 +138,33 @@ pub async fn authenticate(
     outcome.map_err(|refusal| refused(state, client, refusal, waiting))
 }
 
-/// Whether `caller` may do `what`, which needs `required`; also counts the request against
-/// the key's rate limit.
+/// Whether `caller` may call `method route`, which needs `required` (and, for a scoped key,
+/// must be within its scope); also counts the request against the key's rate limit.
 pub fn permit(
     state: &SharedState,
     caller: &Caller,
     required: Role,
-    what: &str,
+    method: &Method,
+    route: &str,
 ) -> Result<(), ApiError> {
+    let what = format!("{method} {route}");
+    if let Some(scope) = caller.scope.filter(|scope| !scope.covers(route)) {
+        let usable = match scope {
+            crate::keys::KeyScope::CompreFace(service) => format!(
+                "only on the CompreFace-compatible {} routes (/api/v1/{}/...)",
+                service.name(),
+                service.name()
+            ),
+            crate::keys::KeyScope::Unknown => {
+                "only by a newer facegate that knows its scope".to_string()
+            }
+        };
+        return Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            "forbidden",
+            format!("this key can be used {usable}, not for {what}"),
+        ));
+    }
     if !caller.role.allows(required) {
         return Err(ApiError::new(
             StatusCode::FORBIDDEN,

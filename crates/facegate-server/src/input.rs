@@ -42,7 +42,15 @@ pub struct Form {
 }
 
 /// Fields that hold images, in JSON as a base64 string or an array of them.
-const IMAGE_FIELDS: [&str; 3] = ["image", "images", "reference_image"];
+/// `file`, `source_image` and `target_image` are CompreFace's.
+const IMAGE_FIELDS: [&str; 6] = [
+    "image",
+    "images",
+    "reference_image",
+    "file",
+    "source_image",
+    "target_image",
+];
 
 impl Form {
     /// Refuses fields the route does not know (a misspelt field should not be silently ignored).

@@ -8,6 +8,13 @@
 //! are checked one at a time, and are rehashed on their first successful use.
 //! Every request reads the row: a key revoked from the CLI stops working at once, even on a
 //! running server.
+//!
+//! Keys for CompreFace clients are what those clients expect: a random UUID, valid for one
+//! CompreFace service (recognition, detection or verification; see [`KeyScope`]). Its row id
+//! is derived from the UUID by a one-way hash, so the id reveals nothing of the key, and the
+//! whole UUID (122 random bits) is the secret. The scope is stored with the role
+//! (`admin@compreface:recognition`); a facegate that does not know scopes reads such a role as
+//! unknown and gives it the least power.
 
 use std::sync::{Arc, Mutex};
 
@@ -65,6 +72,79 @@ impl Role {
     }
 }
 
+/// The CompreFace services: a CompreFace key belongs to exactly one.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum CompreFaceService {
+    Recognition,
+    Detection,
+    Verification,
+}
+
+impl CompreFaceService {
+    pub fn name(self) -> &'static str {
+        match self {
+            CompreFaceService::Recognition => "recognition",
+            CompreFaceService::Detection => "detection",
+            CompreFaceService::Verification => "verification",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<CompreFaceService> {
+        match text {
+            "recognition" => Some(CompreFaceService::Recognition),
+            "detection" => Some(CompreFaceService::Detection),
+            "verification" => Some(CompreFaceService::Verification),
+            _ => None,
+        }
+    }
+
+    /// The service whose routes a path belongs to (`/api/v1/<service>/...`).
+    pub fn of_route(route: &str) -> Option<CompreFaceService> {
+        let rest = route.strip_prefix("/api/v1/")?;
+        CompreFaceService::parse(rest.split('/').next()?)
+    }
+}
+
+/// Where a key may be used beyond its role. Unscoped keys work on every route their role
+/// allows; a scoped key only on its API's routes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum KeyScope {
+    /// One service of the CompreFace-compatible API.
+    CompreFace(CompreFaceService),
+    /// A scope this version does not know (a newer facegate's): it covers no route.
+    Unknown,
+}
+
+impl KeyScope {
+    /// Stored after the role: `<role>@<scope>`.
+    fn stored(self) -> String {
+        match self {
+            KeyScope::CompreFace(service) => format!("compreface:{}", service.name()),
+            KeyScope::Unknown => "unknown".to_string(),
+        }
+    }
+
+    fn parse(text: &str) -> Option<KeyScope> {
+        let service = text.strip_prefix("compreface:")?;
+        CompreFaceService::parse(service).map(KeyScope::CompreFace)
+    }
+
+    /// Whether a request to `route` is within the scope.
+    pub fn covers(self, route: &str) -> bool {
+        match self {
+            KeyScope::CompreFace(service) => CompreFaceService::of_route(route) == Some(service),
+            KeyScope::Unknown => false,
+        }
+    }
+}
+
+impl Serialize for KeyScope {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(&self.stored())
+    }
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum KeyError {
     #[error(transparent)]
@@ -98,6 +178,9 @@ pub enum Refusal {
 pub struct KeyInfo {
     pub id: String,
     pub role: Role,
+    /// Where the key may be used (none: wherever its role allows).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub scope: Option<KeyScope>,
     pub label: String,
     pub created: String,
     pub revoked: Option<String>,
@@ -116,6 +199,18 @@ pub struct CreatedKey {
 pub struct Caller {
     pub key_id: String,
     pub role: Role,
+    pub scope: Option<KeyScope>,
+}
+
+impl Caller {
+    /// Whoever calls a server that runs without keys: an administrator, everywhere.
+    pub fn anonymous() -> Caller {
+        Caller {
+            key_id: "anonymous".to_string(),
+            role: Role::Admin,
+            scope: None,
+        }
+    }
 }
 
 pub struct ApiKeys {
@@ -144,17 +239,44 @@ impl ApiKeys {
         let id = hex(&rand::random::<[u8; 8]>());
         let secret =
             base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(rand::random::<[u8; 32]>());
-        let hash = secret_hash(&id, &secret);
-        self.rows.insert(&id, role, label, &hash)?;
-        let info = self
-            .rows
-            .find(&id)?
-            .map(|(info, _)| info)
-            .ok_or_else(|| KeyError::UnknownKey { id: id.clone() })?;
+        let info = self.insert(&id, &secret, role, None, label)?;
         Ok(CreatedKey {
             info,
             key: format!("{PREFIX}{id}_{secret}"),
         })
+    }
+
+    /// A key for CompreFace clients: a random UUID, usable only on `scope`'s routes.
+    pub fn create_scoped(
+        &self,
+        role: Role,
+        scope: KeyScope,
+        label: &str,
+    ) -> Result<CreatedKey, KeyError> {
+        let key = uuid::Uuid::new_v4().hyphenated().to_string();
+        let id = uuid_key_id(&key);
+        let info = self.insert(&id, &key, role, Some(scope), label)?;
+        Ok(CreatedKey { info, key })
+    }
+
+    fn insert(
+        &self,
+        id: &str,
+        secret: &str,
+        role: Role,
+        scope: Option<KeyScope>,
+        label: &str,
+    ) -> Result<KeyInfo, KeyError> {
+        let stored_role = match scope {
+            Some(scope) => format!("{}@{}", role.name(), scope.stored()),
+            None => role.name().to_string(),
+        };
+        self.rows
+            .insert(id, &stored_role, label, &secret_hash(id, secret))?;
+        self.rows
+            .find(id)?
+            .map(|(info, _)| info)
+            .ok_or_else(|| KeyError::UnknownKey { id: id.to_string() })
     }
 
     pub fn list(&self) -> Result<Vec<KeyInfo>, KeyError> {
@@ -183,9 +305,10 @@ impl ApiKeys {
         presented: &str,
         allow_slow_check: bool,
     ) -> Result<Result<Caller, Refusal>, KeyError> {
-        let Some((id, secret)) = split_key(presented) else {
+        let Some((id, secret)) = presented_parts(presented) else {
             return Ok(Err(Refusal::Malformed));
         };
+        let (id, secret) = (id.as_str(), secret.as_str());
         let Some((info, stored)) = self.rows.find(id)? else {
             return Ok(Err(Refusal::Unknown));
         };
@@ -219,13 +342,43 @@ impl ApiKeys {
         Ok(Ok(Caller {
             key_id: info.id,
             role: info.role,
+            scope: info.scope,
         }))
     }
 }
 
-/// A presented `fgk_<id>_<secret>` key's id and secret.
-pub fn split_key(presented: &str) -> Option<(&str, &str)> {
-    presented.strip_prefix(PREFIX)?.split_once('_')
+/// A presented key's row id and secret: `fgk_<id>_<secret>`, or a UUID (a CompreFace key,
+/// whose id is derived from it).
+fn presented_parts(presented: &str) -> Option<(String, String)> {
+    if let Some((id, secret)) = presented
+        .strip_prefix(PREFIX)
+        .and_then(|rest| rest.split_once('_'))
+    {
+        return Some((id.to_string(), secret.to_string()));
+    }
+    let uuid = uuid::Uuid::try_parse(presented).ok()?;
+    let key = uuid.hyphenated().to_string();
+    Some((uuid_key_id(&key), key))
+}
+
+/// The row id a presented key names, if it is shaped like a key at all (for counting
+/// failures against the key).
+pub fn presented_id(presented: &str) -> Option<String> {
+    presented_parts(presented).map(|(id, _)| id)
+}
+
+/// Whether a presented key is shaped like a CompreFace key (a UUID).
+pub fn is_uuid_key(presented: &str) -> bool {
+    uuid::Uuid::try_parse(presented).is_ok()
+}
+
+/// The row id of a UUID key: a one-way hash of it, marked so it cannot collide with the ids
+/// of `fgk_` keys (16 hex digits).
+fn uuid_key_id(uuid: &str) -> String {
+    let mut hasher = Sha256::new();
+    hasher.update(b"facegate uuid key id v1\0");
+    hasher.update(uuid.as_bytes());
+    format!("u{}", &hex(&hasher.finalize())[..16])
 }
 
 /// The stored form of a key's secret: SHA-256 over a label, the id and the secret (the id in it,
@@ -240,8 +393,9 @@ fn secret_hash(id: &str, secret: &str) -> String {
 }
 
 impl Rows {
-    fn insert(&self, id: &str, role: Role, label: &str, hash: &str) -> Result<(), KeyError> {
-        Ok(self.0.insert_key(id, role.name(), label, hash)?)
+    /// `role` as stored: a role name, with `@scope` for scoped keys.
+    fn insert(&self, id: &str, role: &str, label: &str, hash: &str) -> Result<(), KeyError> {
+        Ok(self.0.insert_key(id, role, label, hash)?)
     }
 
     fn list(&self) -> Result<Vec<KeyInfo>, KeyError> {
@@ -263,10 +417,26 @@ impl Rows {
 }
 
 fn row(record: KeyRecord) -> Row {
+    let (role, scope) = match record.role.split_once('@') {
+        Some((role, scope)) => (role, Some(scope)),
+        None => (record.role.as_str(), None),
+    };
+    let parsed_scope = scope.map(KeyScope::parse);
+    let role = match (Role::parse(role), parsed_scope) {
+        // An unknown role or scope (a newer facegate's) gets the least power, and a scope it
+        // cannot widen.
+        (Some(role), None | Some(Some(_))) => role,
+        _ => Role::Verify,
+    };
     let info = KeyInfo {
         id: record.id,
-        // An unknown role (a newer facegate's) gets the least power.
-        role: Role::parse(&record.role).unwrap_or(Role::Verify),
+        role,
+        scope: match parsed_scope {
+            Some(Some(scope)) => Some(scope),
+            // Unknown: still scoped, to routes nothing covers.
+            Some(None) => Some(KeyScope::Unknown),
+            None => None,
+        },
         label: record.label,
         created: record.created,
         revoked: record.revoked,
@@ -347,7 +517,7 @@ mod tests {
             .hash_password(secret.as_bytes(), &salt)
             .unwrap()
             .to_string();
-        store.rows.insert(id, Role::Verify, "old", &argon2).unwrap();
+        store.rows.insert(id, "verify", "old", &argon2).unwrap();
         let key = format!("{PREFIX}{id}_{secret}");
         let wrong = format!("{PREFIX}{id}_not-it");
 
@@ -386,6 +556,62 @@ mod tests {
         let a_secret = a.key.rsplit('_').next().unwrap();
         let as_b = format!("{PREFIX}{}_{a_secret}", b.info.id);
         assert!(store.authenticate(&as_b, true).unwrap().is_err());
+    }
+
+    #[test]
+    fn compreface_keys_are_uuids_scoped_to_their_service() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("g.db");
+        let store = ApiKeys::open(&GalleryLocation::Sqlite(path.clone())).unwrap();
+        let scope = KeyScope::CompreFace(CompreFaceService::Detection);
+        let created = store.create_scoped(Role::Verify, scope, "cam").unwrap();
+        let uuid = uuid::Uuid::try_parse(&created.key).unwrap();
+        assert_eq!(uuid.get_version_num(), 4);
+        assert_eq!(created.info.scope, Some(scope));
+        let caller = store.authenticate(&created.key, false).unwrap().unwrap();
+        assert_eq!((caller.role, caller.scope), (Role::Verify, Some(scope)));
+        assert_eq!(
+            store
+                .authenticate(&created.key.to_uppercase(), false)
+                .unwrap(),
+            Ok(caller)
+        );
+        // The id does not show the key; the database holds neither.
+        assert!(!created.key.contains(&created.info.id[1..]));
+        let raw = std::fs::read(&path).unwrap();
+        assert!(!raw.windows(36).any(|w| w == created.key.as_bytes()));
+        // Another UUID is unknown.
+        let other = uuid::Uuid::new_v4().to_string();
+        assert_eq!(
+            store.authenticate(&other, true).unwrap(),
+            Err(Refusal::Unknown)
+        );
+
+        assert!(scope.covers("/api/v1/detection/detect"));
+        assert!(!scope.covers("/api/v1/recognition/recognize"));
+        assert!(!scope.covers("/v1/detect"));
+    }
+
+    #[test]
+    fn a_scope_or_role_from_a_newer_version_gives_the_least_power() {
+        let record = |role: &str| KeyRecord {
+            id: "x".into(),
+            role: role.into(),
+            label: String::new(),
+            created: String::new(),
+            revoked: None,
+            hash: String::new(),
+        };
+        let (info, _) = row(record("admin@compreface:recognition"));
+        assert_eq!(info.role, Role::Admin);
+        let (info, _) = row(record("admin@somewhere-new"));
+        assert_eq!(
+            (info.role, info.scope),
+            (Role::Verify, Some(KeyScope::Unknown))
+        );
+        assert!(!KeyScope::Unknown.covers("/v1/verify"));
+        let (info, _) = row(record("superuser"));
+        assert_eq!((info.role, info.scope), (Role::Verify, None));
     }
 
     #[test]

@@ -40,7 +40,7 @@ use axum::Router;
 pub use auth::required_role;
 use connections::ConnectionLimit;
 pub use error::{ApiError, ErrorBody};
-pub use keys::{ApiKeys, Caller, CreatedKey, KeyError, KeyInfo, Role};
+pub use keys::{ApiKeys, Caller, CompreFaceService, CreatedKey, KeyError, KeyInfo, KeyScope, Role};
 pub use limits::{AddFacesPolicy, Limits};
 pub use state::{AppState, SharedState};
 
@@ -54,6 +54,12 @@ pub fn router(state: SharedState) -> Router {
     let body_limit = state.limits.max_body_bytes;
     let api = if state.limits.deepstack_api {
         api.merge(compat::deepstack::routes())
+    } else {
+        api
+    };
+    let compreface = state.limits.compreface_api;
+    let api = if compreface {
+        api.merge(compat::compreface::routes())
     } else {
         api
     };
@@ -86,6 +92,15 @@ pub fn router(state: SharedState) -> Router {
         .into_response()
     })
     .layer(from_fn_with_state(state.clone(), auth::authorize))
+    .layer(axum::middleware::from_fn(
+        move |request: axum::extract::Request, next: axum::middleware::Next| async move {
+            if compreface {
+                compat::compreface::dialect(request, next).await
+            } else {
+                next.run(request).await
+            }
+        },
+    ))
     .layer(from_fn_with_state(state.clone(), access::observe))
     .layer(DefaultBodyLimit::max(body_limit))
     .with_state(state)

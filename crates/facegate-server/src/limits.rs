@@ -54,6 +54,8 @@ pub struct Limits {
     pub add_faces: AddFacesPolicy,
     /// Also serve the DeepStack-compatible face API (`/v1/vision/face/...`).
     pub deepstack_api: bool,
+    /// Also serve the CompreFace-compatible REST API (`/api/v1/...`).
+    pub compreface_api: bool,
 }
 
 /// Who may add faces to a person who already has enrolled faces. Without a rule, a key that may
@@ -87,6 +89,7 @@ impl Default for Limits {
             max_body_bytes_in_flight: 64 * 1024 * 1024,
             add_faces: AddFacesPolicy::default(),
             deepstack_api: false,
+            compreface_api: false,
         }
     }
 }

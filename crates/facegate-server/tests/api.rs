@@ -862,6 +862,25 @@ impl Gallery for UnreachableGallery {
     ) -> Result<(), facegate::gallery::GalleryError> {
         Err(gone())
     }
+    fn template_info(
+        &self,
+        _: i64,
+    ) -> Result<Option<facegate::gallery::Template>, facegate::gallery::GalleryError> {
+        Err(gone())
+    }
+    fn all_templates_info(
+        &self,
+    ) -> Result<Vec<facegate::gallery::Template>, facegate::gallery::GalleryError> {
+        Err(gone())
+    }
+    fn rename_person_with(
+        &self,
+        _: &str,
+        _: &str,
+        _: Option<&dyn Fn(&facegate::gallery::RenameReport) -> facegate::gallery::NewAuditEvent>,
+    ) -> Result<facegate::gallery::RenameReport, facegate::gallery::GalleryError> {
+        Err(gone())
+    }
     fn counts(&self) -> Result<facegate::gallery::GalleryCounts, facegate::gallery::GalleryError> {
         Err(gone())
     }

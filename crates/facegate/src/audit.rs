@@ -40,6 +40,28 @@ pub fn verify(actor: &str, outcome: &VerifyOutcome) -> NewAuditEvent {
     )
 }
 
+/// A verification against one stored template of a person (by its id).
+pub fn verify_example(
+    actor: &str,
+    person: &str,
+    template_id: i64,
+    closest: Option<(f32, bool)>,
+    model: &str,
+) -> NewAuditEvent {
+    let decision = match closest {
+        Some((_, true)) => "match",
+        _ => "no_match",
+    };
+    event(
+        actor,
+        "verify",
+        Some(person),
+        decision,
+        closest.map(|(distance, _)| distance),
+        format!("against template {template_id}; model {model}"),
+    )
+}
+
 /// An identification: `identified` (with the person) or `unknown`, and the closest distance.
 pub fn identify(actor: &str, outcome: &IdentifyOutcome) -> NewAuditEvent {
     let best = outcome.faces.first().and_then(|f| f.candidates.first());
@@ -105,6 +127,22 @@ pub fn enroll_refused(
 /// A person erased (`forget`) or one template removed (`remove_template`).
 pub fn erase(actor: &str, action: &str, person: &str, what: String) -> NewAuditEvent {
     event(actor, action, Some(person), "erased", None, what)
+}
+
+/// A person renamed (or merged into the person who had the new name), under their old name.
+pub fn rename(actor: &str, from: &str, report: &facegate_gallery::RenameReport) -> NewAuditEvent {
+    let decision = if report.merged { "merged" } else { "renamed" };
+    let mut what = format!(
+        "to {:?}; {} template(s) moved",
+        report.name, report.templates_moved
+    );
+    if report.duplicates_dropped > 0 {
+        what.push_str(&format!(
+            ", {} photo(s) the other person already had dropped",
+            report.duplicates_dropped
+        ));
+    }
+    event(actor, "rename", Some(from), decision, None, what)
 }
 
 /// Templates re-encrypted (`gallery rekey`): key ids only, never keys.

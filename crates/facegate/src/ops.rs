@@ -519,6 +519,64 @@ pub fn compare(engine: &Engine, a: &LoadedImage, b: &LoadedImage) -> Result<Comp
     })
 }
 
+/// A face of a photo and its distance to a reference.
+#[derive(Clone, Debug, Serialize)]
+pub struct FaceDistance {
+    pub face: Face,
+    pub distance: f32,
+    pub is_match: bool,
+}
+
+/// Every face of a photo measured against one reference embedding, largest face first.
+#[derive(Clone, Debug, Serialize)]
+pub struct FacesAgainstReference {
+    pub faces: Vec<FaceDistance>,
+    /// The 1:1 threshold the matches were judged by.
+    pub threshold: Threshold,
+    pub model: String,
+}
+
+/// Every face of `image` against `reference` (an embedding of the engine's model), for APIs
+/// that answer one similarity per face (CompreFace's verification).
+pub fn faces_against(
+    engine: &Engine,
+    reference: &[f32],
+    image: &LoadedImage,
+) -> Result<FacesAgainstReference, Error> {
+    let (embedded, _) = engine.embed_faces(image, FacePolicy::All)?;
+    let threshold = engine.threshold();
+    let mut faces: Vec<FaceDistance> = embedded
+        .into_iter()
+        .map(|f| {
+            let distances = Distances::between(reference, &f.embedding);
+            FaceDistance {
+                face: f.face,
+                distance: distances.get(threshold.metric),
+                is_match: threshold.is_match(&distances),
+            }
+        })
+        .collect();
+    faces.sort_by(|a, b| b.face.area().total_cmp(&a.face.area()));
+    Ok(FacesAgainstReference {
+        faces,
+        threshold,
+        model: engine.model_id().to_string(),
+    })
+}
+
+/// The one face of `source` (several: [`Error::SeveralFaces`]) against every face of
+/// `target`: CompreFace's verification service.
+pub fn one_against_all(
+    engine: &Engine,
+    source: &LoadedImage,
+    target: &LoadedImage,
+) -> Result<(Face, FacesAgainstReference), Error> {
+    let (mut source_faces, _) = engine.embed_faces(source, FacePolicy::Single)?;
+    let source_face = source_faces.remove(0);
+    let against = faces_against(engine, &source_face.embedding, target)?;
+    Ok((source_face.face, against))
+}
+
 /// Every face of a photo at least the minimum face size wide, with its quality figures.
 #[derive(Clone, Debug, Serialize)]
 pub struct Detection {

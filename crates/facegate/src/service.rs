@@ -1,5 +1,5 @@
 //! The application service under every front end. Decisions (verify, identify, on photos
-//! and on video), enrollment, erasure, rekeying and audit-chain restarts are made for an
+//! and on video), enrollment, renaming, erasure, rekeying and audit-chain restarts are made for an
 //! [`Actor`] and written to the audit log under that actor's name, in the same transaction
 //! as the change for writes.
 //!
@@ -10,7 +10,7 @@
 use facegate_gallery::audit_chain;
 use facegate_gallery::{
     AuditKey, EnrollOptions, EnrollReport, Gallery, GalleryError, NewAuditEvent, NewTemplate,
-    Template, TemplateKey,
+    RenameReport, Template, TemplateKey,
 };
 use facegate_image::LoadedImage;
 use facegate_video::FrameSource;
@@ -166,6 +166,45 @@ impl<'a> FaceService<'a> {
         };
         self.record(audit::identify(actor.name(), &outcome))?;
         Ok(outcome)
+    }
+
+    /// Every face of `image` against one stored template (CompreFace's "verify against an
+    /// example"). Audited as a `verify` of the template's person: `match` when the closest
+    /// face is within the 1:1 threshold.
+    pub fn verify_example(
+        &self,
+        actor: &Actor,
+        template_id: i64,
+        image: &LoadedImage,
+    ) -> Result<(Template, ops::FacesAgainstReference), Error> {
+        let listed = self.gallery.template_info(template_id)?.ok_or_else(|| {
+            GalleryError::UnknownTemplate {
+                name: "anyone".to_string(),
+                id: template_id,
+            }
+        })?;
+        let template = self
+            .gallery
+            .templates_of(&listed.person, self.engine.model_id())?
+            .into_iter()
+            .find(|t| t.id == template_id)
+            .ok_or_else(|| GalleryError::ModelMismatch {
+                gallery_model: listed.model_id.clone(),
+                requested: self.engine.model_id().to_string(),
+            })?;
+        let against = ops::faces_against(self.engine, &template.embedding, image)?;
+        let closest = against
+            .faces
+            .iter()
+            .min_by(|a, b| a.distance.total_cmp(&b.distance));
+        self.record(audit::verify_example(
+            actor.name(),
+            &template.person,
+            template_id,
+            closest.map(|f| (f.distance, f.is_match)),
+            &against.model,
+        ))?;
+        Ok((template, against))
     }
 
     fn record(&self, entry: facegate_gallery::NewAuditEvent) -> Result<(), Error> {
@@ -344,6 +383,18 @@ pub fn remove_template(
         format!("template {template_id}"),
     );
     Ok(gallery.remove_template_with(person, template_id, Some(&entry))?)
+}
+
+/// Renames a person (merging into whoever has the new name), with the audit entry in the same
+/// transaction.
+pub fn rename(
+    gallery: &dyn Gallery,
+    actor: &Actor,
+    from: &str,
+    to: &str,
+) -> Result<RenameReport, Error> {
+    let entry = |report: &RenameReport| audit::rename(actor.name(), from, report);
+    Ok(gallery.rename_person_with(from, to, Some(&entry))?)
 }
 
 /// What [`rekey`] did.

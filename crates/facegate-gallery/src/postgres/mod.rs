@@ -30,7 +30,7 @@ use crate::seal::Sealing;
 use crate::{
     check_finite, lookup_name, normalize_name, require_normalized, validate_name, AuditEvent,
     EnrollOptions, EnrollReport, Gallery, GalleryCounts, GalleryError, Nearest, NearestPeople,
-    NewAuditEvent, NewTemplate, Person, Template, TemplateKey,
+    NewAuditEvent, NewTemplate, Person, RenameReport, Template, TemplateKey,
 };
 
 use self::{audit::*, options::tls_connector, vector_index::*};
@@ -345,6 +345,17 @@ impl PostgresGallery {
         person: Option<&str>,
         sealing: Option<(&Sealing<'_>, usize)>,
     ) -> Result<Vec<Template>, GalleryError> {
+        self.query_templates_where(client, person, None, sealing)
+    }
+
+    /// [`Self::query_templates`], optionally only the template with id `template`.
+    fn query_templates_where(
+        &self,
+        client: &mut impl postgres::GenericClient,
+        person: Option<&str>,
+        template: Option<i64>,
+        sealing: Option<(&Sealing<'_>, usize)>,
+    ) -> Result<Vec<Template>, GalleryError> {
         let rows = client
             .query(
                 &format!(
@@ -352,10 +363,10 @@ impl PostgresGallery {
                             box_x1, box_y1, box_x2, box_y2, detector_score, source, {CREATED_T}, quality,
                             sealed
                      FROM facegate_templates t
-                     WHERE $1::text IS NULL OR person = $1
+                     WHERE ($1::text IS NULL OR person = $1) AND ($2::bigint IS NULL OR id = $2)
                      ORDER BY id"
                 ),
-                &[&person],
+                &[&person, &template],
             )
             .map_err(self.error())?;
         rows.iter()
@@ -802,6 +813,117 @@ impl Gallery for PostgresGallery {
         self.with(|c| {
             self.find_person(c, name)?;
             self.query_templates(c, Some(name), None)
+        })
+    }
+
+    fn template_info(&self, id: i64) -> Result<Option<Template>, GalleryError> {
+        self.with(|c| Ok(self.query_templates_where(c, None, Some(id), None)?.pop()))
+    }
+
+    fn all_templates_info(&self) -> Result<Vec<Template>, GalleryError> {
+        self.with(|c| self.query_templates(c, None, None))
+    }
+
+    fn rename_person_with(
+        &self,
+        from: &str,
+        to: &str,
+        audit: Option<&dyn Fn(&RenameReport) -> NewAuditEvent>,
+    ) -> Result<RenameReport, GalleryError> {
+        let from = lookup_name(from);
+        let from = from.as_ref();
+        let to = normalize_name(to)?;
+        self.with(|c| {
+            let e = self.error();
+            let mut tx = c.transaction().map_err(&e)?;
+            // Writers that bind the model or re-seal hold this row: renames wait for them.
+            tx.batch_execute("SELECT value FROM facegate_meta WHERE key = 'model_id' FOR UPDATE")
+                .map_err(&e)?;
+            let found = tx
+                .query_opt(
+                    "SELECT 1 FROM facegate_people WHERE name = $1 FOR UPDATE",
+                    &[&from],
+                )
+                .map_err(&e)?;
+            if found.is_none() {
+                return Err(GalleryError::UnknownPerson {
+                    name: from.to_string(),
+                });
+            }
+            let mut report = RenameReport {
+                name: to.clone(),
+                ..RenameReport::default()
+            };
+            if from == to {
+                return Ok(report);
+            }
+            let inserted = tx
+                .execute(
+                    "INSERT INTO facegate_people (name, created)
+                     SELECT $2, created FROM facegate_people WHERE name = $1
+                     ON CONFLICT (name) DO NOTHING",
+                    &[&from, &to],
+                )
+                .map_err(&e)?;
+            report.merged = inserted == 0;
+            let bound = self.bound_model(&mut tx)?;
+            let sealing = self.sealing(&bound)?;
+            let rows = tx
+                .query(
+                    &format!(
+                        "SELECT id, person, model_id, embedding, image_sha256,
+                                box_x1, box_y1, box_x2, box_y2, detector_score, source, {CREATED_T},
+                                quality, sealed
+                         FROM facegate_templates t WHERE person = $1 ORDER BY id FOR UPDATE"
+                    ),
+                    &[&from],
+                )
+                .map_err(&e)?;
+            for row in &rows {
+                let template = template_from_row(row);
+                if report.merged {
+                    let duplicate: bool = tx
+                        .query_one(
+                            "SELECT EXISTS(SELECT 1 FROM facegate_templates
+                             WHERE person = $1 AND image_sha256 = $2)",
+                            &[&to, &template.image_sha256],
+                        )
+                        .map_err(&e)?
+                        .get(0);
+                    if duplicate {
+                        tx.execute(
+                            "DELETE FROM facegate_templates WHERE person = $1 AND id = $2",
+                            &[&from, &template.id],
+                        )
+                        .map_err(&e)?;
+                        report.duplicates_dropped += 1;
+                        continue;
+                    }
+                }
+                let sealed = match &sealing {
+                    Sealing::Plain => None,
+                    Sealing::Sealed(_) => {
+                        let embedding =
+                            decode_row(&sealing, row, 3, 13, bound.dimension, &template)?;
+                        Some(sealing.encode(&embedding, &to, &template.model_id)?)
+                    }
+                };
+                tx.execute(
+                    "UPDATE facegate_templates SET person = $1, sealed = COALESCE($2, sealed)
+                     WHERE person = $3 AND id = $4",
+                    &[&to, &sealed, &from, &template.id],
+                )
+                .map_err(&e)?;
+                report.templates_moved += 1;
+            }
+            tx.execute("DELETE FROM facegate_people WHERE name = $1", &[&from])
+                .map_err(&e)?;
+            self.bump_revision(&mut tx)?;
+            if let Some(audit) = audit {
+                insert_audit(&mut tx, self.audit_key.as_deref(), &audit(&report)).map_err(&e)?;
+            }
+            tx.commit().map_err(&e)?;
+            Ok(report)
         })
     }
 

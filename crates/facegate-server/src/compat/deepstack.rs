@@ -113,7 +113,7 @@ async fn caller(
     let client = connect.map(|Extension(ConnectInfo(addr))| addr.ip());
     let caller = authenticate(state, presented, client).await?;
     let required = required_role(&axum::http::Method::POST, route).unwrap_or(Role::Admin);
-    permit(state, &caller, required, &format!("POST {route}"))?;
+    permit(state, &caller, required, &axum::http::Method::POST, route)?;
     Ok(caller)
 }
 
