@@ -46,7 +46,25 @@ pub use state::{AppState, SharedState};
 
 /// The whole service as one router: API, OpenAPI document, web page, middleware.
 pub fn router(state: SharedState) -> Router {
-    let (api, openapi) = api::routes();
+    let (api, mut openapi) = api::routes();
+    if state.limits.deepstack_api {
+        compat::document(
+            &mut openapi,
+            compat::deepstack::TAG,
+            compat::deepstack::DOCUMENTED,
+            "DeepStack's face API (`--compat deepstack`): multipart forms; the key as the form field `api_key` (or facegate's headers).",
+            "`{\"success\": false, \"error\"}` with facegate's status codes.",
+        );
+    }
+    if state.limits.compreface_api {
+        compat::document(
+            &mut openapi,
+            compat::compreface::TAG,
+            compat::compreface::DOCUMENTED,
+            "CompreFace's REST API (`--compat compreface`): the key in `x-api-key` (a UUID from `facegate keys create --compat compreface --service ...`, or a facegate key).",
+            "`{\"message\", \"code\"}` with CompreFace's codes: 20 missing key, 26 malformed key or parameter, 10 unknown key (404), 12 key of another service (403), 28 no face, 31 more than one face, 42 unknown subject (404), 43 subject exists, 11 unknown image id (404).",
+        );
+    }
     let openapi_json: Arc<str> = openapi
         .to_pretty_json()
         .unwrap_or_else(|err| format!("{{\"error\": \"{err}\"}}"))

@@ -605,6 +605,34 @@ fn the_compreface_api_is_served_only_when_asked_for() {
         Body::None,
     );
     assert_eq!(answer.status, 404);
+    assert!(server.openapi()["paths"]
+        .get("/api/v1/recognition/recognize")
+        .is_none());
+}
+
+#[test]
+fn the_openapi_document_describes_the_compreface_routes_when_served() {
+    let server = Server::start(limits());
+    let doc = server.openapi();
+    for (path, method) in [
+        ("/api/v1/recognition/recognize", "post"),
+        ("/api/v1/recognition/subjects", "get"),
+        ("/api/v1/recognition/subjects/{subject}", "put"),
+        ("/api/v1/recognition/faces", "delete"),
+        ("/api/v1/detection/detect", "post"),
+        ("/api/v1/verification/verify", "post"),
+    ] {
+        let operation = &doc["paths"][path][method];
+        assert_eq!(
+            operation["tags"][0], "compat: CompreFace",
+            "{path} {method}"
+        );
+        assert!(operation["description"].as_str().unwrap().contains("role"));
+    }
+    assert!(
+        doc["paths"]["/v1/verify"]["post"].is_object(),
+        "the native API is still there"
+    );
 }
 
 fn uuid_shaped(text: &str) -> bool {

@@ -24,7 +24,7 @@ use std::time::Instant;
 
 use axum::body::Bytes;
 use axum::extract::{Path, RawQuery, Request, State};
-use axum::http::{header, HeaderMap, StatusCode};
+use axum::http::{header, HeaderMap, Method, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get, post, put, MethodRouter};
@@ -36,6 +36,7 @@ use facegate::{ops, ErrorCode, Face};
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 
+use super::DocumentedRoute;
 use crate::audit::Actor;
 use crate::error::{ApiError, ErrorBody};
 use crate::input::{Form, Upload};
@@ -48,6 +49,29 @@ use crate::state::SharedState;
 pub const SIMILARITY_AT_THRESHOLD: f64 = 0.60;
 
 const BASE: &str = "/api/v1";
+
+/// The OpenAPI tag of these routes.
+pub const TAG: &str = "compat: CompreFace";
+
+/// What the OpenAPI document says of each route (paths without the trailing slash, which is
+/// accepted too).
+pub const DOCUMENTED: &[DocumentedRoute] = &[
+    DocumentedRoute { method: Method::GET, path: "/api/v1/recognition/subjects", summary: "List subjects (people)", answer: ("200", "{\"subjects\": [names]}") },
+    DocumentedRoute { method: Method::POST, path: "/api/v1/recognition/subjects", summary: "Add a subject without faces: JSON {\"subject\"}", answer: ("201", "{\"subject\"}") },
+    DocumentedRoute { method: Method::DELETE, path: "/api/v1/recognition/subjects", summary: "Delete every subject and their faces", answer: ("200", "{\"deleted\": n}") },
+    DocumentedRoute { method: Method::PUT, path: "/api/v1/recognition/subjects/{subject}", summary: "Rename a subject: JSON {\"subject\": new}; onto an existing subject, merges", answer: ("200", "{\"updated\": bool}") },
+    DocumentedRoute { method: Method::DELETE, path: "/api/v1/recognition/subjects/{subject}", summary: "Delete a subject and their faces", answer: ("200", "{\"subject\"}") },
+    DocumentedRoute { method: Method::POST, path: "/api/v1/recognition/faces", summary: "Add an example (one face) to ?subject= (created if needed); multipart file or JSON {\"file\": base64}; det_prob_threshold", answer: ("201", "{\"image_id\", \"subject\"}") },
+    DocumentedRoute { method: Method::GET, path: "/api/v1/recognition/faces", summary: "List examples: ?page=0&size=20&subject=", answer: ("200", "{\"faces\": [{image_id, subject}], page_number, page_size, total_pages, total_elements}") },
+    DocumentedRoute { method: Method::DELETE, path: "/api/v1/recognition/faces", summary: "Delete every example of ?subject= (of everyone without it); subjects stay", answer: ("200", "{\"deleted\": n}") },
+    DocumentedRoute { method: Method::POST, path: "/api/v1/recognition/faces/delete", summary: "Delete examples by id: a JSON list of image ids", answer: ("200", "[{image_id, subject}] of those deleted") },
+    DocumentedRoute { method: Method::DELETE, path: "/api/v1/recognition/faces/{image_id}", summary: "Delete one example", answer: ("200", "{\"image_id\", \"subject\"}") },
+    DocumentedRoute { method: Method::GET, path: "/api/v1/recognition/faces/{image_id}/img", summary: "An example's photo: facegate keeps none (always 501)", answer: ("501", "{\"message\", \"code\"}") },
+    DocumentedRoute { method: Method::POST, path: "/api/v1/recognition/faces/{image_id}/verify", summary: "Each face of a photo against one example; limit, det_prob_threshold, face_plugins, status", answer: ("200", "{\"result\": [{box, similarity}]}") },
+    DocumentedRoute { method: Method::POST, path: "/api/v1/recognition/recognize", summary: "Who each face is (largest first); limit, prediction_count, det_prob_threshold, face_plugins, status", answer: ("200", "{\"result\": [{box: {probability, x_min, y_min, x_max, y_max}, subjects: [{subject, similarity}]}]}") },
+    DocumentedRoute { method: Method::POST, path: "/api/v1/detection/detect", summary: "Every face (largest first); limit, det_prob_threshold, face_plugins (landmarks), status", answer: ("200", "{\"result\": [{box}]}") },
+    DocumentedRoute { method: Method::POST, path: "/api/v1/verification/verify", summary: "The one face of source_image against every face of target_image", answer: ("200", "{\"result\": [{source_image_face: {box}, face_matches: [{box, similarity}]}]}") },
+];
 
 /// Every route, with and without a trailing slash.
 pub fn routes() -> Router<SharedState> {

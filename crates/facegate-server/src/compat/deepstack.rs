@@ -13,7 +13,7 @@
 use std::net::SocketAddr;
 
 use axum::extract::{ConnectInfo, State};
-use axum::http::StatusCode;
+use axum::http::{Method, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use axum::{Extension, Json, Router};
@@ -22,6 +22,7 @@ use facegate::service::{EnrollMode, FaceCheck, FaceService};
 use facegate::{ops, ErrorCode};
 use serde_json::{json, Value};
 
+use super::DocumentedRoute;
 use crate::auth::{authenticate, permit, required_role};
 use crate::error::ApiError;
 use crate::input::{Form, Upload};
@@ -33,6 +34,55 @@ use crate::state::SharedState;
 /// and detect's default (a detector score).
 const RECOGNIZE_CUT_OFF: f64 = 0.67;
 const DETECT_CUT_OFF: f64 = 0.55;
+
+/// The OpenAPI tag of these routes.
+pub const TAG: &str = "compat: DeepStack";
+
+/// What the OpenAPI document says of each route (with or without the trailing slash).
+pub const DOCUMENTED: &[DocumentedRoute] = &[
+    DocumentedRoute {
+        method: Method::POST,
+        path: "/v1/vision/face",
+        summary: "Every face: image, min_confidence (0.55)",
+        answer: (
+            "200",
+            "{success, predictions: [{confidence, x_min, y_min, x_max, y_max}], count}",
+        ),
+    },
+    DocumentedRoute {
+        method: Method::POST,
+        path: "/v1/vision/face/recognize",
+        summary: "Who each face is: image, min_confidence (0.67; below it userid \"unknown\")",
+        answer: (
+            "200",
+            "{success, predictions: [{userid, confidence, x_min, y_min, x_max, y_max}], count}",
+        ),
+    },
+    DocumentedRoute {
+        method: Method::POST,
+        path: "/v1/vision/face/register",
+        summary: "Add faces to userid: one or more images under any field names",
+        answer: ("200", "{success, message: \"face added\"}"),
+    },
+    DocumentedRoute {
+        method: Method::POST,
+        path: "/v1/vision/face/match",
+        summary: "How alike the largest faces of image1 and image2 are",
+        answer: ("200", "{success, similarity}"),
+    },
+    DocumentedRoute {
+        method: Method::POST,
+        path: "/v1/vision/face/list",
+        summary: "The registered user ids",
+        answer: ("200", "{success, faces: [userids]}"),
+    },
+    DocumentedRoute {
+        method: Method::POST,
+        path: "/v1/vision/face/delete",
+        summary: "Erase userid and their faces",
+        answer: ("200", "{success}"),
+    },
+];
 
 /// The routes, each with and without the trailing slash DeepStack registers.
 pub fn routes() -> Router<SharedState> {
