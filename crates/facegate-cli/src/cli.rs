@@ -138,6 +138,19 @@ pub enum Command {
         /// ... among one face's last N frames
         #[arg(long, default_value_t = 5)]
         n: usize,
+        /// Liveness by challenge (with --camera or --video): the person must turn their head as
+        /// asked, in a random order, while their identity is checked on the same face
+        /// (prompts on the terminal). Exit 0 = passed, 1 = failed
+        #[arg(long, conflicts_with = "challenge_steps")]
+        challenge: bool,
+        /// With --challenge: how many random steps
+        #[arg(long, default_value_t = 4, value_name = "N", value_parser = clap::value_parser!(u8).range(1..=8))]
+        challenge_length: u8,
+        /// A fixed challenge, for judging recordings offline: steps from left, right, up,
+        /// down, named as seen in the image ("left" = the nose moves toward the image's left
+        /// edge), e.g. `left,right,up`
+        #[arg(long, value_name = "STEPS", value_parser = parse_steps)]
+        challenge_steps: Option<StepList>,
     },
     /// 1:N — who in the gallery is this? (exit 0 = identified, 1 = unknown)
     Identify {
@@ -305,6 +318,14 @@ impl VideoArgs {
     }
 }
 
+/// The steps of a fixed challenge (`left,right,up`).
+#[derive(Clone, Debug)]
+pub struct StepList(pub Vec<facegate::liveness_challenge::Step>);
+
+fn parse_steps(text: &str) -> Result<StepList, String> {
+    facegate::liveness_challenge::Step::parse_list(text).map(StepList)
+}
+
 fn parse_duration(text: &str) -> Result<std::time::Duration, String> {
     let text = text.trim();
     let (number, unit) = text
@@ -392,6 +413,23 @@ pub enum EvalKind {
         open_set_far: f64,
         #[arg(long, value_name = "DIR")]
         report: Option<PathBuf>,
+    },
+    /// Liveness by challenge, in the figures of ISO/IEC 30107-3: APCER per attack type,
+    /// BPCER, non-response rate (see docs/LIVENESS.md for the manifest)
+    Liveness {
+        /// TSV with header `clip  label  attack_type  steps` (and optionally `segments`);
+        /// clips are videos, or photos presented as moving prints
+        #[arg(long, value_name = "FILE")]
+        manifest: PathBuf,
+        /// Random challenges per `random` line
+        #[arg(long, default_value_t = 50, value_name = "N")]
+        trials: usize,
+        /// Seed of the random challenges and simulated prints (the same seed, the same trials)
+        #[arg(long, default_value_t = 7)]
+        seed: u64,
+        /// Frames per second analysed
+        #[arg(long, default_value_t = 10.0)]
+        fps: f64,
     },
 }
 

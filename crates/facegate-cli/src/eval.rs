@@ -117,8 +117,89 @@ pub fn run(ctx: &Context, kind: EvalKind) -> Result<ExitCode> {
                 println!("{}", report::identify_markdown(&report, &split, seconds))
             })?;
         }
+        EvalKind::Liveness {
+            manifest,
+            trials,
+            seed,
+            fps,
+        } => liveness(ctx, &engine, &manifest, trials, seed, fps)?,
     }
     Ok(ExitCode::SUCCESS)
+}
+
+fn liveness(
+    ctx: &Context,
+    engine: &Engine,
+    manifest: &Path,
+    trials: usize,
+    seed: u64,
+    fps: f64,
+) -> Result<()> {
+    use facegate::challenge_eval;
+    if !(fps > 0.0 && fps <= 60.0) {
+        bail!("--fps must be above 0 and at most 60, not {fps}");
+    }
+    let presentations = challenge_eval::read_manifest(manifest)?;
+    let start = Instant::now();
+    let bar = progress::bar(
+        presentations.len() as u64,
+        ctx.interactive(),
+        "presentations",
+    );
+    let rules = facegate::liveness_challenge::Rules::default();
+    let report = challenge_eval::evaluate(
+        engine,
+        &presentations,
+        trials,
+        seed,
+        fps,
+        &rules,
+        &mut |p| {
+            bar.set_message(p.clip.display().to_string());
+            bar.inc(1);
+        },
+    )?;
+    bar.finish_and_clear();
+    let seconds = start.elapsed().as_secs_f64();
+    let mut doc = serde_json::to_value(&report)?;
+    doc["manifest"] = json!(manifest);
+    doc["wall_seconds"] = json!(seconds);
+    ctx.emit(&doc, || {
+        println!(
+            "liveness by challenge on {} ({:.0} s)",
+            manifest.display(),
+            seconds
+        );
+        for (kind, apcer) in &report.apcer_by_type {
+            println!("  APCER {kind}: {:.2}%", apcer * 100.0);
+        }
+        println!("  APCER (worst type): {:.2}%", report.apcer_max * 100.0);
+        println!("  BPCER: {:.2}%", report.bpcer * 100.0);
+        println!(
+            "  non-response rate: {:.2}%",
+            report.non_response_rate * 100.0
+        );
+        if let Some(t) = report.genuine_median_seconds_to_pass {
+            println!("  genuine median time to pass: {t:.1} s");
+        }
+        println!();
+        println!("| clip | label | attack type | trials | accepted | failures |");
+        println!("|---|---|---|---|---|---|");
+        for c in &report.clips {
+            let failures: Vec<String> =
+                c.failures.iter().map(|(r, n)| format!("{r} {n}")).collect();
+            println!(
+                "| {} | {} | {} | {} | {} | {} |",
+                c.clip,
+                c.label,
+                c.attack_type.as_deref().unwrap_or("-"),
+                c.trials,
+                c.accepted,
+                failures.join(", ")
+            );
+        }
+    })?;
+    Ok(())
 }
 
 /// What `facegate calibrate` measures on.

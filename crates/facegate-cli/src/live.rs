@@ -17,6 +17,8 @@ use serde_json::json;
 
 use crate::cli::VideoArgs;
 use crate::context::{enroll_audited, exit, Context};
+use facegate::challenge::ChallengeTarget;
+use facegate::liveness_challenge::{Rules, State as ChallengeState, Step};
 use facegate::service::{Actor, FaceService};
 
 /// Opens what the flags name.
@@ -170,6 +172,113 @@ pub fn verify(ctx: &Context, name: &str, args: &VideoArgs, k: usize, n: usize) -
         );
     })?;
     Ok(exit(outcome.is_match))
+}
+
+/// Challenges are judged on at least this many frames per second: a held movement needs a
+/// few frames, and frames further apart than `Rules::max_frame_gap` fail the challenge.
+const CHALLENGE_MIN_FPS: f64 = 10.0;
+
+/// `verify NAME --camera --challenge` / `--video FILE --challenge-steps ...`: liveness by
+/// challenge, prompting on the terminal.
+pub fn verify_challenge(
+    ctx: &Context,
+    name: &str,
+    args: &VideoArgs,
+    steps: Vec<Step>,
+) -> Result<ExitCode> {
+    if !args.given() {
+        anyhow::bail!("a challenge needs frames: give --camera [DEVICE] or --video FILE|URL");
+    }
+    let args = VideoArgs {
+        fps: args.fps.max(CHALLENGE_MIN_FPS),
+        ..args.clone()
+    };
+    let mut source = open(&args)?;
+    let engine = ctx.engine()?;
+    let gallery = ctx.gallery_for_read()?.ok_or_else(|| {
+        Error::from(GalleryError::UnknownPerson {
+            name: name.to_string(),
+        })
+    })?;
+    let stop = stop_on_ctrl_c();
+    let service = FaceService::new(&engine, gallery.as_ref());
+    // A camera faces the user: the image's left is the user's right.
+    let camera = args.camera.is_some();
+    let json = ctx.global.json;
+    let target = ChallengeTarget::Person(name.to_string());
+    // One prompt per phase (a step's clock restarting is not a new request).
+    let mut prompted: Option<(&'static str, usize)> = None;
+    let outcome = service.challenge(
+        &Actor::local_user(),
+        &target,
+        source.as_mut(),
+        steps,
+        Rules::default(),
+        &stop,
+        &mut |state| {
+            let phase = match state {
+                ChallengeState::Step { step, .. } => ("step", *step),
+                ChallengeState::Starting => ("starting", 0),
+                ChallengeState::Ending { .. } => ("ending", 0),
+                ChallengeState::Passed { .. } | ChallengeState::Failed(_) => ("done", 0),
+            };
+            if !json && prompted != Some(phase) {
+                prompted = Some(phase);
+                prompt(state, camera);
+            }
+        },
+    )?;
+    ctx.emit(&outcome, || {
+        match &outcome.state {
+            ChallengeState::Passed {
+                identity, seconds, identity_checks,
+            } => println!(
+                "PASSED: {identity:?} answered the challenge ({}) from {} in {seconds:.1} s, identity checked {identity_checks} times",
+                step_list(&outcome.steps),
+                source.describe()
+            ),
+            _ => println!(
+                "FAILED: challenge ({}) on {}: {}",
+                step_list(&outcome.steps),
+                source.describe(),
+                outcome.reason.as_deref().unwrap_or("not finished")
+            ),
+        }
+        println!(
+            "  {} frames read, {} dropped",
+            outcome.frames, outcome.frames_dropped
+        );
+    })?;
+    Ok(exit(outcome.passed))
+}
+
+fn step_list(steps: &[Step]) -> String {
+    steps.iter().map(|s| s.name()).collect::<Vec<_>>().join(",")
+}
+
+/// What the person in front of the camera is asked to do now.
+fn prompt(state: &ChallengeState, camera: bool) {
+    let direction = |step: Step| match (step, camera) {
+        (Step::Left, true) => "turn your head to YOUR RIGHT  -->".to_string(),
+        (Step::Right, true) => "turn your head to YOUR LEFT  <--".to_string(),
+        (Step::Left, false) => "turn: nose toward the image's left".to_string(),
+        (Step::Right, false) => "turn: nose toward the image's right".to_string(),
+        (Step::Up, _) => "look UP  ^".to_string(),
+        (Step::Down, _) => "look DOWN  v".to_string(),
+        (Step::Blink, _) => "BLINK".to_string(),
+    };
+    match state {
+        ChallengeState::Starting => eprintln!("look straight at the camera"),
+        ChallengeState::Step { step, asked, .. } => {
+            eprintln!(
+                "step {}: {}, then back to the front",
+                step + 1,
+                direction(*asked)
+            )
+        }
+        ChallengeState::Ending { .. } => eprintln!("look straight at the camera"),
+        ChallengeState::Passed { .. } | ChallengeState::Failed(_) => {}
+    }
 }
 
 pub fn identify(ctx: &Context, args: &VideoArgs) -> Result<ExitCode> {

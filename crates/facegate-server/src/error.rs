@@ -79,6 +79,7 @@ impl From<facegate::Error> for ApiError {
             | C::PoorQuality
             | C::NotLive => StatusCode::UNPROCESSABLE_ENTITY,
             C::UnknownPerson | C::UnknownTemplate => StatusCode::NOT_FOUND,
+            C::ChallengeInput => StatusCode::BAD_REQUEST,
             C::FaceMismatch | C::AddFacesForbidden => StatusCode::FORBIDDEN,
             C::PersonExists | C::ModelMismatch | C::EmptyGallery => StatusCode::CONFLICT,
             C::GalleryUnavailable => StatusCode::SERVICE_UNAVAILABLE,

@@ -62,6 +62,45 @@ pub fn verify_example(
     )
 }
 
+/// A liveness challenge: `passed` (with who passed it) or `failed` (with why), the steps
+/// asked and the closest identity distance seen.
+pub fn challenge(
+    actor: &str,
+    target: &crate::challenge::ChallengeTarget,
+    outcome: &crate::challenge::ChallengeOutcome,
+) -> NewAuditEvent {
+    use facegate_challenge::State;
+    let steps: Vec<&str> = outcome.steps.iter().map(|s| s.name()).collect();
+    let person = match (&outcome.state, target) {
+        (State::Passed { identity, .. }, _) => Some(identity.clone()),
+        (_, crate::challenge::ChallengeTarget::Person(name)) => Some(name.clone()),
+        _ => None,
+    };
+    let closest = outcome
+        .identity_checks
+        .iter()
+        .filter_map(|c| c.distance)
+        .reduce(f32::min);
+    let mut detail = format!(
+        "steps {}; {} frames, {} identity check(s); model {}",
+        steps.join(","),
+        outcome.frames,
+        outcome.identity_checks.len(),
+        outcome.model
+    );
+    if let Some(reason) = &outcome.reason {
+        detail.push_str(&format!("; {reason}"));
+    }
+    event(
+        actor,
+        "challenge",
+        person.as_deref(),
+        if outcome.passed { "passed" } else { "failed" },
+        closest,
+        detail,
+    )
+}
+
 /// An identification: `identified` (with the person) or `unknown`, and the closest distance.
 pub fn identify(actor: &str, outcome: &IdentifyOutcome) -> NewAuditEvent {
     let best = outcome.faces.first().and_then(|f| f.candidates.first());

@@ -73,6 +73,9 @@ pub enum Error {
         message: String,
     },
 
+    #[error("liveness challenge: {0}")]
+    Challenge(#[from] facegate_challenge::FrameError),
+
     #[error("evaluation input {path}: {message}")]
     EvalInput {
         path: std::path::PathBuf,
@@ -134,6 +137,7 @@ impl Error {
             Error::NoHome => ErrorCode::NoHome,
             Error::Config { .. } => ErrorCode::ConfigError,
             Error::EvalInput { .. } => ErrorCode::BadEvalInput,
+            Error::Challenge(_) => ErrorCode::ChallengeInput,
         }
     }
 
@@ -182,6 +186,8 @@ pub enum ErrorCode {
     ConfigError,
     BadEvalInput,
     ModelMismatch,
+    /// Frames a challenge cannot take: out of order, or after it ended.
+    ChallengeInput,
 }
 
 impl ErrorCode {
@@ -223,6 +229,7 @@ impl ErrorCode {
             ErrorCode::ConfigError => "config_error",
             ErrorCode::BadEvalInput => "bad_eval_input",
             ErrorCode::ModelMismatch => "model_mismatch",
+            ErrorCode::ChallengeInput => "challenge_input",
         }
     }
 }

@@ -16,6 +16,8 @@
 //! identify, compare) that the CLI and the server share.
 
 pub mod audit;
+pub mod challenge;
+pub mod challenge_eval;
 pub mod config;
 mod context;
 mod engine;
@@ -35,6 +37,7 @@ pub use error::{Error, ErrorCode};
 pub use home::Home;
 
 pub use facegate_align as align;
+pub use facegate_challenge as liveness_challenge;
 pub use facegate_decide as decide;
 pub use facegate_detect as detect;
 pub use facegate_embed as embed;

@@ -15,11 +15,13 @@ use facegate_gallery::{
 use facegate_image::LoadedImage;
 use facegate_video::FrameSource;
 
+use crate::challenge::{ChallengeOutcome, ChallengeTarget};
 use crate::ops::{self, IdentifyOutcome, IndexCache, UnmatchedFace, VerifyOutcome};
 use crate::video::{
     self, IdentifyFromVideo, PresenceEvent, StopFlag, VerifyFromVideo, VideoVerifyOutcome,
 };
 use crate::{audit, Engine, Error};
+use facegate_challenge::{Rules, State as ChallengeState, Step};
 
 /// Who asks, as the audit log names them, and whether they may learn who is enrolled.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -205,6 +207,34 @@ impl<'a> FaceService<'a> {
             &against.model,
         ))?;
         Ok((template, against))
+    }
+
+    /// A liveness challenge answered on frames from `source`, judged on one tracked face
+    /// whose identity is checked between the movements (see [`crate::challenge`]). Audited as
+    /// `challenge`: `passed`, or `failed` with the reason.
+    #[allow(clippy::too_many_arguments)]
+    pub fn challenge(
+        &self,
+        actor: &Actor,
+        target: &ChallengeTarget,
+        source: &mut dyn FrameSource,
+        steps: Vec<Step>,
+        rules: Rules,
+        stop: &StopFlag,
+        on_state: &mut dyn FnMut(&ChallengeState),
+    ) -> Result<ChallengeOutcome, Error> {
+        let outcome = crate::challenge::run_challenge(
+            self.engine,
+            self.gallery,
+            source,
+            steps,
+            rules,
+            target,
+            stop,
+            on_state,
+        )?;
+        self.record(audit::challenge(actor.name(), target, &outcome))?;
+        Ok(outcome)
     }
 
     fn record(&self, entry: facegate_gallery::NewAuditEvent) -> Result<(), Error> {

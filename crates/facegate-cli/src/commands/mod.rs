@@ -46,8 +46,21 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
             live,
             k,
             n,
-        } => match image {
-            Some(image) if !live.given() => verify(&ctx, &name, &image, all_faces),
+            challenge,
+            challenge_length,
+            challenge_steps,
+        } => match (image, challenge_steps) {
+            (Some(image), None) if !live.given() && !challenge => {
+                verify(&ctx, &name, &image, all_faces)
+            }
+            (_, Some(steps)) => crate::live::verify_challenge(&ctx, &name, &live, steps.0),
+            _ if challenge => {
+                let steps = facegate::liveness_challenge::Step::random(
+                    &mut rand::rng(),
+                    usize::from(challenge_length),
+                );
+                crate::live::verify_challenge(&ctx, &name, &live, steps)
+            }
             _ => crate::live::verify(&ctx, &name, &live, k, n),
         },
         Command::Identify {
