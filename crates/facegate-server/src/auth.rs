@@ -23,6 +23,9 @@ pub fn required_role(method: &Method, route: &str) -> Option<Role> {
     match (method.as_str(), route) {
         (_, "/healthz" | "/readyz" | "/openapi.json" | "/" | "/assets/{file}") => None,
         ("POST", "/v1/verify" | "/v1/detect") => Some(Role::Verify),
+        ("POST", "/v1/liveness/challenges" | "/v1/liveness/challenges/{id}/frames") => {
+            Some(Role::Verify)
+        }
         ("POST", "/v1/identify") => Some(Role::Identify),
         ("GET", "/v1/people" | "/v1/people/{name}") => Some(Role::Identify),
         ("GET", "/metrics") => Some(Role::Admin),

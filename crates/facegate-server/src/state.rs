@@ -27,6 +27,8 @@ pub struct AppState {
     pub metrics: Metrics,
     /// The 1:N search index, rebuilt when the gallery changes.
     pub index: facegate::ops::IndexCache,
+    /// Liveness challenges issued and not yet decided.
+    pub challenges: crate::api::liveness::Challenges,
 }
 
 impl AppState {
@@ -50,6 +52,7 @@ impl AppState {
             limits,
             metrics: Metrics::default(),
             index: Default::default(),
+            challenges: Default::default(),
         })
     }
 

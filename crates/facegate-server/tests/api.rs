@@ -36,6 +36,8 @@ fn openapi_document_lists_every_route_and_each_is_served() {
         ("post", "/v1/verify"),
         ("post", "/v1/identify"),
         ("post", "/v1/detect"),
+        ("post", "/v1/liveness/challenges"),
+        ("post", "/v1/liveness/challenges/{id}/frames"),
         ("get", "/healthz"),
         ("get", "/readyz"),
         ("get", "/metrics"),
@@ -59,7 +61,8 @@ fn openapi_document_lists_every_route_and_each_is_served() {
         // fallbacks, and its auth rule is explicit (only health is public).
         let path = route
             .replace("{name}", "nobody")
-            .replace("{template_id}", "1");
+            .replace("{template_id}", "1")
+            .replace("{id}", "none");
         let reply = match method.as_str() {
             "get" => server.get(&path, Some(&admin)),
             "delete" => server.delete(&path, Some(&admin)),

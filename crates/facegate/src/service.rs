@@ -237,6 +237,16 @@ impl<'a> FaceService<'a> {
         Ok(outcome)
     }
 
+    /// Records a challenge decided elsewhere (the server judges its frames batch by batch).
+    pub fn challenge_decided(
+        &self,
+        actor: &Actor,
+        target: &ChallengeTarget,
+        outcome: &ChallengeOutcome,
+    ) -> Result<(), Error> {
+        self.record(audit::challenge(actor.name(), target, outcome))
+    }
+
     fn record(&self, entry: facegate_gallery::NewAuditEvent) -> Result<(), Error> {
         Ok(self.gallery.append_audit(&entry)?)
     }

@@ -1,6 +1,7 @@
 //! The HTTP API: routes, their handlers, and the OpenAPI document built from the same code.
 
 mod health;
+pub mod liveness;
 mod people;
 mod recognition;
 pub mod types;
@@ -24,6 +25,7 @@ use crate::state::SharedState;
     tags(
         (name = "people", description = "Enrolled people and their face templates"),
         (name = "recognition", description = "Verify, identify, detect"),
+        (name = "liveness", description = "Liveness by challenge: random head movements answered with camera frames"),
         (name = "health", description = "Health, readiness, metrics"),
     )
 )]
@@ -60,6 +62,8 @@ pub fn routes() -> (axum::Router<SharedState>, utoipa::openapi::OpenApi) {
         .routes(routes!(recognition::verify))
         .routes(routes!(recognition::identify))
         .routes(routes!(recognition::detect))
+        .routes(routes!(liveness::create_challenge))
+        .routes(routes!(liveness::challenge_frames))
         .routes(routes!(health::healthz))
         .routes(routes!(health::readyz))
         .routes(routes!(health::metrics))
