@@ -512,6 +512,10 @@ pub struct ServeArgs {
     /// Blue Iris). Same engine, roles, limits and audit log
     #[arg(long, value_enum, value_delimiter = ',', value_name = "API")]
     pub compat: Vec<CompatArg>,
+    /// Liveness challenges drawn from a generator with this seed, so they are known in
+    /// advance: for testing the camera page only, never where liveness matters
+    #[arg(long, hide = true, value_name = "SEED")]
+    pub insecure_challenge_seed: Option<u64>,
     /// Seconds in-flight requests get to finish after SIGINT/SIGTERM
     #[arg(long, default_value_t = 30.0, value_name = "SECONDS")]
     pub shutdown_grace: f64,

@@ -40,6 +40,7 @@ pub fn serve(ctx: &Context, args: &ServeArgs) -> Result<ExitCode> {
         },
         deepstack_api: args.compat.contains(&CompatArg::Deepstack),
         compreface_api: args.compat.contains(&CompatArg::Compreface),
+        challenge_seed: args.insecure_challenge_seed,
     };
     // One embedding replica per inference slot, so concurrent requests embed side by side.
     let engine = Arc::new(ctx.engine_with(EngineOptions {
@@ -56,6 +57,9 @@ pub fn serve(ctx: &Context, args: &ServeArgs) -> Result<ExitCode> {
             "listening on {} without TLS: API keys, photos and answers cross the network in the clear; serve HTTPS (--tls-cert/--tls-key) or put a TLS proxy in front",
             args.listen
         );
+    }
+    if args.insecure_challenge_seed.is_some() {
+        tracing::warn!("--insecure-challenge-seed: liveness challenges are predictable; a recording made for them passes. For tests only.");
     }
     let keys = if args.insecure_no_auth {
         for _ in 0..3 {

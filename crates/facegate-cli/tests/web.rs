@@ -25,8 +25,14 @@ fn find_program(candidates: &[&str]) -> Option<PathBuf> {
 /// Writes `photo` as a YUV4MPEG2 (4:2:0) clip Chromium can play as a camera: the photo scaled
 /// into a 640x480 grey frame.
 fn write_y4m(photo: &Path, out: &Path) {
-    let (width, height) = (640u32, 480u32);
     let source = image::open(photo).unwrap().to_rgb8();
+    let frame = camera_frame(&source);
+    write_y4m_frames(&vec![frame; 10], out);
+}
+
+/// An image scaled into a 640x480 grey camera frame.
+fn camera_frame(source: &image::RgbImage) -> image::RgbImage {
+    let (width, height) = (640u32, 480u32);
     let scale = f64::min(
         f64::from(width) / f64::from(source.width()),
         f64::from(height) / f64::from(source.height()),
@@ -35,7 +41,7 @@ fn write_y4m(photo: &Path, out: &Path) {
         (f64::from(source.width()) * scale) as u32,
         (f64::from(source.height()) * scale) as u32,
     );
-    let scaled = image::imageops::resize(&source, w, h, image::imageops::FilterType::CatmullRom);
+    let scaled = image::imageops::resize(source, w, h, image::imageops::FilterType::CatmullRom);
     let mut frame = image::RgbImage::from_pixel(width, height, image::Rgb([120, 120, 120]));
     image::imageops::overlay(
         &mut frame,
@@ -43,7 +49,23 @@ fn write_y4m(photo: &Path, out: &Path) {
         i64::from((width - w) / 2),
         i64::from((height - h) / 2),
     );
-    // BT.601 full range, as the C420jpeg tag says.
+    frame
+}
+
+/// 640x480 frames as a 10 frames/s YUV4MPEG2 clip (Chromium loops it).
+fn write_y4m_frames(frames: &[image::RgbImage], out: &Path) {
+    let (width, height) = (640u32, 480u32);
+    let mut clip = format!("YUV4MPEG2 W{width} H{height} F10:1 Ip A1:1 C420jpeg\n").into_bytes();
+    for frame in frames {
+        clip.extend_from_slice(b"FRAME\n");
+        clip.extend_from_slice(&yuv420(frame));
+    }
+    std::fs::write(out, clip).unwrap();
+}
+
+/// One frame's planes, BT.601 full range, as the C420jpeg tag says.
+fn yuv420(frame: &image::RgbImage) -> Vec<u8> {
+    let (width, height) = frame.dimensions();
     let (mut y, mut u, mut v) = (Vec::new(), Vec::new(), Vec::new());
     for row in 0..height {
         for col in 0..width {
@@ -77,14 +99,9 @@ fn write_y4m(photo: &Path, out: &Path) {
             );
         }
     }
-    let mut clip = format!("YUV4MPEG2 W{width} H{height} F10:1 Ip A1:1 C420jpeg\n").into_bytes();
-    for _ in 0..10 {
-        clip.extend_from_slice(b"FRAME\n");
-        clip.extend_from_slice(&y);
-        clip.extend_from_slice(&u);
-        clip.extend_from_slice(&v);
-    }
-    std::fs::write(out, clip).unwrap();
+    y.extend_from_slice(&u);
+    y.extend_from_slice(&v);
+    y
 }
 
 struct Driver {
@@ -359,4 +376,163 @@ fn enroll_and_verify_through_the_camera_page() {
     let (state, text) = page.result("verify-result");
     assert_eq!(state, "identified", "{text}");
     assert!(text.contains("Ben"), "{text}");
+}
+
+/// The seed the challenge test's server draws its challenges from.
+const CHALLENGE_SEED: u64 = 2026;
+
+/// Frames of a shared clip at 10 per second (ffmpeg), or `None` with a message.
+fn clip_frames(name: &str, dir: &Path) -> Option<Vec<image::RgbImage>> {
+    let clip = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../../shared/datasets/videos")
+        .join(name);
+    if !clip.exists() {
+        eprintln!(
+            "SKIPPED: {} is not here (the shared clips sit beside the repository)",
+            clip.display()
+        );
+        return None;
+    }
+    let out = dir.join(name.replace('.', "_"));
+    std::fs::create_dir_all(&out).unwrap();
+    let made = Command::new("ffmpeg")
+        .args(["-loglevel", "error", "-y", "-i"])
+        .arg(&clip)
+        .args(["-vf", "fps=10", "-q:v", "2"])
+        .arg(out.join("f%04d.jpg"))
+        .status()
+        .is_ok_and(|s| s.success());
+    if !made {
+        assert!(
+            std::env::var_os("FACEGATE_REQUIRE_FFMPEG").is_none(),
+            "ffmpeg is required to cut the clip into frames"
+        );
+        eprintln!("SKIPPED: ffmpeg is needed to cut the clip into frames");
+        return None;
+    }
+    let mut files: Vec<PathBuf> = std::fs::read_dir(&out)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    files.sort();
+    Some(
+        files
+            .iter()
+            .map(|f| image::open(f).unwrap().to_rgb8())
+            .collect(),
+    )
+}
+
+#[test]
+fn a_liveness_challenge_on_the_camera_page() {
+    let browser = find_program(&["/usr/bin/chromium", "/usr/bin/chromium-browser"]);
+    let driver = find_program(&["/usr/bin/chromedriver", "/usr/lib/chromium/chromedriver"]);
+    let (Some(browser), Some(driver)) = (browser, driver) else {
+        assert!(
+            std::env::var_os("FACEGATE_REQUIRE_BROWSER").is_none(),
+            "chromium and chromedriver are required (apt-get install chromium chromium-driver)"
+        );
+        eprintln!("SKIPPED: the browser test needs chromium and chromium-driver");
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let (Some(genuine), Some(attack)) = (
+        clip_frames("selfie_turn_lr_nod_real.mp4", dir.path()),
+        clip_frames("attack_smartphone_photo_short.mp4", dir.path()),
+    ) else {
+        return;
+    };
+    // The server draws from a known seed, so the first challenge's steps are known here; the
+    // fake camera plays the genuine clip's movements cut into that order (the clip README's
+    // annotated times), after a frontal lead-in, as a person following the prompts would.
+    use rand::SeedableRng;
+    let steps = facegate::liveness_challenge::Step::random(
+        &mut rand::rngs::StdRng::seed_from_u64(CHALLENGE_SEED),
+        4,
+    );
+    let at = |seconds: f64| (seconds * 10.0).round() as usize;
+    let segment = |step: &facegate::liveness_challenge::Step| match step.name() {
+        "right" => (2.1, 6.6),
+        "left" => (7.3, 11.2),
+        "down" => (11.3, 14.2),
+        _ => (14.3, 16.8),
+    };
+    let front = &genuine[at(0.0)..=at(2.0)];
+    let mut answer: Vec<image::RgbImage> = Vec::new();
+    for _ in 0..3 {
+        answer.extend(front.iter().map(camera_frame));
+    }
+    let lead = answer.len() as f64 / 10.0;
+    for step in &steps {
+        let (a, b) = segment(step);
+        answer.extend(
+            genuine[at(a)..=at(b).min(genuine.len() - 1)]
+                .iter()
+                .map(camera_frame),
+        );
+    }
+    for _ in 0..2 {
+        answer.extend(front.iter().map(camera_frame));
+    }
+    let loop_seconds = answer.len() as f64 / 10.0;
+    let genuine_clip = dir.path().join("challenge-genuine.y4m");
+    write_y4m_frames(&answer, &genuine_clip);
+    let attack_clip = dir.path().join("challenge-phone-photo.y4m");
+    write_y4m_frames(
+        &attack.iter().map(camera_frame).collect::<Vec<_>>(),
+        &attack_clip,
+    );
+
+    let gallery = dir.path().join("gallery.db");
+    let enrolled = dir.path().join("selfie.jpg");
+    genuine[at(1.0)].save(&enrolled).unwrap();
+    let (code, _, stderr) =
+        support::facegate(&gallery, &["enroll", "selfie", enrolled.to_str().unwrap()]);
+    assert_eq!(code, 0, "{stderr}");
+    let (_, key) = create_key(&gallery, "identify");
+    let seed = CHALLENGE_SEED.to_string();
+    let server = ServeProcess::start(&gallery, &["--insecure-challenge-seed", &seed]);
+    let driver = Driver::start(&driver);
+
+    let run = |clip: &Path, shot: &str, click_at: Option<(f64, f64)>| {
+        let page = driver.session(&browser, clip);
+        page.open(&format!("{}/", server.base));
+        page.type_into("#api-key", &key);
+        page.click("#key-form button");
+        page.wait_for(
+            "the people list",
+            "return [...document.getElementById('verify-person').options].some(o => o.value === 'selfie');",
+        );
+        page.script("const s = document.getElementById('verify-person'); s.value = 'selfie'; return s.value;");
+        page.camera_ready();
+        if let Some((from, to)) = click_at {
+            // Start while the camera shows the frontal lead-in, a few seconds before the first
+            // movement, as a person would after reading the first prompt.
+            page.wait_for(
+                "the frontal lead-in",
+                &format!(
+                    "const t = document.getElementById('video').currentTime % {loop_seconds}; return t >= {from} && t <= {to};"
+                ),
+            );
+        }
+        page.click("#challenge-button");
+        page.wait_for(
+            "the first prompt",
+            "return document.getElementById('challenge').dataset.state === 'running' || document.getElementById('challenge-result').dataset.state !== 'busy';",
+        );
+        page.screenshot(&format!("{shot}-prompt.png"));
+        let outcome = page.result("challenge-result");
+        page.screenshot(&format!("{shot}.png"));
+        outcome
+    };
+    let (state, text) = run(
+        &genuine_clip,
+        "web-challenge-genuine",
+        Some((lead - 3.5, lead - 2.5)),
+    );
+    assert_eq!(state, "match", "steps {steps:?}: {text}");
+    assert!(text.contains("Live"), "{text}");
+    let (state, text) = run(&attack_clip, "web-challenge-phone-photo", None);
+    assert_eq!(state, "no-match", "{text}");
+    assert!(text.contains("failed"), "{text}");
 }

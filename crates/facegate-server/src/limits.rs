@@ -56,6 +56,9 @@ pub struct Limits {
     pub deepstack_api: bool,
     /// Also serve the CompreFace-compatible REST API (`/api/v1/...`).
     pub compreface_api: bool,
+    /// Draw liveness challenges from a generator seeded with this, so that they are known in
+    /// advance: for tests of the camera page only, never where liveness matters.
+    pub challenge_seed: Option<u64>,
 }
 
 /// Who may add faces to a person who already has enrolled faces. Without a rule, a key that may
@@ -90,6 +93,7 @@ impl Default for Limits {
             add_faces: AddFacesPolicy::default(),
             deepstack_api: false,
             compreface_api: false,
+            challenge_seed: None,
         }
     }
 }

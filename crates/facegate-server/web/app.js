@@ -198,6 +198,100 @@ async function verify(photo) {
   }
 }
 
+// Liveness by challenge: the server asks for head movements in a random order; frames go to
+// it in small batches (with the camera's times) until it decides. Directions are as seen in the
+// picture above (which is not mirrored): "left" means the face in the picture turns left.
+const ARROWS = { left: '←', right: '→', up: '↑', down: '↓' };
+const PROMPTS = {
+  left: 'Turn your head so the face in the picture looks left, then back',
+  right: 'Turn your head so the face in the picture looks right, then back',
+  up: 'Look up, then back',
+  down: 'Look down, then back',
+};
+const CHALLENGE_FPS = 8;
+let challengeRunning = false;
+
+function showChallenge(state, step, steps, secondsLeft) {
+  const box = $('challenge');
+  box.dataset.state = 'running';
+  $('challenge-progress').max = steps.length;
+  if (state.state === 'step') {
+    const asked = state.asked;
+    $('challenge-arrow').textContent = ARROWS[asked] || '';
+    $('challenge-prompt').textContent = 'Step ' + state.step + ' of ' + steps.length + ': ' + (PROMPTS[asked] || asked);
+    $('challenge-progress').value = state.step - 1;
+  } else if (state.state === 'ending') {
+    $('challenge-arrow').textContent = '●';
+    $('challenge-prompt').textContent = 'Look straight at the camera';
+    $('challenge-progress').value = steps.length;
+  } else {
+    $('challenge-arrow').textContent = '●';
+    $('challenge-prompt').textContent = 'Look straight at the camera';
+  }
+  box.dataset.step = step;
+  $('challenge-time').textContent = secondsLeft > 0 ? Math.ceil(secondsLeft) + ' s left' : '';
+}
+
+async function challenge() {
+  if (challengeRunning) return;
+  const result = $('challenge-result');
+  const person = $('verify-person').value;
+  if (!person) { show(result, 'error', 'Choose a person first.'); return; }
+  if (!cameraOn) { show(result, 'error', 'Start the camera first.'); return; }
+  challengeRunning = true;
+  $('challenge-button').disabled = true;
+  show(result, 'busy', 'Liveness check for ' + person + '…');
+  const queue = [];
+  let timer = null;
+  try {
+    const form = new FormData();
+    form.append('person', person);
+    const issued = await api('POST', '/v1/liveness/challenges', form);
+    const started = performance.now();
+    let state = { state: 'starting' };
+    let phaseKey = 'starting';
+    let phaseStarted = started;
+    const tick = () => {
+      const limit = state.state === 'step' ? issued.step_seconds : issued.settle_seconds;
+      showChallenge(state, phaseKey, issued.steps, limit - (performance.now() - phaseStarted) / 1000);
+    };
+    tick();
+    timer = setInterval(async () => {
+      if (queue.length >= 20) return; // the server is behind: skip frames rather than queue them
+      try {
+        queue.push({ t: Math.round(performance.now() - started), blob: await captureFrame() });
+      } catch (_) { /* camera hiccup: the next frame will do */ }
+      tick();
+    }, 1000 / CHALLENGE_FPS);
+    while (state.passed == null) {
+      await new Promise((resolve) => setTimeout(resolve, 400));
+      if (!queue.length) continue;
+      const batch = queue.splice(0, queue.length);
+      const frames = new FormData();
+      frames.append('nonce', issued.nonce);
+      frames.append('times_ms', batch.map((f) => f.t).join(','));
+      for (const f of batch) frames.append('images', f.blob, 'frame.jpg');
+      state = await api('POST', '/v1/liveness/challenges/' + encodeURIComponent(issued.id) + '/frames', frames);
+      const key = state.state + (state.step || '');
+      if (key !== phaseKey) { phaseKey = key; phaseStarted = performance.now(); }
+      tick();
+      if ((performance.now() - started) / 1000 > issued.expires_in_seconds) break;
+    }
+    if (state.passed) {
+      show(result, 'match', 'Live: ' + person, 'followed ' + issued.steps.length + ' movements; identity checked ' + state.identity_checks + ' times');
+    } else {
+      show(result, 'no-match', 'Liveness check failed', state.reason || 'the challenge expired');
+    }
+  } catch (err) {
+    show(result, 'error', 'Could not check liveness', err.message);
+  } finally {
+    clearInterval(timer);
+    $('challenge').dataset.state = 'idle';
+    $('challenge-button').disabled = false;
+    challengeRunning = false;
+  }
+}
+
 $('key-form').addEventListener('submit', (event) => {
   event.preventDefault();
   apiKey = $('api-key').value.trim();
@@ -208,6 +302,7 @@ $('key-form').addEventListener('submit', (event) => {
 $('camera-button').addEventListener('click', startCamera);
 $('enroll-button').addEventListener('click', () => enroll(captureFrame()));
 $('verify-button').addEventListener('click', () => verify(captureFrame()));
+$('challenge-button').addEventListener('click', challenge);
 $('enroll-file').addEventListener('change', () => enroll(photoFrom($('enroll-file'))));
 $('verify-file').addEventListener('change', () => verify(photoFrom($('verify-file'))));
 

@@ -50,11 +50,26 @@ struct Pending {
 #[derive(Default)]
 pub struct Challenges {
     open: Mutex<HashMap<String, Pending>>,
+    /// With `Limits::challenge_seed`: the seeded generator steps are drawn from.
+    seeded: Mutex<Option<rand::rngs::StdRng>>,
 }
 
 impl Challenges {
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Pending>> {
         self.open.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// A challenge's steps: random, or from the seeded generator when the server has a seed.
+    fn steps(&self, seed: Option<u64>) -> Vec<Step> {
+        use rand::SeedableRng;
+        match seed {
+            None => Step::random(&mut rand::rng(), STEPS),
+            Some(seed) => {
+                let mut seeded = self.seeded.lock().unwrap_or_else(|p| p.into_inner());
+                let rng = seeded.get_or_insert_with(|| rand::rngs::StdRng::seed_from_u64(seed));
+                Step::random(rng, STEPS)
+            }
+        }
     }
 }
 
@@ -227,7 +242,7 @@ pub async fn create_challenge(
         })
         .await?;
     let rules = Rules::default();
-    let steps = Step::random(&mut rand::rng(), STEPS);
+    let steps = state.challenges.steps(state.limits.challenge_seed);
     let lifetime = rules.settle_timeout * 2.0
         + steps.len() as f64 * (rules.step_timeout + rules.settle_timeout)
         + 10.0;
