@@ -164,6 +164,16 @@ pub enum Command {
         /// Identify every face in the image, not only the largest
         #[arg(long)]
         all_faces: bool,
+        /// Liveness by challenge (with --camera or --video), as for verify: whoever it is must
+        /// follow random head movements and be the same enrolled person throughout
+        #[arg(long, conflicts_with = "challenge_steps")]
+        challenge: bool,
+        /// With --challenge: how many random steps
+        #[arg(long, default_value_t = 4, value_name = "N", value_parser = clap::value_parser!(u8).range(1..=8))]
+        challenge_length: u8,
+        /// A fixed challenge, for judging recordings offline (see verify)
+        #[arg(long, value_name = "STEPS", value_parser = parse_steps)]
+        challenge_steps: Option<StepList>,
     },
     /// Compare the largest faces of two images, no gallery (exit 0 = same person, 1 = not)
     Compare { a: PathBuf, b: PathBuf },

@@ -178,11 +178,11 @@ pub fn verify(ctx: &Context, name: &str, args: &VideoArgs, k: usize, n: usize) -
 /// few frames, and frames further apart than `Rules::max_frame_gap` fail the challenge.
 const CHALLENGE_MIN_FPS: f64 = 10.0;
 
-/// `verify NAME --camera --challenge` / `--video FILE --challenge-steps ...`: liveness by
-/// challenge, prompting on the terminal.
-pub fn verify_challenge(
+/// `verify NAME` / `identify` with `--camera --challenge` or `--video FILE --challenge-steps
+/// ...`: liveness by challenge, prompting on the terminal.
+pub fn challenge(
     ctx: &Context,
-    name: &str,
+    target: ChallengeTarget,
     args: &VideoArgs,
     steps: Vec<Step>,
 ) -> Result<ExitCode> {
@@ -196,8 +196,9 @@ pub fn verify_challenge(
     let mut source = open(&args)?;
     let engine = ctx.engine()?;
     let gallery = ctx.gallery_for_read()?.ok_or_else(|| {
-        Error::from(GalleryError::UnknownPerson {
-            name: name.to_string(),
+        Error::from(match &target {
+            ChallengeTarget::Person(name) => GalleryError::UnknownPerson { name: name.clone() },
+            ChallengeTarget::Anyone => GalleryError::Empty,
         })
     })?;
     let stop = stop_on_ctrl_c();
@@ -205,7 +206,6 @@ pub fn verify_challenge(
     // A camera faces the user: the image's left is the user's right.
     let camera = args.camera.is_some();
     let json = ctx.global.json;
-    let target = ChallengeTarget::Person(name.to_string());
     // One prompt per phase (a step's clock restarting is not a new request).
     let mut prompted: Option<(&'static str, usize)> = None;
     let outcome = service.challenge(

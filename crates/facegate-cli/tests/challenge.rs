@@ -165,6 +165,21 @@ fn a_person_passes_the_challenge_their_movements_answer_and_attacks_fail() {
         .map(|e| e["decision"].as_str().unwrap())
         .collect();
     assert_eq!(decisions, ["passed", "failed", "failed", "failed"], "{log}");
+
+    // Identify by challenge: whoever it is, the same enrolled person throughout.
+    let (code, stdout, stderr) = facegate(
+        &gallery,
+        &[
+            "--json",
+            "identify",
+            "--video",
+            clip,
+            "--challenge-steps",
+            "right,left",
+        ],
+    );
+    assert_eq!(code, 0, "{stdout}{stderr}");
+    assert_eq!(json(&stdout)["state"]["identity"], "selfie", "{stdout}");
 }
 
 #[test]

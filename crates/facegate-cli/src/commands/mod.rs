@@ -53,13 +53,23 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
             (Some(image), None) if !live.given() && !challenge => {
                 verify(&ctx, &name, &image, all_faces)
             }
-            (_, Some(steps)) => crate::live::verify_challenge(&ctx, &name, &live, steps.0),
+            (_, Some(steps)) => crate::live::challenge(
+                &ctx,
+                facegate::challenge::ChallengeTarget::Person(name),
+                &live,
+                steps.0,
+            ),
             _ if challenge => {
                 let steps = facegate::liveness_challenge::Step::random(
                     &mut rand::rng(),
                     usize::from(challenge_length),
                 );
-                crate::live::verify_challenge(&ctx, &name, &live, steps)
+                crate::live::challenge(
+                    &ctx,
+                    facegate::challenge::ChallengeTarget::Person(name),
+                    &live,
+                    steps,
+                )
             }
             _ => crate::live::verify(&ctx, &name, &live, k, n),
         },
@@ -68,10 +78,29 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
             live,
             top,
             all_faces,
-        } => match image {
-            Some(image) if !live.given() => identify(&ctx, &image, top, all_faces),
-            _ => crate::live::identify(&ctx, &live),
-        },
+            challenge,
+            challenge_length,
+            challenge_steps,
+        } => {
+            let steps = match (challenge_steps, challenge) {
+                (Some(steps), _) => Some(steps.0),
+                (None, true) => Some(facegate::liveness_challenge::Step::random(
+                    &mut rand::rng(),
+                    usize::from(challenge_length),
+                )),
+                (None, false) => None,
+            };
+            match (image, steps) {
+                (_, Some(steps)) => crate::live::challenge(
+                    &ctx,
+                    facegate::challenge::ChallengeTarget::Anyone,
+                    &live,
+                    steps,
+                ),
+                (Some(image), None) if !live.given() => identify(&ctx, &image, top, all_faces),
+                _ => crate::live::identify(&ctx, &live),
+            }
+        }
         Command::EnrollAll { dir, largest } => enroll_all(&ctx, &dir, largest),
         Command::Compare { a, b } => compare(&ctx, &a, &b),
         Command::Detect { image, draw } => detect(&ctx, &image, draw.as_deref()),
