@@ -60,7 +60,7 @@ pub struct Global {
     /// Quality gate: off, standard or strict [default: standard when enrolling, off when verifying or identifying]
     #[arg(long, global = true, env = "FACEGATE_QUALITY", value_parser = QualityLevel::parse, value_name = "LEVEL")]
     pub quality: Option<QualityLevel>,
-    /// Also run the passive liveness check (photo-of-a-photo / screen detection) and report it beside the match; enrolling refuses faces that fail it
+    /// Also run the EXPERIMENTAL passive liveness models on single photos and report their score beside the match (enrolling refuses faces that fail it). Measured: they do not tell attacks from live faces (docs/ACCURACY.md); single-photo liveness is not provided. For liveness use `verify --camera --challenge`
     #[arg(long, global = true)]
     pub liveness: bool,
     /// Also embed each face mirrored and average the two (test-time augmentation; ~2x embed time)

@@ -158,11 +158,12 @@ async function enroll(photo) {
   }
 }
 
-// The server reports liveness only when it runs with --liveness; it is a separate verdict,
-// never part of the distance.
+// The server reports passive liveness only when it runs with --liveness: an experimental
+// score of single photos, measured not to work (use Check liveness for the real check); a
+// separate verdict, never part of the distance.
 function livenessText(liveness) {
   if (!liveness) return '';
-  return '; liveness ' + (liveness.live ? 'live' : 'NOT LIVE') + ' (score ' + liveness.score.toFixed(2) + ')';
+  return '; experimental passive liveness ' + (liveness.live ? 'live' : 'NOT LIVE') + ' (score ' + liveness.score.toFixed(2) + ')';
 }
 
 async function verify(photo) {
