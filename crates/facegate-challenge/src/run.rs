@@ -278,17 +278,23 @@ impl ChallengeRun {
             let centering = nose_centering(&face);
             if centering.is_finite() && centering.abs() <= self.rules.frontal {
                 self.reference = Some(face.clone());
-                self.state = State::Step {
-                    step: 0,
-                    asked: self.steps[0],
-                    since: t,
+                self.state = match self.steps.first() {
+                    Some(&asked) => State::Step {
+                        step: 0,
+                        asked,
+                        since: t,
+                    },
+                    // No steps: only the identity checks are left.
+                    None => State::Ending { since: t },
                 };
                 self.checked_this_phase = false;
             } else {
                 return Ok(self.verdict(Some(face), None, false));
             }
         }
-        let reference = self.reference.as_ref().expect("set above");
+        let Some(reference) = self.reference.as_ref() else {
+            return Ok(self.verdict(Some(face), None, false));
+        };
         let Some(offset) = head_offset(reference, &face) else {
             return Ok(self.verdict(Some(face), None, false));
         };
@@ -408,7 +414,7 @@ impl ChallengeRun {
                 State::Ending { since } => Failure::NoFrontalEnd {
                     seconds: self.last_t.unwrap_or(since) - since,
                 },
-                State::Passed { .. } | State::Failed(_) => unreachable!("not final"),
+                State::Passed { .. } | State::Failed(_) => return &self.state,
             };
             self.state = State::Failed(failure);
         }
@@ -770,6 +776,18 @@ mod tests {
             State::Failed(Failure::StepTimedOut { .. }) => {}
             other => panic!("{other:?}"),
         }
+    }
+
+    #[test]
+    fn a_challenge_without_steps_checks_identity_only() {
+        let answer = frames(&[(0.5, 0.0, 0.0)]);
+        assert!(matches!(
+            run(&[], &answer, ANN),
+            State::Passed {
+                identity_checks: 1,
+                ..
+            }
+        ));
     }
 
     #[test]

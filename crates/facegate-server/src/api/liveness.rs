@@ -222,24 +222,25 @@ pub async fn create_challenge(
     let engine = state.engine.clone();
     let lookup = person.clone();
     let reference = state
-        .with_gallery(move |gallery| {
-            let target = ChallengeTarget::Person(lookup.clone());
-            match IdentityReference::for_target(&engine, gallery, &target) {
-                Ok(IdentityReference::Person { name, templates }) => {
-                    Ok(IdentityReference::Person { name, templates })
+        .with_gallery(
+            move |gallery| -> Result<IdentityReference<'static>, facegate::Error> {
+                match gallery.person(&lookup) {
+                    Ok(found) => Ok(IdentityReference::Person {
+                        templates: gallery.templates_of(&found.name, engine.model_id())?,
+                        name: found.name,
+                    }),
+                    // A key that may not learn who is enrolled gets a challenge all the same; it
+                    // fails at the first identity check.
+                    Err(facegate::gallery::GalleryError::UnknownPerson { .. }) if !sees_people => {
+                        Ok(IdentityReference::Person {
+                            name: lookup,
+                            templates: Vec::new(),
+                        })
+                    }
+                    Err(err) => Err(err.into()),
                 }
-                // A key that may not learn who is enrolled gets a challenge all the same; it
-                // fails at the first identity check.
-                Err(err) if err.kind() == facegate::ErrorCode::UnknownPerson && !sees_people => {
-                    Ok(IdentityReference::Person {
-                        name: lookup,
-                        templates: Vec::new(),
-                    })
-                }
-                Err(err) => Err(err),
-                Ok(_) => unreachable!("a person target gives a person reference"),
-            }
-        })
+            },
+        )
         .await?;
     let rules = Rules::default();
     let steps = state.challenges.steps(state.limits.challenge_seed);
