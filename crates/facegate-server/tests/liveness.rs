@@ -70,7 +70,12 @@ fn answer(server: &Server, key: &str, issued: &Value, frames: &[(f64, Vec<u8>)])
 }
 
 fn issue(server: &Server, key: &str, person: &str) -> Value {
-    let reply = server.post_json(CREATE, Some(key), &json!({ "person": person }));
+    let body = if person.is_empty() {
+        json!({})
+    } else {
+        json!({ "person": person })
+    };
+    let reply = server.post_json(CREATE, Some(key), &body);
     assert_documented(&server.openapi(), "post", CREATE, &reply);
     assert_eq!(reply.status, 201, "{}", reply.text);
     reply.json
@@ -238,8 +243,34 @@ fn a_person_who_follows_the_prompts_passes() {
     enroll(&server, &admin, "selfie", &frames[5].1);
     let issued = issue(&server, &verify, "selfie");
 
-    // The clip's movements (its README's annotated times, each with the return to the front),
-    // cut into the order the server asked for: what a person following the prompts sends.
+    // The clip's movements cut into the order the server asked for: what a person following
+    // the prompts sends.
+    let decided = answer(&server, &verify, &issued, &cut(&frames, &issued));
+    assert_eq!(
+        decided.json["passed"], true,
+        "{} for steps {}",
+        decided.text, issued["steps"]
+    );
+    assert!(decided.json["identity_checks"].as_u64().unwrap() >= 5);
+    assert_eq!(decided.json["identity"], "selfie");
+
+    // Identify by challenge: no person named; whoever answers must be one enrolled person
+    // throughout. A verify key may not; an identify key may.
+    let refused = server.post_json(CREATE, Some(&verify), &json!({}));
+    assert_documented(&server.openapi(), "post", CREATE, &refused);
+    assert_eq!((refused.status, refused.code()), (403, "forbidden"));
+    let identify = server.key(Role::Identify);
+    let issued = issue(&server, &identify, "");
+    assert!(issued["person"].is_null());
+    let decided = answer(&server, &identify, &issued, &cut(&frames, &issued));
+    assert_eq!(decided.json["passed"], true, "{}", decided.text);
+    assert_eq!(decided.json["identity"], "selfie");
+}
+
+/// The clip's movements (its README's annotated times, each with the return to the front),
+/// cut into the order of `issued`'s steps, after a frontal start and before a frontal end,
+/// with continuous camera times.
+fn cut(frames: &[(f64, Vec<u8>)], issued: &Value) -> Vec<(f64, Vec<u8>)> {
     let segment = |step: &str| match step {
         "right" => (2.1, 6.6),
         "left" => (7.3, 11.2),
@@ -256,19 +287,13 @@ fn a_person_who_follows_the_prompts_passes() {
             .map(|s| segment(s.as_str().unwrap())),
     );
     parts.push((0.0, 2.0));
-    let mut answer_frames = Vec::new();
+    let mut out: Vec<(f64, Vec<u8>)> = Vec::new();
     let mut t = 0.0;
     for (a, b) in parts {
         for (source_t, jpeg) in frames.iter().filter(|(ft, _)| *ft >= a && *ft <= b) {
-            answer_frames.push((t + (source_t - a), jpeg.clone()));
+            out.push((t + (source_t - a), jpeg.clone()));
         }
-        t = answer_frames.last().map_or(0.0, |f| f.0) + 0.1;
+        t = out.last().map_or(0.0, |f| f.0) + 0.1;
     }
-    let decided = answer(&server, &verify, &issued, &answer_frames);
-    assert_eq!(
-        decided.json["passed"], true,
-        "{} for steps {}",
-        decided.text, issued["steps"]
-    );
-    assert!(decided.json["identity_checks"].as_u64().unwrap() >= 5);
+    out
 }

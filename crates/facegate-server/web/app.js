@@ -236,17 +236,17 @@ function showChallenge(state, step, steps, secondsLeft) {
 async function challenge() {
   if (challengeRunning) return;
   const result = $('challenge-result');
+  // With a person chosen the challenge verifies them; without, it identifies whoever answers.
   const person = $('verify-person').value;
-  if (!person) { show(result, 'error', 'Choose a person first.'); return; }
   if (!cameraOn) { show(result, 'error', 'Start the camera first.'); return; }
   challengeRunning = true;
   $('challenge-button').disabled = true;
-  show(result, 'busy', 'Liveness check for ' + person + '…');
+  show(result, 'busy', 'Liveness check' + (person ? ' for ' + person : '') + '…');
   const queue = [];
   let timer = null;
   try {
     const form = new FormData();
-    form.append('person', person);
+    if (person) form.append('person', person);
     const issued = await api('POST', '/v1/liveness/challenges', form);
     const started = performance.now();
     let state = { state: 'starting' };
@@ -279,7 +279,7 @@ async function challenge() {
       if ((performance.now() - started) / 1000 > issued.expires_in_seconds) break;
     }
     if (state.passed) {
-      show(result, 'match', 'Live: ' + person, 'followed ' + issued.steps.length + ' movements; identity checked ' + state.identity_checks + ' times');
+      show(result, 'match', 'Live: ' + state.identity, 'followed ' + issued.steps.length + ' movements; identity checked ' + state.identity_checks + ' times');
     } else {
       show(result, 'no-match', 'Liveness check failed', state.reason || 'the challenge expired');
     }

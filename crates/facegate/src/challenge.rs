@@ -57,8 +57,10 @@ pub enum IdentityReference<'a> {
         name: String,
         templates: Vec<Template>,
     },
-    Index(Box<TemplateIndex>),
+    Index(std::sync::Arc<TemplateIndex>),
     Gallery(&'a dyn Gallery),
+    /// A gallery that searches itself, held by a long-running caller (the server).
+    SharedGallery(std::sync::Arc<dyn Gallery>),
     /// The same face as at the first check (no gallery): the first check always passes.
     FirstFace(Option<Vec<f32>>),
 }
@@ -80,9 +82,9 @@ impl<'a> IdentityReference<'a> {
             ChallengeTarget::Anyone if gallery.searches_in_place() => {
                 IdentityReference::Gallery(gallery)
             }
-            ChallengeTarget::Anyone => {
-                IdentityReference::Index(Box::new(TemplateIndex::load(gallery, engine.model_id())?))
-            }
+            ChallengeTarget::Anyone => IdentityReference::Index(std::sync::Arc::new(
+                TemplateIndex::load(gallery, engine.model_id())?,
+            )),
         })
     }
 
@@ -130,6 +132,9 @@ impl<'a> IdentityReference<'a> {
             },
             IdentityReference::Index(index) => {
                 ranked(engine, Searcher::Index(index), embedding, t)?
+            }
+            IdentityReference::SharedGallery(gallery) => {
+                ranked(engine, Searcher::Gallery(gallery.as_ref()), embedding, t)?
             }
             IdentityReference::Gallery(gallery) => {
                 ranked(engine, Searcher::Gallery(*gallery), embedding, t)?

@@ -37,7 +37,7 @@ const CLOCK_SLACK: f64 = 2.0;
 struct Pending {
     nonce: String,
     key_id: String,
-    person: String,
+    target: ChallengeTarget,
     run: ChallengeRun,
     reference: IdentityReference<'static>,
     issued: Instant,
@@ -73,11 +73,13 @@ impl Challenges {
     }
 }
 
-/// Ask for a challenge: `{"person": "alice"}`.
+/// Ask for a challenge: `{"person": "alice"}` to verify a person, or `{}` to identify
+/// whoever answers it (needs the identify role).
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct ChallengeRequest {
-    /// The enrolled person the challenge verifies.
-    pub person: String,
+    /// The enrolled person the challenge verifies; absent: identify (1:N), the same enrolled
+    /// person throughout.
+    pub person: Option<String>,
 }
 
 /// A challenge to answer.
@@ -86,7 +88,8 @@ pub struct ChallengeIssued {
     pub id: String,
     /// Send it back with every batch of frames.
     pub nonce: String,
-    pub person: String,
+    /// The person verified (absent: identify).
+    pub person: Option<String>,
     /// In order: `left`, `right`, `up`, `down`, named as seen in the camera's image ("left" =
     /// the nose moves toward the image's left edge; in a mirrored preview, the user's left).
     pub steps: Vec<String>,
@@ -131,6 +134,8 @@ pub struct ChallengeProgress {
     pub reason_code: Option<String>,
     pub frames: u64,
     pub identity_checks: usize,
+    /// Who passed (the person verified, or whoever was identified).
+    pub identity: Option<String>,
 }
 
 fn step_names(steps: &[Step]) -> Vec<String> {
@@ -173,6 +178,10 @@ fn progress(id: &str, p: &Pending) -> ChallengeProgress {
         reason_code,
         frames: p.frames,
         identity_checks: p.checks.len(),
+        identity: match p.run.state() {
+            RunState::Passed { identity, .. } => Some(identity.clone()),
+            _ => None,
+        },
     }
 }
 
@@ -188,8 +197,9 @@ fn random_token() -> String {
     base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(rand::random::<[u8; 16]>())
 }
 
-/// Issue a liveness challenge for an enrolled person: random head movements, answered with
-/// frames from the camera (`POST /v1/liveness/challenges/{id}/frames`).
+/// Issue a liveness challenge: random head movements, answered with frames from the camera
+/// (`POST /v1/liveness/challenges/{id}/frames`), verifying a named person or identifying
+/// whoever answers.
 #[utoipa::path(
     post, path = "/v1/liveness/challenges", tag = "liveness",
     request_body(content((ChallengeRequest = "application/json"))),
@@ -197,8 +207,9 @@ fn random_token() -> String {
         (status = 201, body = ChallengeIssued, description = "The challenge to answer"),
         (status = 400, body = ErrorBody, description = "bad_request: malformed body, missing or unknown field"),
         (status = 401, body = ErrorBody, description = "unauthorized: missing, invalid or revoked API key"),
-        (status = 403, body = ErrorBody, description = "forbidden: the key's role does not allow this route"),
+        (status = 403, body = ErrorBody, description = "forbidden: the key's role does not allow this route, or identifying (no person) needs the identify role"),
         (status = 404, body = ErrorBody, description = "unknown_person (keys that may list people; others get the challenge, which then fails)"),
+        (status = 409, body = ErrorBody, description = "empty_gallery, model_mismatch"),
         (status = 429, body = ErrorBody, description = "rate_limited (see Retry-After)"),
         (status = 503, body = ErrorBody, description = "overloaded: too many open challenges, gallery_unavailable (see Retry-After)"),
     ),
@@ -215,15 +226,31 @@ pub async fn create_challenge(
         .text("person")
         .map(str::trim)
         .filter(|p| !p.is_empty())
-        .ok_or_else(|| ApiError::bad_request("the field person is required"))?
-        .to_string();
-    let key_id = caller.map_or_else(|| "anonymous".to_string(), |Extension(c)| c.key_id);
+        .map(str::to_string);
+    let key_id = caller
+        .as_ref()
+        .map_or_else(|| "anonymous".to_string(), |Extension(c)| c.key_id.clone());
     let sees_people = actor.0.sees_people();
+    if person.is_none() && !sees_people {
+        return Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            "forbidden",
+            "a challenge without a person identifies whoever answers it, which needs the role identify or higher; name the person to verify",
+        ));
+    }
     let engine = state.engine.clone();
+    let shared = state.clone();
     let lookup = person.clone();
     let reference = state
         .with_gallery(
             move |gallery| -> Result<IdentityReference<'static>, facegate::Error> {
+                let Some(lookup) = lookup else {
+                    // Identify: the server's own index, or the gallery that searches itself.
+                    return Ok(match shared.index.get(gallery, engine.model_id())? {
+                        Some(index) => IdentityReference::Index(index),
+                        None => IdentityReference::SharedGallery(shared.gallery.clone()),
+                    });
+                };
                 match gallery.person(&lookup) {
                     Ok(found) => Ok(IdentityReference::Person {
                         templates: gallery.templates_of(&found.name, engine.model_id())?,
@@ -242,6 +269,7 @@ pub async fn create_challenge(
             },
         )
         .await?;
+    let expected = reference.expected();
     let rules = Rules::default();
     let steps = state.challenges.steps(state.limits.challenge_seed);
     let lifetime = rules.settle_timeout * 2.0
@@ -263,8 +291,11 @@ pub async fn create_challenge(
     let pending = Pending {
         nonce,
         key_id,
-        person: person.clone(),
-        run: ChallengeRun::new(steps, rules, Some(person)),
+        target: match &person {
+            Some(name) => ChallengeTarget::Person(name.clone()),
+            None => ChallengeTarget::Anyone,
+        },
+        run: ChallengeRun::new(steps, rules, expected),
         reference,
         issued: now,
         expires: now + Duration::from_secs_f64(lifetime),
@@ -303,6 +334,7 @@ pub async fn create_challenge(
         (status = 401, body = ErrorBody, description = "unauthorized: missing, invalid or revoked API key"),
         (status = 403, body = ErrorBody, description = "forbidden: the key's role does not allow this route"),
         (status = 404, body = ErrorBody, description = "unknown_challenge: answered, expired, another key's, or a batch of it is being judged"),
+        (status = 409, body = ErrorBody, description = "empty_gallery, model_mismatch"),
         (status = 413, body = ErrorBody, description = "payload_too_large (body), image_too_large (pixels)"),
         (status = 415, body = ErrorBody, description = "unsupported_media_type, unsupported_format"),
         (status = 422, body = ErrorBody, description = "corrupt_image"),
@@ -399,7 +431,7 @@ pub async fn challenge_frames(
                 };
                 FaceService::new(engine, gallery).challenge_decided(
                     &actor.0,
-                    &ChallengeTarget::Person(pending.person.clone()),
+                    &pending.target,
                     &outcome,
                 )?;
             }
