@@ -458,7 +458,7 @@ impl ChallengeRun {
             Some((last, seen)) => {
                 let best = faces
                     .iter()
-                    .map(|f| (iou(f, last), f))
+                    .map(|f| (f.iou(last), f))
                     .max_by(|a, b| a.0.total_cmp(&b.0));
                 match best {
                     Some((overlap, face)) if overlap >= 0.2 => Some(face.clone()),
@@ -542,21 +542,6 @@ impl ChallengeRun {
     fn is_frontal(&self, offset: HeadOffset) -> bool {
         offset.x.abs() < self.rules.release * self.rules.yaw
             && offset.y.abs() < self.rules.release * self.rules.pitch
-    }
-}
-
-/// Intersection over union of two faces' boxes.
-fn iou(a: &Face, b: &Face) -> f32 {
-    let [ax1, ay1, ax2, ay2] = a.bbox;
-    let [bx1, by1, bx2, by2] = b.bbox;
-    let w = (ax2.min(bx2) - ax1.max(bx1)).max(0.0);
-    let h = (ay2.min(by2) - ay1.max(by1)).max(0.0);
-    let inter = w * h;
-    let union = a.area() + b.area() - inter;
-    if union <= 0.0 {
-        0.0
-    } else {
-        inter / union
     }
 }
 

@@ -15,6 +15,20 @@ pub const ARCFACE_112: [[f32; 2]; 5] = [
     [70.7299, 92.2041],
 ];
 
+/// Intersection over union of two `[x1, y1, x2, y2]` boxes (0 when they do not overlap).
+pub fn box_iou(a: [f32; 4], b: [f32; 4]) -> f32 {
+    let w = (a[2].min(b[2]) - a[0].max(b[0])).max(0.0);
+    let h = (a[3].min(b[3]) - a[1].max(b[1])).max(0.0);
+    let inter = w * h;
+    let area = |r: [f32; 4]| (r[2] - r[0]).max(0.0) * (r[3] - r[1]).max(0.0);
+    let union = area(a) + area(b) - inter;
+    if union <= 0.0 {
+        0.0
+    } else {
+        inter / union
+    }
+}
+
 /// One detected face, in pixel coordinates of the (upright) input image.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Face {
@@ -48,6 +62,11 @@ impl Face {
 
     pub fn area(&self) -> f32 {
         self.width().max(0.0) * self.height().max(0.0)
+    }
+
+    /// Intersection over union of this face's box and `other`'s.
+    pub fn iou(&self, other: &Face) -> f32 {
+        box_iou(self.bbox, other.bbox)
     }
 
     /// Area of the part of the box inside a `width x height` image: a face cut by the border

@@ -100,18 +100,7 @@ impl Tracker {
 }
 
 /// Intersection over union of two boxes.
-pub fn iou(a: [f32; 4], b: [f32; 4]) -> f32 {
-    let w = (a[2].min(b[2]) - a[0].max(b[0])).max(0.0);
-    let h = (a[3].min(b[3]) - a[1].max(b[1])).max(0.0);
-    let inter = w * h;
-    let area = |r: [f32; 4]| (r[2] - r[0]).max(0.0) * (r[3] - r[1]).max(0.0);
-    let union = area(a) + area(b) - inter;
-    if union <= 0.0 {
-        0.0
-    } else {
-        inter / union
-    }
-}
+pub use facegate_face::box_iou as iou;
 
 #[cfg(test)]
 mod tests {
