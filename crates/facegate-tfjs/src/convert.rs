@@ -38,6 +38,9 @@ pub const SUPPORTED_OPS: &[&str] = &[
     "Squeeze",
     "Sum",
     "Mean",
+    "Pad",
+    "Prelu",
+    "ConcatV2",
 ];
 
 #[derive(Debug, thiserror::Error)]
@@ -306,6 +309,49 @@ impl<'a> Converter<'a> {
                     ))
                 }
             }
+            "Pad" => {
+                let paddings = self.int_constant(node, 1)?;
+                // TF: [[before, after]; rank]; ONNX: all befores, then all afters.
+                let pads: Vec<i64> = paddings
+                    .iter()
+                    .step_by(2)
+                    .chain(paddings.iter().skip(1).step_by(2))
+                    .copied()
+                    .collect();
+                let x = self.input(node, 0)?;
+                let pads = self.builder.int64_constant(&format!("{out}/pads"), &pads);
+                Ok(self.builder.op(
+                    "Pad",
+                    &out,
+                    &[&x, &pads],
+                    vec![graph::string("mode", "constant")],
+                ))
+            }
+            "Prelu" => {
+                let (shape, alpha) = self.float_constant(node, 1)?;
+                let x = self.input(node, 0)?;
+                let alpha = self
+                    .builder
+                    .weight(&format!("{out}/alpha"), &shape, alpha.to_vec());
+                Ok(self.builder.op("PRelu", &out, &[&x, &alpha], Vec::new()))
+            }
+            "ConcatV2" => {
+                let count = node.inputs.len().saturating_sub(1);
+                if count == 0 {
+                    return Err(unsupported(node, "no tensors to concatenate".into()));
+                }
+                let axis = match self.int_constant(node, count)?[..] {
+                    [axis] => axis,
+                    ref other => return Err(unsupported(node, format!("axis {other:?}"))),
+                };
+                let parts = (0..count)
+                    .map(|i| self.input(node, i))
+                    .collect::<Result<Vec<_>, _>>()?;
+                let parts: Vec<&Value> = parts.iter().collect();
+                Ok(self
+                    .builder
+                    .op("Concat", &out, &parts, vec![graph::int("axis", axis)]))
+            }
             other => Err(ConvertError::UnsupportedOp {
                 node: node.name.clone(),
                 op: other.to_string(),
@@ -352,7 +398,7 @@ impl<'a> Converter<'a> {
             &[out_channels, per_group, kh, kw],
             weight,
         );
-        let (bias, relu) = self.fused(node, out_channels)?;
+        let (bias, activation) = self.fused(node, out_channels)?;
         let x = self.input(node, 0)?;
         let x = self.builder.transpose(&format!("{out}/nchw"), &x, &TO_NCHW);
         let mut inputs = vec![&x, &weight];
@@ -368,11 +414,16 @@ impl<'a> Converter<'a> {
                 graph::string("auto_pad", auto_pad(node)?),
             ],
         );
-        if relu {
-            let y = self.builder.transpose(&format!("{out}/nhwc"), &y, &TO_NHWC);
-            Ok(self.builder.relu(out, &y))
-        } else {
-            Ok(self.builder.transpose(out, &y, &TO_NHWC))
+        match activation {
+            Activation::None => Ok(self.builder.transpose(out, &y, &TO_NHWC)),
+            Activation::Relu => {
+                let y = self.builder.transpose(&format!("{out}/nhwc"), &y, &TO_NHWC);
+                Ok(self.builder.relu(out, &y))
+            }
+            Activation::Prelu(alpha) => {
+                let y = self.builder.transpose(&format!("{out}/nhwc"), &y, &TO_NHWC);
+                Ok(self.builder.op("PRelu", out, &[&y, &alpha], Vec::new()))
+            }
         }
     }
 
@@ -416,7 +467,14 @@ impl<'a> Converter<'a> {
                 }
             }
         };
-        let (bias, relu) = self.fused(node, columns)?;
+        let (bias, activation) = self.fused(node, columns)?;
+        let relu = match activation {
+            Activation::None => false,
+            Activation::Relu => true,
+            Activation::Prelu(_) => {
+                return Err(unsupported(node, "a MatMul fused with Prelu".into()))
+            }
+        };
         let mut y = self.builder.matmul(&format!("{out}/matmul"), &a, &b);
         if let Some(bias) = bias {
             let name = if relu {
@@ -440,20 +498,29 @@ impl<'a> Converter<'a> {
         &mut self,
         node: &TfNode,
         channels: usize,
-    ) -> Result<(Option<Value>, bool), ConvertError> {
+    ) -> Result<(Option<Value>, Activation), ConvertError> {
         let ops = node.strs_attr("fused_ops").unwrap_or(&[]);
         let is_fused = node.op.starts_with('_') || node.op.starts_with("Fused");
         if !is_fused {
-            return Ok((None, false));
+            return Ok((None, Activation::None));
         }
         let ops: Vec<&str> = ops.iter().map(String::as_str).collect();
-        let relu = match ops[..] {
-            ["BiasAdd"] => false,
-            ["BiasAdd", "Relu"] => true,
+        let activation = match ops[..] {
+            ["BiasAdd"] => Activation::None,
+            ["BiasAdd", "Relu"] => Activation::Relu,
+            ["BiasAdd", "Prelu"] => {
+                // The slopes are the fused node's fourth input, shaped to broadcast over NHWC.
+                let (shape, alpha) = self.float_constant(node, 3)?;
+                Activation::Prelu(self.builder.weight(
+                    &format!("tf:{}/alpha", node.name),
+                    &shape,
+                    alpha.to_vec(),
+                ))
+            }
             _ => {
                 return Err(unsupported(
                     node,
-                    format!("fused ops {ops:?} (supported: [BiasAdd] and [BiasAdd, Relu])"),
+                    format!("fused ops {ops:?} (supported: [BiasAdd], [BiasAdd, Relu] and [BiasAdd, Prelu])"),
                 ))
             }
         };
@@ -469,8 +536,16 @@ impl<'a> Converter<'a> {
             &[bias.len()],
             bias.to_vec(),
         );
-        Ok((Some(bias), relu))
+        Ok((Some(bias), activation))
     }
+}
+
+/// What a fused node applies after its bias.
+enum Activation {
+    None,
+    Relu,
+    /// PReLU with these slopes.
+    Prelu(Value),
 }
 
 fn unsupported(node: &TfNode, message: String) -> ConvertError {

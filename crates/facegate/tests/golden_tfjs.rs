@@ -1,4 +1,4 @@
-//! Golden parity: the TF.js graph models (MobileFaceNet, antispoof, liveness), converted to
+//! Golden parity: the TF.js graph models (MobileFaceNet, antispoof, liveness, iris), converted to
 //! ONNX by facegate-tfjs, against TensorFlow running the same graphs on the same inputs.
 //! Fixtures: tools/golden/gen_tfjs.py.
 
@@ -124,5 +124,28 @@ fn antispoof_and_liveness_match_tensorflow() {
         let d = max_abs_diff(&ours, &floats(&case["output"]));
         println!("liveness {name}: {ours:?}, max |diff| {d:.2e}");
         assert!(d < 1e-5, "{name}");
+    }
+}
+
+#[test]
+fn iris_landmarks_match_tensorflow() {
+    let golden = golden();
+    let eyes = facegate_liveness::eyes::EyeLandmarks::load(
+        &common::store(),
+        &common::runtime(),
+        &SilentObserver,
+    )
+    .unwrap();
+    let cases = golden["models"]["iris"]["cases"].as_array().unwrap();
+    assert_eq!(cases.len(), 5);
+    for case in cases {
+        let name = case["input"].as_str().unwrap();
+        let ours = eyes.raw(&[input(name)]).unwrap().remove(0);
+        let theirs = floats(&case["output"]);
+        assert_eq!(ours.len(), facegate_liveness::eyes::OUTPUTS);
+        // Outputs are pixel coordinates in the 64x64 crop (up to ~64): relative agreement.
+        let d = max_abs_diff(&ours, &theirs);
+        println!("iris {name}: max |diff| {d:.2e} px");
+        assert!(d < 1e-3, "{name}");
     }
 }
