@@ -7,8 +7,9 @@
 //!   [`Rules::max_face_gap`].
 //! - **A frontal start.** The first tracked frame must look at the camera; it is the reference
 //!   the movements are measured against ([`head_offset`]).
-//! - **The steps, in order.** A step is done when the head holds its movement for
-//!   [`Rules::hold`]; the head must come back toward the front between steps; moving clearly
+//! - **The steps, in order.** A movement is done when the head holds it for
+//!   [`Rules::hold`]; a blink when both eyes close briefly and open again while the face looks
+//!   at the camera ([`crate::blink`], on the eye openness the caller reads for each face); the head must come back toward the front between steps; moving clearly
 //!   in another direction fails the challenge (a recording that happens to contain the asked
 //!   movement somewhere does not get to try them all). Each step has [`Rules::step_timeout`].
 //! - **The same person throughout.** Identity is checked by the caller on the tracked face
@@ -20,6 +21,7 @@
 use facegate_face::Face;
 use serde::Serialize;
 
+use crate::blink::{Blink, BlinkDetector, BlinkRules};
 use crate::geometry::{foreshortening, head_offset, nose_centering, HeadOffset};
 use crate::steps::Step;
 
@@ -54,6 +56,13 @@ pub struct Rules {
     /// turning as asked passes the thresholds long before; five landmarks on a picture held at
     /// a steeper angle are guesses, and a guessed nose can look turned.
     pub min_foreshortening: f32,
+    /// What counts as a blink.
+    pub blink: BlinkRules,
+    /// Eye openness is read only while the face plane looks within this [`foreshortening`] of
+    /// the reference (or its inverse: about 25 degrees). Tipping a picture back squashes its
+    /// eyes by the same factor as the whole face; within this limit, by at most a tenth, far
+    /// from a blink's depth.
+    pub blink_plane: f32,
 }
 
 impl Default for Rules {
@@ -69,6 +78,8 @@ impl Default for Rules {
             max_frame_gap: 0.5,
             frontal: 0.12,
             min_foreshortening: 0.6,
+            blink: BlinkRules::default(),
+            blink_plane: 0.9,
         }
     }
 }
@@ -135,6 +146,8 @@ pub struct FrameVerdict {
     /// Whether the caller should check who the tracked face is now (and report it with
     /// [`ChallengeRun::identity`]).
     pub needs_identity: bool,
+    /// A blink that ended on this frame.
+    pub blink: Option<Blink>,
     pub state: State,
 }
 
@@ -204,12 +217,14 @@ pub struct ChallengeRun {
     identity_due: Option<f64>,
     /// What the identity must be (verify against a name); `None`: whoever it is (identify).
     expected: Option<String>,
+    blinks: BlinkDetector,
 }
 
 impl ChallengeRun {
     /// A run of `steps` under `rules`. With `expected`, every identity check must name that
     /// person; without, they must all name the same one.
     pub fn new(steps: Vec<Step>, rules: Rules, expected: Option<String>) -> ChallengeRun {
+        let rules_blink = rules.blink.clone();
         ChallengeRun {
             steps,
             rules,
@@ -225,6 +240,7 @@ impl ChallengeRun {
             checked_this_phase: false,
             identity_due: None,
             expected,
+            blinks: BlinkDetector::new(rules_blink),
         }
     }
 
@@ -240,8 +256,21 @@ impl ChallengeRun {
         &self.rules
     }
 
-    /// One frame at `t` seconds (any origin, increasing) with every face found in it.
+    /// One frame at `t` seconds (any origin, increasing) with every face found in it, without
+    /// eye readings (a blink step cannot be done).
     pub fn observe(&mut self, t: f64, faces: &[Face]) -> Result<FrameVerdict, FrameError> {
+        self.observe_with_eyes(t, faces, &[])
+    }
+
+    /// One frame at `t` seconds with every face found in it and, in the same order, how open
+    /// each face's eyes are (`[image-left eye, image-right eye]`; `None` or a shorter list:
+    /// not read).
+    pub fn observe_with_eyes(
+        &mut self,
+        t: f64,
+        faces: &[Face],
+        eyes: &[Option<[f32; 2]>],
+    ) -> Result<FrameVerdict, FrameError> {
         if self.state.is_final() {
             return Err(FrameError::Finished {
                 state: self.state.name(),
@@ -271,8 +300,13 @@ impl ChallengeRun {
             return Ok(self.fail(failure));
         }
         let Some(face) = tracked else {
+            self.blinks.interrupt();
             return Ok(self.verdict(None, None, false));
         };
+        let face_eyes = faces
+            .iter()
+            .position(|f| *f == face)
+            .and_then(|i| eyes.get(i).copied().flatten());
 
         if self.reference.is_none() {
             let centering = nose_centering(&face);
@@ -303,10 +337,21 @@ impl ChallengeRun {
         if !(plane >= limit && plane <= 1.0 / limit) {
             // Too steep to judge: neither a movement nor the front.
             self.holding = None;
+            self.blinks.interrupt();
             return Ok(self.verdict(Some(face), Some(offset), false));
         }
         let moved = self.movement(offset);
         let frontal = self.is_frontal(offset);
+        let level = self.rules.blink_plane;
+        let blink = match face_eyes {
+            Some(eyes) if frontal && plane >= level && plane <= 1.0 / level => {
+                self.blinks.push(t, eyes)
+            }
+            _ => {
+                self.blinks.interrupt();
+                None
+            }
+        };
         if frontal && !self.released {
             self.released = true;
             // The next step is asked from when the head is back at the front.
@@ -316,6 +361,15 @@ impl ChallengeRun {
         }
 
         if let State::Step { step, asked, .. } = self.state.clone() {
+            if asked == Step::Blink && blink.is_some() && self.released {
+                self.holding = None;
+                self.checked_this_phase = false;
+                self.state = self.after(step, t);
+                let needs_identity = self.identity_check_due(frontal, t);
+                let mut verdict = self.verdict(Some(face), Some(offset), needs_identity);
+                verdict.blink = blink;
+                return Ok(verdict);
+            }
             match moved {
                 Some(direction) if self.released => {
                     let (held_since, frames) = match self.holding {
@@ -335,27 +389,38 @@ impl ChallengeRun {
                         self.holding = None;
                         self.released = false;
                         self.checked_this_phase = false;
-                        self.state = if step + 1 < self.steps.len() {
-                            State::Step {
-                                step: step + 1,
-                                asked: self.steps[step + 1],
-                                since: t,
-                            }
-                        } else {
-                            State::Ending { since: t }
-                        };
+                        self.state = self.after(step, t);
                     }
                 }
                 _ => self.holding = None,
             }
         }
 
-        // A frontal face between movements is when identity is checked, once per phase.
-        let needs_identity = frontal && self.released && !self.checked_this_phase;
-        if needs_identity {
+        let needs_identity = self.identity_check_due(frontal, t);
+        let mut verdict = self.verdict(Some(face), Some(offset), needs_identity);
+        verdict.blink = blink;
+        Ok(verdict)
+    }
+
+    /// The state once step `step` (0-based) is done at `t`.
+    fn after(&self, step: usize, t: f64) -> State {
+        match self.steps.get(step + 1) {
+            Some(&asked) => State::Step {
+                step: step + 1,
+                asked,
+                since: t,
+            },
+            None => State::Ending { since: t },
+        }
+    }
+
+    /// A frontal face between steps is when identity is checked, once per phase.
+    fn identity_check_due(&mut self, frontal: bool, t: f64) -> bool {
+        let due = frontal && self.released && !self.checked_this_phase;
+        if due {
             self.identity_due = Some(t);
         }
-        Ok(self.verdict(Some(face), Some(offset), needs_identity))
+        due
     }
 
     /// The identity check a frame asked for: who the tracked face is (`None`: nobody it could
@@ -444,6 +509,7 @@ impl ChallengeRun {
             tracked,
             offset,
             needs_identity,
+            blink: None,
             state: self.state.clone(),
         }
     }
@@ -599,6 +665,72 @@ mod tests {
     }
 
     const ANN: fn(f64) -> Option<&'static str> = |_| Some("ann");
+
+    /// Runs frames with eye readings (`eyes(t)`), answering identity checks with "ann".
+    fn run_with_eyes(
+        steps: &[Step],
+        frames: &[(f64, Face)],
+        eyes: impl Fn(f64) -> Option<[f32; 2]>,
+    ) -> (State, Vec<Blink>) {
+        let mut run = ChallengeRun::new(steps.to_vec(), Rules::default(), Some("ann".into()));
+        let mut blinks = Vec::new();
+        for (t, f) in frames {
+            let verdict = run
+                .observe_with_eyes(*t, std::slice::from_ref(f), &[eyes(*t)])
+                .unwrap();
+            blinks.extend(verdict.blink);
+            if verdict.needs_identity {
+                run.identity(Some("ann")).unwrap();
+            }
+            if run.state().is_final() {
+                break;
+            }
+        }
+        (run.finish().clone(), blinks)
+    }
+
+    #[test]
+    fn a_blink_asked_for_passes_and_open_eyes_or_no_readings_do_not() {
+        // Front 1.5 s, right 1 s, front 2.5 s (the blink at 2.9 s), front 1 s.
+        let f = frames(&[(1.5, 0.0, 0.0), (1.0, 0.3, 0.0), (2.5, 0.0, 0.0), (1.0, 0.0, 0.0)]);
+        let blinking = |t: f64| Some(if (2.85..2.95).contains(&t) { [0.08, 0.09] } else { [0.25, 0.27] });
+        let (state, blinks) = run_with_eyes(&[Step::Right, Step::Blink], &f, blinking);
+        assert!(matches!(state, State::Passed { .. }), "{state:?}");
+        assert_eq!(blinks.len(), 1);
+        let open = |_: f64| Some([0.25, 0.27]);
+        let (state, _) = run_with_eyes(&[Step::Right, Step::Blink], &f, open);
+        assert!(
+            matches!(state, State::Failed(Failure::StepTimedOut { asked: Step::Blink, .. })),
+            "{state:?}"
+        );
+        let (state, _) = run_with_eyes(&[Step::Right, Step::Blink], &f, |_| None);
+        assert!(matches!(state, State::Failed(_)), "{state:?}");
+        // A blink while a movement is asked for does nothing; a movement while a blink is
+        // asked for fails.
+        let (state, _) = run_with_eyes(&[Step::Blink, Step::Right], &f, blinking);
+        assert!(
+            matches!(state, State::Failed(Failure::WrongMove { asked: Step::Blink, moved: Step::Right, .. })),
+            "{state:?}"
+        );
+    }
+
+    #[test]
+    fn eyes_squashed_by_a_tipped_face_plane_are_not_read_as_a_blink() {
+        // A picture tipped back about 37 degrees at 2.9 s: the face's height shrinks to 0.8,
+        // still judged as a face, but past the plane limit for reading eyes.
+        let mut f = frames(&[(2.0, 0.0, 0.0), (3.0, 0.0, 0.0)]);
+        for (t, face) in &mut f {
+            if (2.85..2.95).contains(t) {
+                for p in &mut face.landmarks {
+                    p[1] = 90.0 + (p[1] - 90.0) * 0.8;
+                }
+            }
+        }
+        let squashed = |t: f64| Some(if (2.85..2.95).contains(&t) { [0.08, 0.09] } else { [0.25, 0.27] });
+        let (state, blinks) = run_with_eyes(&[Step::Blink], &f, squashed);
+        assert!(blinks.is_empty(), "{blinks:?}");
+        assert!(matches!(state, State::Failed(_)), "{state:?}");
+    }
 
     #[test]
     fn the_asked_movements_in_order_pass_with_identity_checked_between() {

@@ -14,13 +14,16 @@ pub enum Step {
     Right,
     Up,
     Down,
-    /// Close both eyes briefly. Needs eyelid landmarks, which the five-point detector does not
-    /// give: not available yet (see [`Step::available`]).
+    /// Close both eyes briefly and open them again. Judged on eyelid landmarks, which the
+    /// five-point detector does not give: the caller must supply eye openness (see
+    /// [`crate::blink`]).
     Blink,
 }
 
-/// The steps facegate can judge today: head movements.
-pub const AVAILABLE: [Step; 4] = [Step::Left, Step::Right, Step::Up, Step::Down];
+/// Head movements: judged on the five landmarks alone.
+pub const MOVEMENTS: [Step; 4] = [Step::Left, Step::Right, Step::Up, Step::Down];
+/// Every step, the blink included.
+pub const ALL: [Step; 5] = [Step::Left, Step::Right, Step::Up, Step::Down, Step::Blink];
 
 impl Step {
     pub fn name(self) -> &'static str {
@@ -33,12 +36,12 @@ impl Step {
         }
     }
 
-    /// Whether this version can judge the step.
-    pub fn available(self) -> bool {
-        AVAILABLE.contains(&self)
+    /// Whether the step is a head movement (not a blink).
+    pub fn is_movement(self) -> bool {
+        MOVEMENTS.contains(&self)
     }
 
-    /// A comma-separated list (`left,right,up`), each step one this version can judge.
+    /// A comma-separated list (`left,right,blink`).
     pub fn parse_list(text: &str) -> Result<Vec<Step>, String> {
         let steps = text
             .split(',')
@@ -49,33 +52,36 @@ impl Step {
                 "right" => Ok(Step::Right),
                 "up" => Ok(Step::Up),
                 "down" => Ok(Step::Down),
-                "blink" => Err("blink is not available yet: facegate's five landmarks cannot see eyelids; use left, right, up, down".to_string()),
-                other => Err(format!("unknown challenge step {other:?}: use left, right, up, down")),
+                "blink" => Ok(Step::Blink),
+                other => Err(format!(
+                    "unknown challenge step {other:?}: use left, right, up, down, blink"
+                )),
             })
             .collect::<Result<Vec<Step>, String>>()?;
         if steps.is_empty() {
-            return Err("a challenge needs at least one step (left, right, up, down)".into());
+            return Err("a challenge needs at least one step (left, right, up, down, blink)".into());
         }
         if steps.windows(2).any(|w| w[0] == w[1]) {
             return Err(
-                "a step cannot follow itself (left,left): ask for another movement in between"
-                    .into(),
+                "a step cannot follow itself (left,left): ask for another step in between".into(),
             );
         }
         Ok(steps)
     }
 
-    /// `count` steps drawn at random from the available ones, never the same twice in a row.
-    pub fn random(rng: &mut impl Rng, count: usize) -> Vec<Step> {
+    /// `count` steps drawn at random from `choices`, never the same twice in a row (with one
+    /// choice, only the first step).
+    pub fn random(rng: &mut impl Rng, count: usize, choices: &[Step]) -> Vec<Step> {
         let mut steps: Vec<Step> = Vec::with_capacity(count);
         while steps.len() < count {
-            let choices: Vec<Step> = AVAILABLE
+            let allowed: Vec<Step> = choices
                 .iter()
                 .copied()
                 .filter(|s| steps.last() != Some(s))
                 .collect();
-            if let Some(&step) = choices.choose(rng) {
-                steps.push(step);
+            match allowed.choose(rng) {
+                Some(&step) => steps.push(step),
+                None => break,
             }
         }
         steps
@@ -99,9 +105,7 @@ mod tests {
             [Step::Left, Step::Right, Step::Up]
         );
         assert!(Step::parse_list("left,left").is_err());
-        assert!(Step::parse_list("blink")
-            .unwrap_err()
-            .contains("not available"));
+        assert_eq!(Step::parse_list("blink,up").unwrap(), [Step::Blink, Step::Up]);
         assert!(Step::parse_list("sideways").is_err());
         assert!(Step::parse_list(" , ").is_err());
     }
@@ -111,11 +115,14 @@ mod tests {
         let mut rng = rand::rng();
         let mut seen = std::collections::HashSet::new();
         for _ in 0..200 {
-            let steps = Step::random(&mut rng, 4);
+            let steps = Step::random(&mut rng, 4, &ALL);
             assert_eq!(steps.len(), 4);
             assert!(steps.windows(2).all(|w| w[0] != w[1]));
             seen.extend(steps);
         }
-        assert_eq!(seen.len(), AVAILABLE.len());
+        assert_eq!(seen.len(), ALL.len());
+        let moves = Step::random(&mut rng, 50, &MOVEMENTS);
+        assert!(moves.iter().all(|s| s.is_movement()));
+        assert_eq!(Step::random(&mut rng, 3, &[Step::Blink]), [Step::Blink]);
     }
 }

@@ -138,17 +138,17 @@ pub enum Command {
         /// ... among one face's last N frames
         #[arg(long, default_value_t = 5)]
         n: usize,
-        /// Liveness by challenge (with --camera or --video): the person must turn their head as
-        /// asked, in a random order, while their identity is checked on the same face
-        /// (prompts on the terminal). Exit 0 = passed, 1 = failed
+        /// Liveness by challenge (with --camera or --video): the person must turn their head
+        /// and blink as asked, in a random order, while their identity is checked on the same
+        /// face (prompts on the terminal). Exit 0 = passed, 1 = failed
         #[arg(long, conflicts_with = "challenge_steps")]
         challenge: bool,
         /// With --challenge: how many random steps
-        #[arg(long, default_value_t = 4, value_name = "N", value_parser = clap::value_parser!(u8).range(1..=8))]
+        #[arg(long, default_value_t = 3, value_name = "N", value_parser = clap::value_parser!(u8).range(1..=8))]
         challenge_length: u8,
         /// A fixed challenge, for judging recordings offline: steps from left, right, up,
-        /// down, named as seen in the image ("left" = the nose moves toward the image's left
-        /// edge), e.g. `left,right,up`
+        /// down, blink, named as seen in the image ("left" = the nose moves toward the image's
+        /// left edge), e.g. `left,right,blink`
         #[arg(long, value_name = "STEPS", value_parser = parse_steps)]
         challenge_steps: Option<StepList>,
     },
@@ -165,11 +165,11 @@ pub enum Command {
         #[arg(long)]
         all_faces: bool,
         /// Liveness by challenge (with --camera or --video), as for verify: whoever it is must
-        /// follow random head movements and be the same enrolled person throughout
+        /// follow random head movements and blinks and be the same enrolled person throughout
         #[arg(long, conflicts_with = "challenge_steps")]
         challenge: bool,
         /// With --challenge: how many random steps
-        #[arg(long, default_value_t = 4, value_name = "N", value_parser = clap::value_parser!(u8).range(1..=8))]
+        #[arg(long, default_value_t = 3, value_name = "N", value_parser = clap::value_parser!(u8).range(1..=8))]
         challenge_length: u8,
         /// A fixed challenge, for judging recordings offline (see verify)
         #[arg(long, value_name = "STEPS", value_parser = parse_steps)]
@@ -440,6 +440,20 @@ pub enum EvalKind {
         /// Frames per second analysed
         #[arg(long, default_value_t = 10.0)]
         fps: f64,
+    },
+    /// Blink detection (the challenge's blink step) against annotated blink times: precision
+    /// and recall of blink events
+    Blinks {
+        /// TSV with header `clip  blinks`: a video, and the times (seconds, comma-separated,
+        /// `-` for none) at which its eyes close
+        #[arg(long, value_name = "FILE")]
+        manifest: PathBuf,
+        /// Frames per second analysed
+        #[arg(long, default_value_t = 30.0)]
+        fps: f64,
+        /// A detection matches an annotation this many seconds away or closer
+        #[arg(long, default_value_t = 0.3, value_name = "SECONDS")]
+        tolerance: f64,
     },
 }
 

@@ -62,10 +62,15 @@ impl Context {
     /// The engine options for commands that do not use the gallery (evaluation, benchmarks,
     /// the demo): `--model` or the default.
     pub fn standalone_engine(&self) -> Result<Engine> {
-        self.engine_with(EngineOptions {
+        self.engine_with(self.standalone_engine_options())
+    }
+
+    /// The options of [`Context::standalone_engine`].
+    pub fn standalone_engine_options(&self) -> EngineOptions {
+        EngineOptions {
             model: self.global.model.clone().unwrap_or_default(),
             ..self.options_with(ModelChoice::default())
-        })
+        }
     }
 
     pub fn engine_options(&self) -> EngineOptions {
@@ -78,6 +83,8 @@ impl Context {
             enroll_quality: self.global.quality.unwrap_or(QualityLevel::Standard),
             verify_quality: self.global.quality.unwrap_or(QualityLevel::Off),
             liveness: self.global.liveness,
+            // Loaded by the commands that run liveness challenges.
+            eyes: false,
             flip: self.global.flip,
             align: match self.global.align {
                 AlignArg::Similarity => AlignMode::Similarity,

@@ -62,7 +62,16 @@ fn run_pairs(
 }
 
 pub fn run(ctx: &Context, kind: EvalKind) -> Result<ExitCode> {
-    let engine = ctx.standalone_engine()?;
+    let engine = match kind {
+        // The challenge's blink step reads eyes.
+        EvalKind::Liveness { .. } | EvalKind::Blinks { .. } => {
+            ctx.engine_with(facegate::EngineOptions {
+                eyes: true,
+                ..ctx.standalone_engine_options()
+            })?
+        }
+        _ => ctx.standalone_engine()?,
+    };
     match kind {
         EvalKind::Pairs { pairs, report: dir } => {
             let (_, report, seconds) = run_pairs(ctx, &engine, &pairs)?;
@@ -123,6 +132,11 @@ pub fn run(ctx: &Context, kind: EvalKind) -> Result<ExitCode> {
             seed,
             fps,
         } => liveness(ctx, &engine, &manifest, trials, seed, fps)?,
+        EvalKind::Blinks {
+            manifest,
+            fps,
+            tolerance,
+        } => blinks(ctx, &engine, &manifest, fps, tolerance)?,
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -196,6 +210,61 @@ fn liveness(
                 c.trials,
                 c.accepted,
                 failures.join(", ")
+            );
+        }
+    })?;
+    Ok(())
+}
+
+fn blinks(ctx: &Context, engine: &Engine, manifest: &Path, fps: f64, tolerance: f64) -> Result<()> {
+    use facegate::challenge_eval;
+    if !(fps > 0.0 && fps <= 60.0) {
+        bail!("--fps must be above 0 and at most 60, not {fps}");
+    }
+    if !(tolerance > 0.0 && tolerance.is_finite()) {
+        bail!("--tolerance must be a positive number of seconds, not {tolerance}");
+    }
+    let clips = challenge_eval::read_blink_manifest(manifest)?;
+    let start = Instant::now();
+    let bar = progress::bar(clips.len() as u64, ctx.interactive(), "clips");
+    let rules = facegate::liveness_challenge::BlinkRules::default();
+    let report = challenge_eval::evaluate_blinks(engine, &clips, fps, &rules, tolerance, &mut |c| {
+        bar.set_message(c.clip.display().to_string());
+        bar.inc(1);
+    })?;
+    bar.finish_and_clear();
+    let seconds = start.elapsed().as_secs_f64();
+    let mut doc = serde_json::to_value(&report)?;
+    doc["manifest"] = json!(manifest);
+    doc["wall_seconds"] = json!(seconds);
+    ctx.emit(&doc, || {
+        println!(
+            "blinks on {} at {fps} frames/s ({:.0} s): precision {:.1}% ({} of {} detected), recall {:.1}% ({} of {} annotated), within {tolerance} s",
+            manifest.display(),
+            seconds,
+            report.precision * 100.0,
+            report.matched,
+            report.detected,
+            report.recall * 100.0,
+            report.matched,
+            report.annotated,
+        );
+        println!();
+        println!("| clip | annotated | detected (s, depth) | matched |");
+        println!("|---|---|---|---|");
+        for c in &report.clips {
+            let annotated: Vec<String> = c.annotated.iter().map(|t| format!("{t:.2}")).collect();
+            let detected: Vec<String> = c
+                .detected
+                .iter()
+                .map(|b| format!("{:.2} ({:.2})", b.at, b.depth))
+                .collect();
+            println!(
+                "| {} | {} | {} | {} |",
+                c.clip,
+                annotated.join(", "),
+                detected.join(", "),
+                c.matched.matched
             );
         }
     })?;

@@ -12,7 +12,7 @@ use facegate::video::{
 };
 use facegate::video_input::ffmpeg::{FfmpegInput, FfmpegSource};
 use facegate::video_input::FrameSource;
-use facegate::Error;
+use facegate::{EngineOptions, Error};
 use serde_json::json;
 
 use crate::cli::VideoArgs;
@@ -194,7 +194,11 @@ pub fn challenge(
         ..args.clone()
     };
     let mut source = open(&args)?;
-    let engine = ctx.engine()?;
+    // The eye landmark network judges blinks.
+    let engine = ctx.engine_with(EngineOptions {
+        eyes: true,
+        ..ctx.engine_options()
+    })?;
     let gallery = ctx.gallery_for_read()?.ok_or_else(|| {
         Error::from(match &target {
             ChallengeTarget::Person(name) => GalleryError::UnknownPerson { name: name.clone() },
@@ -265,10 +269,17 @@ fn prompt(state: &ChallengeState, camera: bool) {
         (Step::Right, false) => "turn: nose toward the image's right".to_string(),
         (Step::Up, _) => "look UP  ^".to_string(),
         (Step::Down, _) => "look DOWN  v".to_string(),
-        (Step::Blink, _) => "BLINK".to_string(),
+        (Step::Blink, _) => "BLINK both eyes once  (-)(-)".to_string(),
     };
     match state {
         ChallengeState::Starting => eprintln!("look straight at the camera"),
+        ChallengeState::Step { step, asked, .. } if *asked == Step::Blink => {
+            eprintln!(
+                "step {}: {}, looking at the camera",
+                step + 1,
+                direction(*asked)
+            )
+        }
         ChallengeState::Step { step, asked, .. } => {
             eprintln!(
                 "step {}: {}, then back to the front",

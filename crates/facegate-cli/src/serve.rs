@@ -43,8 +43,10 @@ pub fn serve(ctx: &Context, args: &ServeArgs) -> Result<ExitCode> {
         challenge_seed: args.insecure_challenge_seed,
     };
     // One embedding replica per inference slot, so concurrent requests embed side by side.
+    // The eye landmark network judges the liveness challenge's blinks.
     let engine = Arc::new(ctx.engine_with(EngineOptions {
         parallel: limits.max_inflight,
+        eyes: true,
         ..ctx.engine_options()
     })?);
     let gallery = ctx.gallery_for_write()?;

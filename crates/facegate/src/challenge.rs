@@ -143,10 +143,63 @@ impl<'a> IdentityReference<'a> {
     }
 }
 
+/// What a challenge sees of one frame.
+#[derive(Clone, Debug, Default)]
+pub struct SeenFrame {
+    /// Seconds, increasing.
+    pub t: f64,
+    pub faces: Vec<Face>,
+    /// How open each face's eyes are (`[image-left, image-right]`), in the order of `faces`;
+    /// empty when the eyes are not read.
+    pub eyes: Vec<Option<[f32; 2]>>,
+}
+
+/// Steps in a random challenge, everywhere one is issued: 3 drawn from the 4 movements and the
+/// blink, never the same twice in a row.
+pub const DEFAULT_CHALLENGE_LENGTH: usize = 3;
+
+/// Each face's eye openness, when the engine reads eyes (empty otherwise).
+pub fn read_eyes(
+    engine: &Engine,
+    image: &RgbImage,
+    faces: &[Face],
+) -> Result<Vec<Option<[f32; 2]>>, Error> {
+    if !engine.sees_eyes() {
+        return Ok(Vec::new());
+    }
+    faces
+        .iter()
+        .map(|face| {
+            Ok(engine
+                .eye_openness(image, face)?
+                .map(|o| [o.image_left, o.image_right]))
+        })
+        .collect()
+}
+
+/// The steps a random challenge may ask of `engine`: blinks only when it reads eyes.
+pub fn askable_steps(engine: &Engine) -> &'static [Step] {
+    if engine.sees_eyes() {
+        &facegate_challenge::ALL
+    } else {
+        &facegate_challenge::MOVEMENTS
+    }
+}
+
+/// Refuses a blink step when `engine` does not read eyes.
+pub fn check_steps(engine: &Engine, steps: &[Step]) -> Result<(), Error> {
+    if steps.contains(&Step::Blink) && !engine.sees_eyes() {
+        return Err(Error::ChallengeSteps {
+            message: "this engine was loaded without the eye landmark network, so it cannot judge a blink; ask for left, right, up or down".into(),
+        });
+    }
+    Ok(())
+}
+
 /// Frames for a challenge: their times and faces, and who a face of the last frame is.
 pub trait ChallengeFrames {
-    /// The next frame's time (seconds, increasing) and faces; `None` at the end.
-    fn next_frame(&mut self) -> Result<Option<(f64, Vec<Face>)>, Error>;
+    /// The next frame; `None` at the end.
+    fn next_frame(&mut self) -> Result<Option<SeenFrame>, Error>;
     /// Who `face`, one of the last frame's faces, is.
     fn identify(&mut self, face: &Face, t: f64) -> Result<IdentityCheck, Error>;
     /// Frames a live source skipped.
@@ -182,7 +235,7 @@ impl<'a> LiveFrames<'a> {
 }
 
 impl ChallengeFrames for LiveFrames<'_> {
-    fn next_frame(&mut self) -> Result<Option<(f64, Vec<Face>)>, Error> {
+    fn next_frame(&mut self) -> Result<Option<SeenFrame>, Error> {
         if self.stop.load(std::sync::atomic::Ordering::Relaxed) {
             return Ok(None);
         }
@@ -190,8 +243,13 @@ impl ChallengeFrames for LiveFrames<'_> {
             return Ok(None);
         };
         let faces = self.engine.detect(&frame.image)?;
+        let eyes = read_eyes(self.engine, &frame.image, &faces)?;
         self.last = Some(frame.image);
-        Ok(Some((frame.timestamp.as_secs_f64(), faces)))
+        Ok(Some(SeenFrame {
+            t: frame.timestamp.as_secs_f64(),
+            faces,
+            eyes,
+        }))
     }
 
     fn identify(&mut self, face: &Face, t: f64) -> Result<IdentityCheck, Error> {
@@ -234,11 +292,11 @@ pub fn judge(
     let mut last_state = run.state().clone();
     on_state(&last_state);
     while !run.state().is_final() {
-        let Some((t, faces)) = frames.next_frame()? else {
+        let Some(SeenFrame { t, faces, eyes }) = frames.next_frame()? else {
             break;
         };
         count += 1;
-        let verdict = run.observe(t, &faces)?;
+        let verdict = run.observe_with_eyes(t, &faces, &eyes)?;
         if verdict.needs_identity {
             if let Some(face) = &verdict.tracked {
                 let check = frames.identify(face, t)?;

@@ -30,7 +30,9 @@ use facegate_image::RgbImage;
 use rand::{Rng, SeedableRng};
 use serde::Serialize;
 
-use crate::challenge::{judge, ChallengeFrames, IdentityCheck, IdentityReference};
+use crate::challenge::{
+    judge, read_eyes, ChallengeFrames, IdentityCheck, IdentityReference, SeenFrame,
+};
 use crate::{Engine, Error};
 
 /// One analysed frame.
@@ -39,6 +41,8 @@ pub struct AnalysedFrame {
     pub t: f64,
     pub faces: Vec<Face>,
     pub embeddings: Vec<Vec<f32>>,
+    /// Each face's eye openness (empty when the engine does not read eyes).
+    pub eyes: Vec<Option<[f32; 2]>>,
 }
 
 /// A line of the manifest.
@@ -214,10 +218,12 @@ fn analyse(engine: &Engine, image: &RgbImage, t: f64) -> Result<AnalysedFrame, E
     } else {
         engine.embed_at(image, &faces)?
     };
+    let eyes = read_eyes(engine, image, &faces)?;
     Ok(AnalysedFrame {
         t,
         faces,
         embeddings,
+        eyes,
     })
 }
 
@@ -288,7 +294,13 @@ fn simulate_print(
         let angle = 60.0 * deg * amount * sign;
         match step {
             Step::Left | Step::Right => (0.0, angle),
-            _ => (angle, 0.0),
+            // Faking a blink: the picture flicked back 50 degrees and forward in 0.3 s,
+            // squashing its eyes (and the rest of the face) for a moment.
+            Step::Blink => {
+                let flick = (1.0 - (local - 1.0).abs() / 0.15).max(0.0);
+                (50.0 * deg * flick * sign, 0.0)
+            }
+            Step::Up | Step::Down => (angle, 0.0),
         }
     };
     let (w, h) = (f64::from(image.width()), f64::from(image.height()));
@@ -433,9 +445,10 @@ pub fn resequence<'f>(
     Ok(out)
 }
 
-/// Steps in a random challenge (while blinks cannot be asked for: 4 of 4 movements, never
-/// the same twice in a row, so a recording passes by chance at most 1 time in 108).
-pub const CHALLENGE_LENGTH: usize = 4;
+/// Steps in a random challenge: 3 of the 4 movements and the blink, never the same twice in
+/// a row (80 challenges: a recording passes by chance about 1 time in 80 at most). The
+/// server, the camera page and the CLI ask for the same number.
+pub const CHALLENGE_LENGTH: usize = crate::challenge::DEFAULT_CHALLENGE_LENGTH;
 
 /// Trials per adaptive-print line at most (each renders and analyses its own frames).
 pub const ADAPTIVE_TRIALS: usize = 10;
@@ -449,10 +462,14 @@ struct Replay<'a> {
 }
 
 impl ChallengeFrames for Replay<'_> {
-    fn next_frame(&mut self) -> Result<Option<(f64, Vec<Face>)>, Error> {
+    fn next_frame(&mut self) -> Result<Option<SeenFrame>, Error> {
         Ok(self.frames.next().map(|(t, frame)| {
             self.current = Some(frame);
-            (t, frame.faces.clone())
+            SeenFrame {
+                t,
+                faces: frame.faces.clone(),
+                eyes: frame.eyes.clone(),
+            }
         }))
     }
 
@@ -545,7 +562,13 @@ pub fn evaluate(
         let challenges: Vec<Vec<Step>> = match &p.steps {
             Some(steps) => vec![steps.clone()],
             None => (0..trials)
-                .map(|_| Step::random(&mut rng, CHALLENGE_LENGTH))
+                .map(|_| {
+                    Step::random(
+                        &mut rng,
+                        CHALLENGE_LENGTH,
+                        crate::challenge::askable_steps(engine),
+                    )
+                })
                 .collect(),
         };
         let mut result = ClipResult {
@@ -666,6 +689,157 @@ fn median(values: &mut [f64]) -> Option<f64> {
         (values[mid - 1] + values[mid]) / 2.0
     } else {
         values[mid]
+    })
+}
+
+/// A clip with its annotated blinks, for `facegate eval blinks`.
+#[derive(Clone, Debug, PartialEq)]
+pub struct BlinkClip {
+    pub clip: PathBuf,
+    /// When the eyes close, in seconds (empty: the clip shows none).
+    pub blinks: Vec<f64>,
+}
+
+/// Reads a blink manifest: TSV with header `clip  blinks`, blinks a comma list of seconds or
+/// `-` for none; clip paths relative to the manifest's folder.
+pub fn read_blink_manifest(path: &Path) -> Result<Vec<BlinkClip>, Error> {
+    let bad = |line: usize, message: String| Error::EvalInput {
+        path: path.to_path_buf(),
+        message: format!("line {line}: {message}"),
+    };
+    let text = std::fs::read_to_string(path).map_err(|err| Error::EvalInput {
+        path: path.to_path_buf(),
+        message: format!("cannot be read: {err}"),
+    })?;
+    let base = path.parent().unwrap_or(Path::new("."));
+    let mut lines = text.lines().enumerate().filter(|(_, l)| {
+        let l = l.trim();
+        !l.is_empty() && !l.starts_with('#')
+    });
+    let header: Vec<&str> = lines
+        .next()
+        .map(|(_, l)| l.split('\t').map(str::trim).collect())
+        .unwrap_or_default();
+    if header != ["clip", "blinks"] {
+        return Err(bad(1, "the header must be `clip<TAB>blinks`".into()));
+    }
+    let mut clips = Vec::new();
+    for (index, line) in lines {
+        let number = index + 1;
+        let fields: Vec<&str> = line.split('\t').map(str::trim).collect();
+        let [clip, blinks] = fields[..] else {
+            return Err(bad(
+                number,
+                format!("2 tab-separated fields expected, found {}", fields.len()),
+            ));
+        };
+        let blinks = match blinks {
+            "-" | "" => Vec::new(),
+            list => list
+                .split(',')
+                .map(|t| {
+                    t.trim()
+                        .parse::<f64>()
+                        .ok()
+                        .filter(|t| t.is_finite() && *t >= 0.0)
+                        .ok_or_else(|| bad(number, format!("{t:?} is not a time in seconds")))
+                })
+                .collect::<Result<Vec<f64>, Error>>()?,
+        };
+        clips.push(BlinkClip {
+            clip: base.join(clip),
+            blinks,
+        });
+    }
+    Ok(clips)
+}
+
+/// Blink detection on one clip.
+#[derive(Clone, Debug, Serialize)]
+pub struct BlinkClipResult {
+    pub clip: String,
+    pub annotated: Vec<f64>,
+    pub detected: Vec<facegate_challenge::Blink>,
+    #[serde(flatten)]
+    pub matched: facegate_challenge::blink::BlinkMatch,
+    /// Frames with a face whose eyes were read, of all frames.
+    pub frames_read: usize,
+    pub frames: usize,
+}
+
+/// Blink detection against annotations, over every clip.
+#[derive(Clone, Debug, Serialize)]
+pub struct BlinkReport {
+    pub precision: f64,
+    pub recall: f64,
+    pub annotated: usize,
+    pub detected: usize,
+    pub matched: usize,
+    /// A detection matches an annotation this close, in seconds.
+    pub tolerance_seconds: f64,
+    pub frames_per_second: f64,
+    pub clips: Vec<BlinkClipResult>,
+}
+
+/// Reads each clip's largest face's eye openness at `fps` and finds its blinks with `rules`.
+pub fn evaluate_blinks(
+    engine: &Engine,
+    clips: &[BlinkClip],
+    fps: f64,
+    rules: &facegate_challenge::BlinkRules,
+    tolerance: f64,
+    progress: &mut dyn FnMut(&BlinkClip),
+) -> Result<BlinkReport, Error> {
+    use facegate_challenge::blink::{blinks_in, BlinkMatch};
+    use facegate_video::ffmpeg::{FfmpegInput, FfmpegSource};
+    use facegate_video::FrameSource;
+    if !engine.sees_eyes() {
+        return Err(Error::ChallengeSteps {
+            message: "blink evaluation needs an engine loaded with the eye landmark network"
+                .into(),
+        });
+    }
+    let mut results = Vec::new();
+    for clip in clips {
+        progress(clip);
+        let input = FfmpegInput::file(&clip.clip.to_string_lossy(), fps);
+        let mut source = FfmpegSource::open(&input)?;
+        let mut series = Vec::new();
+        while let Some(frame) = source.next_frame()? {
+            let faces = engine.detect(&frame.image)?;
+            let eyes = match faces.iter().max_by(|a, b| a.area().total_cmp(&b.area())) {
+                Some(face) => engine
+                    .eye_openness(&frame.image, face)?
+                    .map(|o| [o.image_left, o.image_right]),
+                None => None,
+            };
+            series.push((frame.timestamp.as_secs_f64(), eyes));
+        }
+        let detected = blinks_in(&series, rules);
+        let times: Vec<f64> = detected.iter().map(|b| b.at).collect();
+        results.push(BlinkClipResult {
+            clip: clip.clip.display().to_string(),
+            annotated: clip.blinks.clone(),
+            matched: BlinkMatch::of(&clip.blinks, &times, tolerance),
+            detected,
+            frames_read: series.iter().filter(|(_, e)| e.is_some()).count(),
+            frames: series.len(),
+        });
+    }
+    let total = BlinkMatch {
+        annotated: results.iter().map(|r| r.matched.annotated).sum(),
+        detected: results.iter().map(|r| r.matched.detected).sum(),
+        matched: results.iter().map(|r| r.matched.matched).sum(),
+    };
+    Ok(BlinkReport {
+        precision: total.precision(),
+        recall: total.recall(),
+        annotated: total.annotated,
+        detected: total.detected,
+        matched: total.matched,
+        tolerance_seconds: tolerance,
+        frames_per_second: fps,
+        clips: results,
     })
 }
 

@@ -13,6 +13,7 @@ use crate::config::{CalibratedThreshold, Config};
 use crate::context::{touches_border, Canvas, PAD_SHARES};
 use crate::quality::{QualityLevel, QualityReport};
 use crate::{Error, Home};
+use facegate_liveness::eyes::{EyeLandmarks, EyeOpenness};
 use facegate_liveness::{LivenessModels, LivenessScore};
 
 /// How a photo's faces are chosen.
@@ -168,6 +169,8 @@ pub struct EngineOptions {
     pub verify_quality: QualityLevel,
     /// Load the passive liveness models and score every decided face.
     pub liveness: bool,
+    /// Load the eye landmark network, so liveness challenges can ask for blinks.
+    pub eyes: bool,
 }
 
 impl Default for EngineOptions {
@@ -186,6 +189,7 @@ impl Default for EngineOptions {
             enroll_quality: QualityLevel::Standard,
             verify_quality: QualityLevel::Off,
             liveness: false,
+            eyes: false,
         }
     }
 }
@@ -213,6 +217,7 @@ pub struct Engine {
     options: EngineOptions,
     calibrated: Option<CalibratedThreshold>,
     liveness: Option<LivenessModels>,
+    eyes: Option<EyeLandmarks>,
     /// The 1:1 threshold, resolved on first use: the options and calibration do not change
     /// after loading.
     threshold: std::sync::OnceLock<Threshold>,
@@ -268,8 +273,14 @@ impl Engine {
         } else {
             None
         };
+        let eyes = if options.eyes {
+            Some(EyeLandmarks::load(&store, &runtime, observer)?)
+        } else {
+            None
+        };
         let mut engine = Engine::from_parts(Box::new(detector), embedders, options);
         engine.liveness = liveness;
+        engine.eyes = eyes;
         engine.calibrated = Config::load(home.data_dir())?
             .thresholds
             .remove(engine.model_id());
@@ -299,6 +310,7 @@ impl Engine {
             options,
             calibrated: None,
             liveness: None,
+            eyes: None,
             threshold: std::sync::OnceLock::new(),
         }
     }
@@ -307,6 +319,24 @@ impl Engine {
     pub fn liveness(&self, image: &RgbImage, face: &Face) -> Result<Option<LivenessScore>, Error> {
         match &self.liveness {
             Some(models) => Ok(Some(models.check(image, face)?)),
+            None => Ok(None),
+        }
+    }
+
+    /// Whether the engine can tell how open eyes are (loaded with `eyes` on).
+    pub fn sees_eyes(&self) -> bool {
+        self.eyes.is_some()
+    }
+
+    /// How open `face`'s eyes are in `image`; `None` without the eye network, or when the
+    /// face's eye landmarks are degenerate.
+    pub fn eye_openness(
+        &self,
+        image: &RgbImage,
+        face: &Face,
+    ) -> Result<Option<EyeOpenness>, Error> {
+        match &self.eyes {
+            Some(eyes) => Ok(eyes.openness(image, face)?),
             None => Ok(None),
         }
     }

@@ -76,6 +76,9 @@ pub enum Error {
     #[error("liveness challenge: {0}")]
     Challenge(#[from] facegate_challenge::FrameError),
 
+    #[error("liveness challenge: {message}")]
+    ChallengeSteps { message: String },
+
     #[error("evaluation input {path}: {message}")]
     EvalInput {
         path: std::path::PathBuf,
@@ -137,7 +140,7 @@ impl Error {
             Error::NoHome => ErrorCode::NoHome,
             Error::Config { .. } => ErrorCode::ConfigError,
             Error::EvalInput { .. } => ErrorCode::BadEvalInput,
-            Error::Challenge(_) => ErrorCode::ChallengeInput,
+            Error::Challenge(_) | Error::ChallengeSteps { .. } => ErrorCode::ChallengeInput,
         }
     }
 

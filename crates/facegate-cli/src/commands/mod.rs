@@ -63,6 +63,7 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
                 let steps = facegate::liveness_challenge::Step::random(
                     &mut rand::rng(),
                     usize::from(challenge_length),
+                    &facegate::liveness_challenge::ALL,
                 );
                 crate::live::challenge(
                     &ctx,
@@ -87,6 +88,7 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
                 (None, true) => Some(facegate::liveness_challenge::Step::random(
                     &mut rand::rng(),
                     usize::from(challenge_length),
+                    &facegate::liveness_challenge::ALL,
                 )),
                 (None, false) => None,
             };

@@ -26,8 +26,8 @@ use crate::input::Form;
 use crate::keys::Caller;
 use crate::state::SharedState;
 
-/// Steps in a challenge (4 of 4 movements while blinks cannot be asked for).
-const STEPS: usize = 4;
+/// Steps in a challenge: as many as everywhere else (3, from the 4 movements and the blink).
+const STEPS: usize = facegate::challenge::DEFAULT_CHALLENGE_LENGTH;
 /// Challenges waiting for frames at once, all callers together.
 const MAX_OPEN: usize = 1000;
 /// How far a frame's time may run ahead of the server's clock since the challenge was issued.
@@ -59,15 +59,16 @@ impl Challenges {
         self.open.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// A challenge's steps: random, or from the seeded generator when the server has a seed.
-    fn steps(&self, seed: Option<u64>) -> Vec<Step> {
+    /// A challenge's steps from `choices`: random, or from the seeded generator when the
+    /// server has a seed.
+    fn steps(&self, seed: Option<u64>, choices: &[Step]) -> Vec<Step> {
         use rand::SeedableRng;
         match seed {
-            None => Step::random(&mut rand::rng(), STEPS),
+            None => Step::random(&mut rand::rng(), STEPS, choices),
             Some(seed) => {
                 let mut seeded = self.seeded.lock().unwrap_or_else(|p| p.into_inner());
                 let rng = seeded.get_or_insert_with(|| rand::rngs::StdRng::seed_from_u64(seed));
-                Step::random(rng, STEPS)
+                Step::random(rng, STEPS, choices)
             }
         }
     }
@@ -90,8 +91,9 @@ pub struct ChallengeIssued {
     pub nonce: String,
     /// The person verified (absent: identify).
     pub person: Option<String>,
-    /// In order: `left`, `right`, `up`, `down`, named as seen in the camera's image ("left" =
-    /// the nose moves toward the image's left edge; in a mirrored preview, the user's left).
+    /// In order: `left`, `right`, `up`, `down` (named as seen in the camera's image: "left" =
+    /// the nose moves toward the image's left edge; in a mirrored preview, the user's left)
+    /// and `blink` (both eyes, once, looking at the camera).
     pub steps: Vec<String>,
     /// Time for each movement once the head is back at the front.
     pub step_seconds: f64,
@@ -271,7 +273,10 @@ pub async fn create_challenge(
         .await?;
     let expected = reference.expected();
     let rules = Rules::default();
-    let steps = state.challenges.steps(state.limits.challenge_seed);
+    let steps = state.challenges.steps(
+        state.limits.challenge_seed,
+        facegate::challenge::askable_steps(&state.engine),
+    );
     let lifetime = rules.settle_timeout * 2.0
         + steps.len() as f64 * (rules.step_timeout + rules.settle_timeout)
         + 10.0;
@@ -461,10 +466,11 @@ fn judge_batch(
         }
         let image = upload.decode(max_pixels)?;
         let faces = engine.detect(&image.rgb)?;
+        let eyes = facegate::challenge::read_eyes(engine, &image.rgb, &faces)?;
         let t = t_ms / 1000.0;
         let verdict = pending
             .run
-            .observe(t, &faces)
+            .observe_with_eyes(t, &faces, &eyes)
             .map_err(facegate::Error::from)?;
         pending.frames += 1;
         if verdict.needs_identity {
