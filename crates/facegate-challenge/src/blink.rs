@@ -223,7 +223,11 @@ mod tests {
     use super::*;
 
     /// Readings at `fps` for `seconds`, open at 0.25 except where `closed(t)` gives a value.
-    fn series(fps: f64, seconds: f64, closed: impl Fn(f64) -> Option<f32>) -> Vec<(f64, Option<[f32; 2]>)> {
+    fn series(
+        fps: f64,
+        seconds: f64,
+        closed: impl Fn(f64) -> Option<f32>,
+    ) -> Vec<(f64, Option<[f32; 2]>)> {
         (0..(fps * seconds) as usize)
             .map(|i| {
                 let t = i as f64 / fps;

@@ -18,7 +18,7 @@ mod geometry;
 mod run;
 mod steps;
 
+pub use blink::{Blink, BlinkDetector, BlinkRules};
 pub use geometry::{foreshortening, head_offset, nose_centering, HeadOffset};
 pub use run::{ChallengeRun, Failure, FrameError, FrameVerdict, Rules, State};
-pub use blink::{Blink, BlinkDetector, BlinkRules};
 pub use steps::{Step, ALL, MOVEMENTS};

@@ -59,7 +59,9 @@ impl Step {
             })
             .collect::<Result<Vec<Step>, String>>()?;
         if steps.is_empty() {
-            return Err("a challenge needs at least one step (left, right, up, down, blink)".into());
+            return Err(
+                "a challenge needs at least one step (left, right, up, down, blink)".into(),
+            );
         }
         if steps.windows(2).any(|w| w[0] == w[1]) {
             return Err(
@@ -105,7 +107,10 @@ mod tests {
             [Step::Left, Step::Right, Step::Up]
         );
         assert!(Step::parse_list("left,left").is_err());
-        assert_eq!(Step::parse_list("blink,up").unwrap(), [Step::Blink, Step::Up]);
+        assert_eq!(
+            Step::parse_list("blink,up").unwrap(),
+            [Step::Blink, Step::Up]
+        );
         assert!(Step::parse_list("sideways").is_err());
         assert!(Step::parse_list(" , ").is_err());
     }

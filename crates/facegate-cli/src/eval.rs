@@ -228,10 +228,11 @@ fn blinks(ctx: &Context, engine: &Engine, manifest: &Path, fps: f64, tolerance: 
     let start = Instant::now();
     let bar = progress::bar(clips.len() as u64, ctx.interactive(), "clips");
     let rules = facegate::liveness_challenge::BlinkRules::default();
-    let report = challenge_eval::evaluate_blinks(engine, &clips, fps, &rules, tolerance, &mut |c| {
-        bar.set_message(c.clip.display().to_string());
-        bar.inc(1);
-    })?;
+    let report =
+        challenge_eval::evaluate_blinks(engine, &clips, fps, &rules, tolerance, &mut |c| {
+            bar.set_message(c.clip.display().to_string());
+            bar.inc(1);
+        })?;
     bar.finish_and_clear();
     let seconds = start.elapsed().as_secs_f64();
     let mut doc = serde_json::to_value(&report)?;

@@ -64,8 +64,8 @@ fn a_person_passes_the_challenge_their_movements_answer_and_attacks_fail() {
     );
     assert_eq!(code, 0, "{stderr}");
 
-    // The clip turns right, left, bows and looks up, in that order: that challenge passes,
-    // with the identity checked at the start, between the steps and at the end.
+    // The clip turns right, left, bows, looks up and blinks, in that order: that challenge
+    // passes, with the identity checked at the start, between the steps and at the end.
     let (code, stdout, stderr) = facegate(
         &gallery,
         &[
@@ -75,7 +75,7 @@ fn a_person_passes_the_challenge_their_movements_answer_and_attacks_fail() {
             "--video",
             clip,
             "--challenge-steps",
-            "right,left,down,up",
+            "right,left,down,up,blink",
         ],
     );
     assert_eq!(code, 0, "{stdout}{stderr}");
@@ -107,7 +107,7 @@ fn a_person_passes_the_challenge_their_movements_answer_and_attacks_fail() {
 
     // A phone showing a photo never turns its head; a replay on a screen fails a challenge it
     // does not happen to follow.
-    for (clip, steps) in [(&photo, "right,left"), (&replay, "up,right,left")] {
+    for (clip, steps) in [(&photo, "blink,right"), (&replay, "up,right,left")] {
         let (code, stdout, _) = facegate(
             &gallery,
             &[
@@ -188,7 +188,7 @@ fn bad_challenge_requests_are_refused_with_reasons() {
     let gallery = dir.path().join("gallery.db");
     for (steps, expected) in [
         ("left,left", "cannot follow itself"),
-        ("blink", "not available"),
+        ("blink,blink", "cannot follow itself"),
         ("sideways", "unknown challenge step"),
     ] {
         let (code, _, stderr) = facegate(
@@ -272,7 +272,8 @@ fn eval_liveness_measures_genuine_answers_and_replays_on_the_shared_clips() {
     };
     let dir = tempfile::tempdir().unwrap();
     let manifest = dir.path().join("manifest.tsv");
-    let segments = "front=0-2.0;right=2.1-6.6;left=7.3-11.2;down=11.3-14.2;up=14.3-16.8";
+    let segments =
+        "front=0-2.0;right=2.1-6.6;left=7.3-11.2;down=11.3-14.2;up=14.3-16.8;blink=17.0-18.3";
     let clip = genuine.display();
     std::fs::write(
         &manifest,
@@ -307,4 +308,59 @@ fn eval_liveness_measures_genuine_answers_and_replays_on_the_shared_clips() {
         "{report}"
     );
     assert!(report["genuine_median_seconds_to_pass"].as_f64().unwrap() > 0.0);
+}
+
+#[test]
+fn eval_blinks_finds_the_annotated_blinks_and_none_on_a_photo() {
+    if !have_ffmpeg() {
+        return;
+    }
+    let (Some(blinks), Some(photo)) = (
+        shared_clip("studio_frontal_blinks.mp4"),
+        shared_clip("attack_smartphone_photo_short.mp4"),
+    ) else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let manifest = dir.path().join("blinks.tsv");
+    // The clip README's annotated blinks.
+    std::fs::write(
+        &manifest,
+        format!(
+            "clip\tblinks\n{}\t3.15,6.2\n{}\t-\n",
+            blinks.display(),
+            photo.display()
+        ),
+    )
+    .unwrap();
+    let (code, stdout, stderr) = facegate(
+        &dir.path().join("unused.db"),
+        &[
+            "--json",
+            "eval",
+            "blinks",
+            "--manifest",
+            manifest.to_str().unwrap(),
+        ],
+    );
+    assert_eq!(code, 0, "{stderr}");
+    let report = json(&stdout);
+    let clips = report["clips"].as_array().unwrap();
+    assert_eq!(clips.len(), 2);
+    assert_eq!(
+        clips[1]["detected"].as_array().unwrap().len(),
+        0,
+        "{report}"
+    );
+    assert!(clips[0]["matched"].as_u64().unwrap() >= 1, "{report}");
+    assert_eq!(report["precision"], 1.0, "{report}");
+    assert_eq!(report["annotated"], 2);
+
+    std::fs::write(&manifest, "clip\tblink times\n").unwrap();
+    let (code, _, stderr) = facegate(
+        &dir.path().join("unused.db"),
+        &["eval", "blinks", "--manifest", manifest.to_str().unwrap()],
+    );
+    assert_ne!(code, 0);
+    assert!(stderr.contains("clip<TAB>blinks"), "{stderr}");
 }

@@ -448,14 +448,17 @@ fn a_liveness_challenge_on_the_camera_page() {
     use rand::SeedableRng;
     let steps = facegate::liveness_challenge::Step::random(
         &mut rand::rngs::StdRng::seed_from_u64(CHALLENGE_SEED),
-        4,
+        facegate::challenge::DEFAULT_CHALLENGE_LENGTH,
+        &facegate::liveness_challenge::ALL,
     );
     let at = |seconds: f64| (seconds * 10.0).round() as usize;
     let segment = |step: &facegate::liveness_challenge::Step| match step.name() {
         "right" => (2.1, 6.6),
         "left" => (7.3, 11.2),
         "down" => (11.3, 14.2),
-        _ => (14.3, 16.8),
+        "up" => (14.3, 16.8),
+        // The eyes close at about 17.75 s (bench/liveness/manifest.tsv).
+        _ => (17.0, 18.3),
     };
     let front = &genuine[at(0.0)..=at(2.0)];
     let mut answer: Vec<image::RgbImage> = Vec::new();

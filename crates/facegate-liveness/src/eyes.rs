@@ -117,10 +117,7 @@ pub fn eye_crops(image: &RgbImage, face: &Face) -> Option<[RgbImage; 2]> {
         };
         warp_similarity(image, &transform, IRIS_SIZE, IRIS_SIZE)
     };
-    Some([
-        facegate_image::flip_horizontal(&crop(left)),
-        crop(right),
-    ])
+    Some([facegate_image::flip_horizontal(&crop(left)), crop(right)])
 }
 
 /// Lid gap over corner-to-corner width from one crop's network output.
@@ -129,13 +126,17 @@ pub fn lid_openness(output: &[f32]) -> f32 {
         return f32::NAN;
     }
     let point = |i: usize| [output[3 * i], output[3 * i + 1]];
-    let distance = |p: [f32; 2], q: [f32; 2]| ((p[0] - q[0]).powi(2) + (p[1] - q[1]).powi(2)).sqrt();
+    let distance =
+        |p: [f32; 2], q: [f32; 2]| ((p[0] - q[0]).powi(2) + (p[1] - q[1]).powi(2)).sqrt();
     let width = distance(point(0), point(8));
     if width < 1e-3 {
         return f32::NAN;
     }
     // Upper lid point 9 + i faces lower lid point 1 + i.
-    let gap: f32 = (0..7).map(|i| distance(point(9 + i), point(1 + i))).sum::<f32>() / 7.0;
+    let gap: f32 = (0..7)
+        .map(|i| distance(point(9 + i), point(1 + i)))
+        .sum::<f32>()
+        / 7.0;
     gap / width
 }
 
@@ -166,7 +167,11 @@ mod tests {
         // A white image with a red dot at each eye centre, and a blue one right of the
         // image-left eye: mirrored, the blue dot lands on the crop's left.
         let mut image = RgbImage::from_pixel(200, 200, facegate_image::Rgb([255, 255, 255]));
-        for (x, y, colour) in [(70, 100, [255, 0, 0]), (130, 100, [255, 0, 0]), (85, 100, [0, 0, 255])] {
+        for (x, y, colour) in [
+            (70, 100, [255, 0, 0]),
+            (130, 100, [255, 0, 0]),
+            (85, 100, [0, 0, 255]),
+        ] {
             for j in -1..=1 {
                 for i in -1..=1 {
                     image.put_pixel((x + i) as u32, (y + j) as u32, facegate_image::Rgb(colour));
@@ -176,12 +181,21 @@ mod tests {
         let face = Face {
             bbox: [40.0, 60.0, 160.0, 180.0],
             score: 1.0,
-            landmarks: [[70.5, 100.5], [130.5, 100.5], [100.0, 130.0], [80.0, 150.0], [120.0, 150.0]],
+            landmarks: [
+                [70.5, 100.5],
+                [130.5, 100.5],
+                [100.0, 130.0],
+                [80.0, 150.0],
+                [120.0, 150.0],
+            ],
         };
         let [left, right] = eye_crops(&image, &face).unwrap();
         for crop in [&left, &right] {
             assert_eq!((crop.width(), crop.height()), (IRIS_SIZE, IRIS_SIZE));
-            assert!(crop.get_pixel(32, 32).0[1] < 128, "eye centre in the middle");
+            assert!(
+                crop.get_pixel(32, 32).0[1] < 128,
+                "eye centre in the middle"
+            );
         }
         // 15 px right of the eye at 64 / (1.06 * 60) px per px: about 15 crop pixels, mirrored.
         assert!(left.get_pixel(32 - 15, 32).0[2] > 128 && left.get_pixel(32 - 15, 32).0[0] < 128);

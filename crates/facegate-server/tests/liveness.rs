@@ -276,6 +276,8 @@ fn cut(frames: &[(f64, Vec<u8>)], issued: &Value) -> Vec<(f64, Vec<u8>)> {
         "left" => (7.3, 11.2),
         "down" => (11.3, 14.2),
         "up" => (14.3, 16.8),
+        // The eyes close at about 17.75 s, the head still (bench/liveness/manifest.tsv).
+        "blink" => (17.0, 18.3),
         other => panic!("{other}"),
     };
     let mut parts = vec![(0.0, 2.0)];

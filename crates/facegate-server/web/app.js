@@ -199,17 +199,19 @@ async function verify(photo) {
   }
 }
 
-// Liveness by challenge: the server asks for head movements in a random order; frames go to
+// Liveness by challenge: the server asks for head movements and a blink in a random order; frames go to
 // it in small batches (with the camera's times) until it decides. Directions are as seen in the
 // picture above (which is not mirrored): "left" means the face in the picture turns left.
-const ARROWS = { left: '←', right: '→', up: '↑', down: '↓' };
+const ARROWS = { left: '←', right: '→', up: '↑', down: '↓', blink: '◡ ◡' };
 const PROMPTS = {
   left: 'Turn your head so the face in the picture looks left, then back',
   right: 'Turn your head so the face in the picture looks right, then back',
   up: 'Look up, then back',
   down: 'Look down, then back',
+  blink: 'Blink both eyes once, looking at the camera',
 };
-const CHALLENGE_FPS = 8;
+// Blinks last a few tenths of a second: 10 frames a second sees one in two or three frames.
+const CHALLENGE_FPS = 10;
 let challengeRunning = false;
 
 function showChallenge(state, step, steps, secondsLeft) {
@@ -279,7 +281,7 @@ async function challenge() {
       if ((performance.now() - started) / 1000 > issued.expires_in_seconds) break;
     }
     if (state.passed) {
-      show(result, 'match', 'Live: ' + state.identity, 'followed ' + issued.steps.length + ' movements; identity checked ' + state.identity_checks + ' times');
+      show(result, 'match', 'Live: ' + state.identity, 'followed ' + issued.steps.length + ' steps; identity checked ' + state.identity_checks + ' times');
     } else {
       show(result, 'no-match', 'Liveness check failed', state.reason || 'the challenge expired');
     }

@@ -221,3 +221,89 @@ fn repairs_rewire_the_prelu_and_flip_its_slopes() {
     let mut healthy = prelu_graph(false);
     assert_eq!(Repair::UnfuseReluFeedingPrelu.apply(&mut healthy), 0);
 }
+
+fn ints(shape: &[usize], data: Vec<i32>) -> TfTensor {
+    TfTensor {
+        shape: shape.to_vec(),
+        data: TfData::I32(data),
+    }
+}
+
+#[test]
+fn pad_prelu_and_concat_become_their_onnx_operators() {
+    // Channel padding 2 -> 4, a PReLU, a convolution with a fused PReLU, and both concatenated
+    // along channels: the blocks of MediaPipe's iris network.
+    let mut prelu_conv = conv_attrs("SAME");
+    prelu_conv[3] = (
+        "fused_ops",
+        TfAttr::Strs(vec!["BiasAdd".into(), "Prelu".into()]),
+    );
+    let g = graph(
+        vec![
+            placeholder("x", &[-1, 4, 4, 2]),
+            node("paddings", "Const", &[], &[]),
+            node("pad", "Pad", &["x", "paddings"], &[]),
+            node("alpha", "Const", &[], &[]),
+            node("prelu", "Prelu", &["pad", "alpha"], &[]),
+            node("w", "Const", &[], &[]),
+            node("b", "Const", &[], &[]),
+            node("conv_alpha", "Const", &[], &[]),
+            node(
+                "conv",
+                "_FusedConv2D",
+                &["prelu", "w", "b", "conv_alpha"],
+                &prelu_conv,
+            ),
+            node("axis", "Const", &[], &[]),
+            node("concat", "ConcatV2", &["prelu", "conv", "axis"], &[]),
+        ],
+        vec![
+            ("paddings", ints(&[4, 2], vec![0, 0, 0, 0, 0, 0, 0, 2])),
+            ("alpha", floats(&[1, 1, 4], vec![0.1, 0.2, 0.3, 0.4])),
+            ("w", floats(&[1, 1, 4, 3], vec![0.5; 12])),
+            ("b", floats(&[3], vec![0.0; 3])),
+            ("conv_alpha", floats(&[1, 1, 3], vec![-0.5; 3])),
+            ("axis", ints(&[], vec![-1])),
+        ],
+        "concat",
+    );
+    let model = ModelProto::decode(convert(&g, "t").unwrap().as_slice()).unwrap();
+    let graph = model.graph.unwrap();
+    let ops: Vec<&str> = graph.node.iter().map(|n| n.op_type.as_str()).collect();
+    assert_eq!(
+        ops,
+        [
+            "Pad",
+            "PRelu",
+            "Transpose",
+            "Conv",
+            "Transpose",
+            "PRelu",
+            "Concat",
+            "Identity"
+        ]
+    );
+    // ONNX pads: every axis's start, then every axis's end.
+    let pads = graph
+        .initializer
+        .iter()
+        .find(|t| t.name.ends_with("/pads"))
+        .unwrap();
+    let pads: Vec<i64> = pads
+        .raw_data
+        .chunks(8)
+        .map(|c| i64::from_le_bytes(c.try_into().unwrap()))
+        .collect();
+    assert_eq!(pads, [0, 0, 0, 0, 0, 0, 0, 2]);
+    let concat = &graph.node[6];
+    let axis = concat.attribute.iter().find(|a| a.name == "axis").unwrap();
+    assert_eq!(axis.i, -1);
+    assert_eq!(concat.input.len(), 2);
+    // The fused PReLU's slopes keep their broadcastable NHWC shape.
+    let slopes = graph
+        .initializer
+        .iter()
+        .find(|t| t.name == "tf:conv/alpha")
+        .unwrap();
+    assert_eq!(slopes.dims, [1, 1, 3]);
+}

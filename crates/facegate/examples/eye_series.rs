@@ -2,8 +2,13 @@ use facegate::video_input::ffmpeg::{FfmpegInput, FfmpegSource};
 use facegate::video_input::FrameSource;
 fn main() {
     let args: Vec<String> = std::env::args().collect();
-    let home = facegate::Home::at(std::path::Path::new(&std::env::var("FACEGATE_HOME").unwrap()));
-    let opts = facegate::EngineOptions { eyes: true, ..Default::default() };
+    let home = facegate::Home::at(std::path::Path::new(
+        &std::env::var("FACEGATE_HOME").unwrap(),
+    ));
+    let opts = facegate::EngineOptions {
+        eyes: true,
+        ..Default::default()
+    };
     let engine = facegate::Engine::load(&home, opts, &facegate::models::SilentObserver).unwrap();
     let fps: f64 = args[2].parse().unwrap();
     let mut src = FfmpegSource::open(&FfmpegInput::file(&args[1], fps)).unwrap();

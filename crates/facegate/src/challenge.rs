@@ -206,6 +206,9 @@ pub trait ChallengeFrames {
     fn dropped(&self) -> u64 {
         0
     }
+    /// The challenge's state changed (a step was asked, the last one done...): a source
+    /// that plays a person following the prompts moves on.
+    fn state_changed(&mut self, _state: &State) {}
 }
 
 /// A [`FrameSource`] analysed as it comes: detection on every frame, an embedding when asked.
@@ -306,6 +309,7 @@ pub fn judge(
         }
         if *run.state() != last_state {
             last_state = run.state().clone();
+            frames.state_changed(&last_state);
             on_state(&last_state);
         }
     }

@@ -411,38 +411,174 @@ fn render(image: &RgbImage, pose: &Pose, focal: f64, width: u32, height: u32) ->
     })
 }
 
-/// The frames of `segments` in the order `steps` asks: the front, each movement (with its
-/// return to the front), the front again; times made continuous.
+/// One stretch of a re-cut answer: the front, or one step's segment.
+#[derive(Clone, Debug)]
+pub struct Part<'f> {
+    /// The step the segment shows (`None`: the front).
+    pub step: Option<Step>,
+    pub frames: Vec<&'f AnalysedFrame>,
+    /// For a movement: the first frame of its way back to the front (the last frame turned at
+    /// least half as far as the segment's furthest), where a person who has done the step
+    /// picks up after letting go of the pose.
+    pub return_from: Option<usize>,
+}
+
+/// The clip's segments in the order `steps` asks: the front, each step (a movement with its
+/// return to the front, or a blink), the front again.
 pub fn resequence<'f>(
     frames: &'f [AnalysedFrame],
     segments: &Segments,
     steps: &[Step],
-) -> Result<Vec<(f64, &'f AnalysedFrame)>, String> {
-    let mut parts = vec![segments.front];
+) -> Result<Vec<Part<'f>>, String> {
+    let cut = |step: Option<Step>, (a, b): (f64, f64)| {
+        let frames: Vec<&AnalysedFrame> = frames.iter().filter(|f| f.t >= a && f.t <= b).collect();
+        let return_from = step
+            .filter(|s| s.is_movement())
+            .and_then(|_| return_point(&frames));
+        Part {
+            step,
+            frames,
+            return_from,
+        }
+    };
+    let mut parts = vec![cut(None, segments.front)];
     for step in steps {
         let (_, a, b) = segments
             .moves
             .get(step.name())
             .ok_or_else(|| format!("the clip's segments show no {step} movement"))?;
-        parts.push((*a, *b));
+        parts.push(cut(Some(*step), (*a, *b)));
     }
-    parts.push(segments.front);
-    let interval = frames
-        .windows(2)
-        .map(|w| w[1].t - w[0].t)
-        .fold(f64::INFINITY, f64::min)
-        .clamp(1e-3, 1.0);
-    let mut out = Vec::new();
-    let mut cursor = 0.0;
-    for (a, b) in parts {
-        let mut last = cursor;
-        for frame in frames.iter().filter(|f| f.t >= a && f.t <= b) {
-            last = cursor + (frame.t - a);
-            out.push((last, frame));
+    parts.push(cut(None, segments.front));
+    Ok(parts)
+}
+
+/// Where a movement segment's way back starts (see [`Part::return_from`]).
+fn return_point(frames: &[&AnalysedFrame]) -> Option<usize> {
+    let largest = |f: &AnalysedFrame| {
+        f.faces
+            .iter()
+            .max_by(|a, b| a.area().total_cmp(&b.area()))
+            .cloned()
+    };
+    let first = frames.iter().find_map(|f| largest(f))?;
+    let turned: Vec<f32> = frames
+        .iter()
+        .map(|f| {
+            largest(f)
+                .and_then(|face| facegate_challenge::head_offset(&first, &face))
+                .map_or(0.0, |o| o.x.hypot(o.y))
+        })
+        .collect();
+    let furthest = turned.iter().copied().fold(0.0, f32::max);
+    if furthest <= 0.0 {
+        return None;
+    }
+    turned.iter().rposition(|m| *m >= 0.5 * furthest)
+}
+
+/// A re-cut answer played as a person following the prompts would: each part until its
+/// request is met, then, after [`REACTION_SECONDS`], the way back to the front (a movement's
+/// hold is not waited out), then the next part once the face has been checked at the front.
+/// Times are continuous: each frame follows the previous by the clip's own interval.
+struct Following<'f> {
+    parts: Vec<Part<'f>>,
+    part: usize,
+    index: usize,
+    played: usize,
+    t: f64,
+    previous: Option<&'f AnalysedFrame>,
+    interval: f64,
+    reaction: usize,
+    /// `played` when the current part's request was met.
+    done_at: Option<usize>,
+    jumped: bool,
+    /// `played` at the last identity check.
+    checked_at: Option<usize>,
+    /// The last state seen, as (kind, step): a step's clock restarting is not a change.
+    phase: (&'static str, usize),
+}
+
+/// How long a person takes to notice the next prompt.
+pub const REACTION_SECONDS: f64 = 0.3;
+
+impl<'f> Following<'f> {
+    fn new(parts: Vec<Part<'f>>, fps: f64) -> Following<'f> {
+        let interval = 1.0 / fps.max(1.0);
+        Following {
+            parts,
+            part: 0,
+            index: 0,
+            played: 0,
+            t: 0.0,
+            previous: None,
+            interval,
+            reaction: (REACTION_SECONDS / interval).round() as usize,
+            done_at: None,
+            jumped: false,
+            checked_at: None,
+            phase: ("starting", 0),
         }
-        cursor = last + interval;
     }
-    Ok(out)
+
+    fn next_part(&mut self) {
+        self.part += 1;
+        self.index = 0;
+        self.done_at = None;
+        self.jumped = false;
+    }
+
+    fn next(&mut self) -> Option<(f64, &'f AnalysedFrame)> {
+        loop {
+            let part = self.parts.get(self.part)?;
+            let last_part = self.part + 1 == self.parts.len();
+            if let Some(done) = self.done_at {
+                if self.played >= done + self.reaction {
+                    if !last_part && self.checked_at.is_some_and(|c| c >= done) {
+                        self.next_part();
+                        continue;
+                    }
+                    if let Some(back) = part.return_from.filter(|_| !self.jumped) {
+                        self.index = self.index.max(back);
+                        self.jumped = true;
+                    }
+                }
+            }
+            let Some(&frame) = part.frames.get(self.index) else {
+                if last_part {
+                    return None;
+                }
+                self.next_part();
+                continue;
+            };
+            let step = match self.previous {
+                Some(prev) if frame.t > prev.t && frame.t - prev.t < 2.0 * self.interval => {
+                    frame.t - prev.t
+                }
+                _ => self.interval,
+            };
+            self.t = if self.played == 0 { 0.0 } else { self.t + step };
+            self.index += 1;
+            self.played += 1;
+            self.previous = Some(frame);
+            return Some((self.t, frame));
+        }
+    }
+
+    fn state_changed(&mut self, state: &State) {
+        let phase = match state {
+            State::Starting => ("starting", 0),
+            State::Step { step, .. } => ("step", *step),
+            State::Ending { .. } => ("ending", 0),
+            State::Passed { .. } | State::Failed(_) => ("final", 0),
+        };
+        if phase != self.phase {
+            self.phase = phase;
+            if self.done_at.is_none() {
+                self.done_at = Some(self.played);
+            }
+        }
+    }
 }
 
 /// Steps in a random challenge: 3 of the 4 movements and the blink, never the same twice in
@@ -453,17 +589,35 @@ pub const CHALLENGE_LENGTH: usize = crate::challenge::DEFAULT_CHALLENGE_LENGTH;
 /// Trials per adaptive-print line at most (each renders and analyses its own frames).
 pub const ADAPTIVE_TRIALS: usize = 10;
 
+/// How a trial's frames are played.
+enum Player<'a> {
+    /// As analysed, in order.
+    Recorded(std::vec::IntoIter<&'a AnalysedFrame>),
+    /// Re-cut to the challenge and played as a person following it.
+    Following(Box<Following<'a>>),
+}
+
 /// Analysed frames replayed for one trial.
 struct Replay<'a> {
     engine: &'a Engine,
-    frames: std::vec::IntoIter<(f64, &'a AnalysedFrame)>,
+    player: Player<'a>,
     current: Option<&'a AnalysedFrame>,
     reference: IdentityReference<'a>,
 }
 
 impl ChallengeFrames for Replay<'_> {
+    fn state_changed(&mut self, state: &State) {
+        if let Player::Following(following) = &mut self.player {
+            following.state_changed(state);
+        }
+    }
+
     fn next_frame(&mut self) -> Result<Option<SeenFrame>, Error> {
-        Ok(self.frames.next().map(|(t, frame)| {
+        let next = match &mut self.player {
+            Player::Recorded(frames) => frames.next().map(|f| (f.t, f)),
+            Player::Following(following) => following.next(),
+        };
+        Ok(next.map(|(t, frame)| {
             self.current = Some(frame);
             SeenFrame {
                 t,
@@ -474,6 +628,9 @@ impl ChallengeFrames for Replay<'_> {
     }
 
     fn identify(&mut self, face: &Face, t: f64) -> Result<IdentityCheck, Error> {
+        if let Player::Following(following) = &mut self.player {
+            following.checked_at = Some(following.played);
+        }
         let embedding = self.current.and_then(|frame| {
             frame
                 .faces
@@ -494,9 +651,9 @@ impl ChallengeFrames for Replay<'_> {
 }
 
 /// Judges one trial on `frames`.
-fn trial(
-    engine: &Engine,
-    frames: Vec<(f64, &AnalysedFrame)>,
+fn trial<'a>(
+    engine: &'a Engine,
+    player: Player<'a>,
     steps: Vec<Step>,
     rules: &Rules,
 ) -> Result<State, Error> {
@@ -504,7 +661,7 @@ fn trial(
     let expected = reference.expected();
     let mut replay = Replay {
         engine,
-        frames: frames.into_iter(),
+        player,
         current: None,
         reference,
     };
@@ -598,16 +755,17 @@ pub fn evaluate(
             } else {
                 &analysed[&p.clip]
             };
-            let ordered = match &p.segments {
-                Some(segments) => {
+            let player = match &p.segments {
+                Some(segments) => Player::Following(Box::new(Following::new(
                     resequence(frames, segments, &steps).map_err(|message| Error::EvalInput {
                         path: p.clip.clone(),
                         message,
-                    })?
-                }
-                None => frames.iter().map(|f| (f.t, f)).collect(),
+                    })?,
+                    fps,
+                ))),
+                None => Player::Recorded(frames.iter().collect::<Vec<_>>().into_iter()),
             };
-            match trial(engine, ordered, steps, rules)? {
+            match trial(engine, player, steps, rules)? {
                 State::Passed { seconds, .. } => {
                     result.accepted += 1;
                     times.push(seconds);
@@ -795,8 +953,7 @@ pub fn evaluate_blinks(
     use facegate_video::FrameSource;
     if !engine.sees_eyes() {
         return Err(Error::ChallengeSteps {
-            message: "blink evaluation needs an engine loaded with the eye landmark network"
-                .into(),
+            message: "blink evaluation needs an engine loaded with the eye landmark network".into(),
         });
     }
     let mut results = Vec::new();
@@ -893,26 +1050,50 @@ mod tests {
             t,
             faces: Vec::new(),
             embeddings: Vec::new(),
+            eyes: Vec::new(),
         };
         let frames: Vec<AnalysedFrame> = (0..100).map(|i| frame(f64::from(i) * 0.1)).collect();
         let segments = parse_segments("front=0-0.95;left=2-2.95;up=5-5.45").unwrap();
-        let cut = resequence(&frames, &segments, &[Step::Up, Step::Left]).unwrap();
-        let sources: Vec<f64> = cut
-            .iter()
-            .map(|(_, f)| (f.t * 10.0).round() / 10.0)
-            .collect();
-        assert_eq!(
-            &sources[..10],
-            &[0.0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9]
-        );
-        assert_eq!(&sources[10..15], &[5.0, 5.1, 5.2, 5.3, 5.4]);
-        assert_eq!(sources[15], 2.0);
+        let parts = resequence(&frames, &segments, &[Step::Up, Step::Left]).unwrap();
+        let steps: Vec<Option<Step>> = parts.iter().map(|p| p.step).collect();
+        assert_eq!(steps, [None, Some(Step::Up), Some(Step::Left), None]);
+        let lengths: Vec<usize> = parts.iter().map(|p| p.frames.len()).collect();
+        assert_eq!(lengths, [10, 5, 10, 10]);
+        assert!(resequence(&frames, &segments, &[Step::Right]).is_err());
+
+        // Nobody reacting: every part whole, one after the other, times continuous.
+        let mut player = Following::new(parts.clone(), 10.0);
+        let mut played = Vec::new();
+        while let Some((t, f)) = player.next() {
+            played.push((t, (f.t * 10.0).round() / 10.0));
+        }
+        assert_eq!(played.len(), 35);
+        assert_eq!(played[10].1, 5.0);
+        assert_eq!(played[15].1, 2.0);
         assert!(
-            cut.windows(2)
-                .all(|w| w[1].0 > w[0].0 && w[1].0 - w[0].0 < 0.11),
+            played
+                .windows(2)
+                .all(|w| (w[1].0 - w[0].0 - 0.1).abs() < 1e-6),
             "continuous"
         );
-        assert!(resequence(&frames, &segments, &[Step::Right]).is_err());
+
+        // The start is judged on the third frame and the face checked: after the reaction
+        // time the next part starts.
+        let mut player = Following::new(parts, 10.0);
+        let mut sources = Vec::new();
+        for n in 0..8 {
+            let (_, f) = player.next().unwrap();
+            sources.push((f.t * 10.0).round() / 10.0);
+            if n == 2 {
+                player.checked_at = Some(player.played);
+                player.state_changed(&State::Step {
+                    step: 0,
+                    asked: Step::Up,
+                    since: 0.2,
+                });
+            }
+        }
+        assert_eq!(sources, [0.0, 0.1, 0.2, 0.3, 0.4, 0.5, 5.0, 5.1]);
     }
 
     #[test]

@@ -59,8 +59,10 @@ pub fn engine() -> Arc<Engine> {
     static ENGINE: OnceLock<Arc<Engine>> = OnceLock::new();
     ENGINE
         .get_or_init(|| {
+            // Eyes on, as `facegate serve` loads them: challenges may ask for a blink.
             let options = EngineOptions {
                 threads: 1,
+                eyes: true,
                 ..EngineOptions::default()
             };
             Arc::new(
