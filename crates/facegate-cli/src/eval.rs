@@ -265,7 +265,7 @@ fn blinks(ctx: &Context, engine: &Engine, manifest: &Path, fps: f64, tolerance: 
                 c.clip,
                 annotated.join(", "),
                 detected.join(", "),
-                c.matched.matched
+                c.matched
             );
         }
     })?;

@@ -90,7 +90,10 @@ fn a_still_photo_held_to_the_camera_fails_and_bad_batches_are_refused() {
     enroll(&server, &admin, "ben", &face);
 
     let issued = issue(&server, &verify, "ben");
-    assert_eq!(issued["steps"].as_array().unwrap().len(), 4);
+    assert_eq!(
+        issued["steps"].as_array().unwrap().len(),
+        facegate::challenge::DEFAULT_CHALLENGE_LENGTH
+    );
     let path = format!(
         "/v1/liveness/challenges/{}/frames",
         issued["id"].as_str().unwrap()
@@ -251,7 +254,8 @@ fn a_person_who_follows_the_prompts_passes() {
         "{} for steps {}",
         decided.text, issued["steps"]
     );
-    assert!(decided.json["identity_checks"].as_u64().unwrap() >= 5);
+    // At the start, after each of the first two steps and at the end.
+    assert!(decided.json["identity_checks"].as_u64().unwrap() >= 4);
     assert_eq!(decided.json["identity"], "selfie");
 
     // Identify by challenge: no person named; whoever answers must be one enrolled person

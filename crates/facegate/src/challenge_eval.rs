@@ -916,10 +916,14 @@ pub fn read_blink_manifest(path: &Path) -> Result<Vec<BlinkClip>, Error> {
 #[derive(Clone, Debug, Serialize)]
 pub struct BlinkClipResult {
     pub clip: String,
+    /// The annotated blink times.
     pub annotated: Vec<f64>,
+    /// The blinks found.
     pub detected: Vec<facegate_challenge::Blink>,
-    #[serde(flatten)]
-    pub matched: facegate_challenge::blink::BlinkMatch,
+    /// Annotations matched by a detection.
+    pub matched: usize,
+    pub precision: f64,
+    pub recall: f64,
     /// Frames with a face whose eyes were read, of all frames.
     pub frames_read: usize,
     pub frames: usize,
@@ -974,19 +978,22 @@ pub fn evaluate_blinks(
         }
         let detected = blinks_in(&series, rules);
         let times: Vec<f64> = detected.iter().map(|b| b.at).collect();
+        let matched = BlinkMatch::of(&clip.blinks, &times, tolerance);
         results.push(BlinkClipResult {
             clip: clip.clip.display().to_string(),
             annotated: clip.blinks.clone(),
-            matched: BlinkMatch::of(&clip.blinks, &times, tolerance),
+            matched: matched.matched,
+            precision: matched.precision(),
+            recall: matched.recall(),
             detected,
             frames_read: series.iter().filter(|(_, e)| e.is_some()).count(),
             frames: series.len(),
         });
     }
     let total = BlinkMatch {
-        annotated: results.iter().map(|r| r.matched.annotated).sum(),
-        detected: results.iter().map(|r| r.matched.detected).sum(),
-        matched: results.iter().map(|r| r.matched.matched).sum(),
+        annotated: results.iter().map(|r| r.annotated.len()).sum(),
+        detected: results.iter().map(|r| r.detected.len()).sum(),
+        matched: results.iter().map(|r| r.matched).sum(),
     };
     Ok(BlinkReport {
         precision: total.precision(),
