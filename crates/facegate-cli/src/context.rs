@@ -85,6 +85,7 @@ impl Context {
             liveness: self.global.liveness,
             // Loaded by the commands that run liveness challenges.
             eyes: false,
+            onnxruntime_library: None,
             flip: self.global.flip,
             align: match self.global.align {
                 AlignArg::Similarity => AlignMode::Similarity,

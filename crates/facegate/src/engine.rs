@@ -171,6 +171,10 @@ pub struct EngineOptions {
     pub liveness: bool,
     /// Load the eye landmark network, so liveness challenges can ask for blinks.
     pub eyes: bool,
+    /// The ONNX Runtime shared library to load instead of fetching the pinned one (the
+    /// Python package passes the library of the installed `onnxruntime` wheel). It must be
+    /// the pinned version.
+    pub onnxruntime_library: Option<std::path::PathBuf>,
 }
 
 impl Default for EngineOptions {
@@ -190,6 +194,7 @@ impl Default for EngineOptions {
             verify_quality: QualityLevel::Off,
             liveness: false,
             eyes: false,
+            onnxruntime_library: None,
         }
     }
 }
@@ -242,7 +247,10 @@ impl Engine {
         observer: &dyn FetchObserver,
     ) -> Result<Engine, Error> {
         let store = ModelStore::new(home.models_dir());
-        let library = store.file(&pins::ONNXRUNTIME_LIBRARY, observer)?;
+        let library = match &options.onnxruntime_library {
+            Some(path) => path.clone(),
+            None => store.file(&pins::ONNXRUNTIME_LIBRARY, observer)?,
+        };
         let runtime = Runtime::load(&library)?;
         let config = MtcnnConfig {
             threads: options.threads,
