@@ -10,7 +10,7 @@ use anyhow::{bail, Result};
 use facegate::detect::largest_visible;
 use facegate::gallery::{Gallery, SqliteGallery};
 use facegate::service::{Actor, FaceService};
-use facegate::{ops, ModelChoice, ModelKind};
+use facegate::{ops, FacePolicy, ModelChoice, ModelKind};
 use serde_json::json;
 
 use facegate::embed::facenet::prewhiten;
@@ -153,6 +153,18 @@ pub fn run(ctx: &Context, dir: Option<&Path>, limit: usize) -> Result<ExitCode> 
         let _ = FaceService::new(&engine, &gallery).verify(&actor, "bench", &image, false)?;
         verify_audited.0.push(t.elapsed());
     }
+    // What `facegate embed` and the Python package's `Engine.embed` run: decode, the largest
+    // face detected, aligned (with its quality figures) and embedded. A pass of its own too.
+    let mut embed_end_to_end = Samples::default();
+    for photo in &photos {
+        let t = Instant::now();
+        let image = engine.load_image(photo)?;
+        match engine.embed_faces(&image, FacePolicy::Largest) {
+            Ok(_) | Err(facegate::Error::NoFace { .. }) => {}
+            Err(err) => return Err(err.into()),
+        }
+        embed_end_to_end.0.push(t.elapsed());
+    }
     for suffix in ["", "-wal", "-shm"] {
         let _ = std::fs::remove_file(format!("{}{suffix}", gallery_path.display()));
     }
@@ -168,6 +180,7 @@ pub fn run(ctx: &Context, dir: Option<&Path>, limit: usize) -> Result<ExitCode> 
         "largest_first_other_face": largest_differs,
         "align": align.summary(),
         "embed": embed.summary(),
+        "embed_end_to_end": embed_end_to_end.summary(),
         "verify_end_to_end": verify.summary(),
         "verify_audited": verify_audited.summary(),
         "bare_facenet_network": network.summary(),
@@ -190,6 +203,7 @@ pub fn run(ctx: &Context, dir: Option<&Path>, limit: usize) -> Result<ExitCode> 
             "detect_largest_first",
             "align",
             "embed",
+            "embed_end_to_end",
             "verify_end_to_end",
             "verify_audited",
             "bare_facenet_network",
