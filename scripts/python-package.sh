@@ -15,9 +15,9 @@ if [ ! -x "$VENV/bin/python" ]; then
     python3 -m venv "$VENV"
 fi
 # maturin builds the wheel; onnxruntime supplies ONNX Runtime's shared library on Python 3.11+
-# (older Pythons fetch the pinned one, as the CLI does); pillow and pytest are for the tests.
+# (older Pythons fetch the pinned one, as the CLI does); pillow, pytest and mypy are for the tests.
 "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check \
-    "maturin==1.9.6" "numpy>=1.21" pillow pytest \
+    "maturin==1.9.6" "numpy>=1.21" pillow pytest mypy \
     "onnxruntime==1.32.0; python_version >= '3.11'"
 
 rm -f target/wheels/facegate-*.whl

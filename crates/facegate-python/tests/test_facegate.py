@@ -223,3 +223,30 @@ def test_threads_share_one_engine(engine):
     for i, got in results.items():
         for g in got:
             assert np.max(np.abs(g - expected[i % len(photos)])) <= 1e-6
+
+
+def test_type_checkers_accept_the_package_and_its_use(tmp_path):
+    mypy = pytest.importorskip("mypy.api")
+    usage = tmp_path / "usage.py"
+    usage.write_text(
+        "import numpy as np\n"
+        "import facegate\n"
+        "engine = facegate.Engine(threads=1)\n"
+        "r: facegate.Comparison = engine.compare('a.jpg', b'...')\n"
+        "d: float = r.distance\n"
+        "v: np.ndarray = engine.embed(np.zeros((10, 10, 3), np.uint8), bgr=True)\n"
+        "g = facegate.Gallery('x.db', engine)\n"
+        "e: facegate.Enrollment = g.enroll('a', 'a.jpg', 'b.jpg')\n"
+        "name: 'str | None' = g.identify('c.jpg', top=2).identity\n"
+        "try:\n"
+        "    g.verify('a', 'c.jpg')\n"
+        "except facegate.NoFaceError as err:\n"
+        "    code: str = err.code\n"
+    )
+    for target in (["-p", "facegate"], [str(usage)]):
+        out, err, status = mypy.run(["--strict", "--no-incremental", *target])
+        assert status == 0, out + err
+    wrong = tmp_path / "wrong.py"
+    wrong.write_text("import facegate\nx: int = facegate.Engine().compare('a', 'b').verified.upper()\n")
+    out, _, status = mypy.run(["--strict", "--no-incremental", str(wrong)])
+    assert status != 0, out

@@ -478,7 +478,7 @@ class Engine:
         if threads is not None and (not isinstance(threads, int) or threads < 0):
             raise ValueError(f"threads must be a non-negative int, not {threads!r}")
         self._home = None if home is None else os.fspath(home)
-        self._native = _native(
+        self._native: _facegate.NativeEngine = _native(
             _facegate.NativeEngine, model, self._home, threads, _onnxruntime_library()
         )
 
@@ -553,7 +553,7 @@ class Gallery:
             model = _native(_facegate.NativeGallery.model_of, location, home_path)
             engine = Engine(model=model, home=home)
         self.engine = engine
-        self._native = _native(
+        self._native: _facegate.NativeGallery = _native(
             _facegate.NativeGallery,
             engine._native,
             location,
