@@ -10,7 +10,7 @@ use anyhow::{bail, Result};
 use facegate::detect::largest_visible;
 use facegate::gallery::{Gallery, SqliteGallery};
 use facegate::service::{Actor, FaceService};
-use facegate::{ops, FacePolicy, ModelChoice, ModelKind};
+use facegate::{ops, Engine, FacePolicy, ModelChoice, ModelKind};
 use serde_json::json;
 
 use facegate::embed::facenet::prewhiten;
@@ -588,4 +588,209 @@ fn tempfile_dir() -> Result<std::path::PathBuf> {
     let dir = std::env::temp_dir().join(format!("facegate-bench-search-{}", std::process::id()));
     std::fs::create_dir_all(&dir)?;
     Ok(dir)
+}
+
+/// One identification run over a clip, as `bench-video` reports it.
+#[derive(serde::Serialize)]
+struct VideoRun {
+    frames: u64,
+    seconds: f64,
+    frames_per_second: f64,
+    /// Frames searched whole, of all frames.
+    whole_frame_share: f64,
+    /// Faces followed long enough to be decided (`enter` events).
+    tracks: usize,
+    /// Who each decided track was (`null`: nobody enrolled), in order of appearance.
+    decisions: Vec<Option<String>>,
+    /// Wall-clock time from reading a face's first frame to its decision, median.
+    median_ms_to_decision: Option<f64>,
+    /// This process's peak resident memory so far (VmHWM), MiB.
+    peak_rss_mib: Option<f64>,
+}
+
+/// A frame source that remembers when each frame was read.
+struct Timed<'a> {
+    inner: &'a mut dyn facegate::video_input::FrameSource,
+    read_at: Arc<std::sync::Mutex<Vec<Instant>>>,
+}
+
+impl facegate::video_input::FrameSource for Timed<'_> {
+    fn next_frame(
+        &mut self,
+    ) -> Result<Option<facegate::video_input::Frame>, facegate::video_input::VideoError> {
+        let frame = self.inner.next_frame()?;
+        if frame.is_some() {
+            let mut read = self.read_at.lock().unwrap_or_else(|p| p.into_inner());
+            read.push(Instant::now());
+        }
+        Ok(frame)
+    }
+
+    fn dropped(&self) -> u64 {
+        self.inner.dropped()
+    }
+
+    fn describe(&self) -> String {
+        self.inner.describe()
+    }
+}
+
+fn peak_rss_mib() -> Option<f64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    let kb: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kb / 1024.0)
+}
+
+/// Identification over one clip under `settings`.
+fn identify_run(
+    engine: &Engine,
+    gallery: &dyn Gallery,
+    clip: &Path,
+    fps: f64,
+    settings: &facegate::video::IdentifyFromVideo,
+) -> Result<VideoRun> {
+    use facegate::video::PresenceEvent;
+    use facegate::video_input::ffmpeg::{FfmpegInput, FfmpegSource};
+    let mut source = FfmpegSource::open(&FfmpegInput::file(&clip.to_string_lossy(), fps))
+        .map_err(facegate::Error::from)?;
+    let read_at = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let mut timed = Timed {
+        inner: &mut source,
+        read_at: read_at.clone(),
+    };
+    let stop: facegate::video::StopFlag = Default::default();
+    let (mut decisions, mut latencies) = (Vec::new(), Vec::new());
+    let (mut frames, mut whole) = (0, 0);
+    let start = Instant::now();
+    facegate::video::identify_video(engine, gallery, &mut timed, settings, &stop, &mut |event| {
+        match event {
+            PresenceEvent::Enter { person, time_s, .. } => {
+                decisions.push(person);
+                // From reading the frame the face first appeared in, to now.
+                let first = (time_s * fps).round() as usize;
+                let read = read_at.lock().unwrap_or_else(|p| p.into_inner());
+                if let Some(at) = read.get(first) {
+                    latencies.push(at.elapsed().as_secs_f64() * 1e3);
+                }
+            }
+            PresenceEvent::End {
+                frames: n,
+                searched_whole,
+                ..
+            } => {
+                frames = n;
+                whole = searched_whole;
+            }
+            PresenceEvent::Leave { .. } => {}
+        }
+    })?;
+    let seconds = start.elapsed().as_secs_f64();
+    latencies.sort_by(f64::total_cmp);
+    Ok(VideoRun {
+        frames,
+        seconds,
+        frames_per_second: frames as f64 / seconds.max(1e-9),
+        whole_frame_share: whole as f64 / frames.max(1) as f64,
+        tracks: decisions.len(),
+        median_ms_to_decision: latencies.get(latencies.len() / 2).copied(),
+        decisions,
+        peak_rss_mib: peak_rss_mib(),
+    })
+}
+
+/// `facegate bench-video`: each clip identified twice at its full frame rate, searching every
+/// frame whole and embedding every face, then following faces between whole-frame searches.
+pub fn video(
+    ctx: &Context,
+    clips: &[std::path::PathBuf],
+    fps: Option<f64>,
+    detect_every: u64,
+    embed_every: u64,
+) -> Result<ExitCode> {
+    use facegate::video::IdentifyFromVideo;
+    if fps.is_some_and(|f| !(f > 0.0 && f <= 120.0)) {
+        anyhow::bail!("--fps must be above 0 and at most 120");
+    }
+    if detect_every == 0 || embed_every == 0 {
+        anyhow::bail!("--detect-every and --embed-every must be at least 1");
+    }
+    let engine = ctx.engine()?;
+    // The user's gallery when there is one (decisions name people), else an empty one
+    // (every decision is "nobody enrolled"; the work is the same).
+    let scratch = tempfile_dir()?.join("bench-video.db");
+    let gallery: std::sync::Arc<dyn Gallery> = match ctx.gallery_for_read()? {
+        Some(g) => g,
+        None => std::sync::Arc::new(SqliteGallery::open(&scratch).map_err(facegate::Error::from)?),
+    };
+    let every_frame = IdentifyFromVideo::default();
+    let followed = IdentifyFromVideo {
+        detect_every,
+        embed_every,
+        ..IdentifyFromVideo::default()
+    };
+    let mut results = Vec::new();
+    for clip in clips {
+        let path = clip.to_string_lossy();
+        let rate = match fps {
+            Some(f) => f,
+            None => facegate::video_input::ffmpeg::frame_rate(&path)
+                .map_err(facegate::Error::from)?
+                .unwrap_or(25.0)
+                .min(120.0),
+        };
+        let whole = identify_run(&engine, gallery.as_ref(), clip, rate, &every_frame)?;
+        let follow = identify_run(&engine, gallery.as_ref(), clip, rate, &followed)?;
+        let same_decisions = {
+            let (mut a, mut b) = (whole.decisions.clone(), follow.decisions.clone());
+            a.sort();
+            b.sort();
+            a == b
+        };
+        results.push(json!({
+            "clip": clip.display().to_string(),
+            "frames_per_second_in": rate,
+            "every_frame": whole,
+            "followed": follow,
+            "speedup": follow.frames_per_second / whole.frames_per_second.max(1e-9),
+            "same_decisions": same_decisions,
+        }));
+    }
+    for suffix in ["", "-wal", "-shm"] {
+        let _ = std::fs::remove_file(format!("{}{suffix}", scratch.display()));
+    }
+    let doc = json!({
+        "cores": std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1),
+        "detect_every": detect_every,
+        "embed_every": embed_every,
+        "model": engine.model_id(),
+        "clips": results,
+    });
+    ctx.emit(&doc, || {
+        println!(
+            "{} cores; followed: whole frame every {detect_every} frames, re-embedding every {embed_every}",
+            doc["cores"]
+        );
+        println!(
+            "{:<40} {:>6} {:>9} {:>9} {:>7} {:>7} {:>7} {:>9} {:>8}",
+            "clip", "fps in", "every fps", "foll fps", "whole%", "tracks", "f.trk", "ms->dec", "peak MiB"
+        );
+        for r in doc["clips"].as_array().into_iter().flatten() {
+            let name = r["clip"].as_str().unwrap_or("");
+            let short = name.rsplit('/').next().unwrap_or(name);
+            println!(
+                "{:<40} {:>6.1} {:>9.1} {:>9.1} {:>6.0}% {:>7} {:>7} {:>9.0} {:>8.0}",
+                short,
+                r["frames_per_second_in"].as_f64().unwrap_or(0.0),
+                r["every_frame"]["frames_per_second"].as_f64().unwrap_or(0.0),
+                r["followed"]["frames_per_second"].as_f64().unwrap_or(0.0),
+                100.0 * r["followed"]["whole_frame_share"].as_f64().unwrap_or(0.0),
+                r["every_frame"]["tracks"],
+                r["followed"]["tracks"],
+                r["followed"]["median_ms_to_decision"].as_f64().unwrap_or(f64::NAN),
+                r["followed"]["peak_rss_mib"].as_f64().unwrap_or(f64::NAN),
+            );
+        }
+    })?;
+    Ok(ExitCode::SUCCESS)
 }

@@ -164,6 +164,13 @@ pub enum Command {
         /// Identify every face in the image, not only the largest
         #[arg(long)]
         all_faces: bool,
+        /// Video: search the whole frame for faces every N frames, and between, only around
+        /// the faces already followed (faster; new faces are found within N frames)
+        #[arg(long, default_value_t = 1, value_name = "N", value_parser = clap::value_parser!(u64).range(1..=1000))]
+        detect_every: u64,
+        /// Video: after a face's first decision, embed it again only every N frames
+        #[arg(long, default_value_t = 1, value_name = "N", value_parser = clap::value_parser!(u64).range(1..=1000))]
+        embed_every: u64,
         /// Liveness by challenge (with --camera or --video), as for verify: whoever it is must
         /// follow random head movements and blinks and be the same enrolled person throughout
         #[arg(long, conflicts_with = "challenge_steps")]
@@ -264,6 +271,24 @@ pub enum Command {
         /// Use at most this many photos
         #[arg(long, default_value_t = 118)]
         limit: usize,
+    },
+    /// Time identification on video clips at their full frame rate: every frame searched
+    /// whole and every face embedded, against following faces between whole-frame searches
+    /// (frames/s, whole-frame share, tracks, decisions and how they differ, time to the
+    /// first decision, peak memory)
+    BenchVideo {
+        /// Video files
+        #[arg(required = true)]
+        clips: Vec<PathBuf>,
+        /// Frames per second analysed [default: each clip's own rate]
+        #[arg(long)]
+        fps: Option<f64>,
+        /// Followed run: search the whole frame every N frames, around known faces between
+        #[arg(long, default_value_t = 5, value_name = "N")]
+        detect_every: u64,
+        /// Followed run: re-embed a followed face every N frames after its first decision
+        #[arg(long, default_value_t = 10, value_name = "N")]
+        embed_every: u64,
     },
     /// Time 1:N search on a synthetic gallery of unit vectors: exact, and int8 with exact re-rank
     BenchSearch {

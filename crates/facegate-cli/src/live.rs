@@ -292,7 +292,12 @@ fn prompt(state: &ChallengeState, camera: bool) {
     }
 }
 
-pub fn identify(ctx: &Context, args: &VideoArgs) -> Result<ExitCode> {
+pub fn identify(
+    ctx: &Context,
+    args: &VideoArgs,
+    detect_every: u64,
+    embed_every: u64,
+) -> Result<ExitCode> {
     let mut source = open(args)?;
     let engine = ctx.engine()?;
     let gallery = ctx
@@ -300,6 +305,8 @@ pub fn identify(ctx: &Context, args: &VideoArgs) -> Result<ExitCode> {
         .ok_or_else(|| Error::from(GalleryError::Empty))?;
     let settings = IdentifyFromVideo {
         duration: args.timeout,
+        detect_every,
+        embed_every,
         ..IdentifyFromVideo::default()
     };
     let stop = stop_on_ctrl_c();
@@ -349,8 +356,9 @@ pub fn identify(ctx: &Context, args: &VideoArgs) -> Result<ExitCode> {
                         frames,
                         dropped,
                         reason,
+                        searched_whole,
                     } => {
-                        println!("end ({reason}): {frames} frames analysed, {dropped} dropped")
+                        println!("end ({reason}): {frames} frames analysed ({searched_whole} searched whole), {dropped} dropped")
                     }
                 }
             }

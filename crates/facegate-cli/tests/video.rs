@@ -230,6 +230,43 @@ fn enroll_verify_and_identify_from_video() {
     );
     assert_eq!(code, 0, "{err}{out}");
     let events = json_lines(&out);
+    // Following faces between whole-frame searches finds the same people, in the same
+    // order, searching fewer frames whole.
+    let people = |events: &[Value]| -> Vec<String> {
+        events
+            .iter()
+            .filter(|e| e["event"] == "enter")
+            .map(|e| e["person"].to_string())
+            .collect()
+    };
+    let (code, followed_out, err) = facegate(
+        &gallery,
+        &[
+            "--json",
+            "identify",
+            "--video",
+            mixed.to_str().unwrap(),
+            "--detect-every",
+            "5",
+            "--embed-every",
+            "10",
+        ],
+    );
+    assert_eq!(code, 0, "{err}{followed_out}");
+    let followed = json_lines(&followed_out);
+    assert_eq!(people(&followed), people(&events), "{followed_out}");
+    let end = |events: &[Value]| events.last().cloned().unwrap_or_default();
+    assert_eq!(
+        end(&events)["searched_whole"],
+        end(&events)["frames"],
+        "{out}"
+    );
+    // (Frames without a face are always searched whole: the clip has 13 black ones.)
+    assert!(
+        end(&followed)["searched_whole"].as_u64().unwrap()
+            < end(&followed)["frames"].as_u64().unwrap(),
+        "{followed_out}"
+    );
     let position = |kind: &str, who: &str| {
         events
             .iter()
@@ -267,6 +304,9 @@ fn enroll_verify_and_identify_from_video() {
         r#""verify" "ben" "match""#,
         r#""verify" "ben" "no_match""#,
         r#""verify" "madonna" "no_match""#,
+        r#""identify" "ben" "identified""#,
+        r#""identify" "madonna" "identified""#,
+        // The same clip identified again, following faces between whole-frame searches.
         r#""identify" "ben" "identified""#,
         r#""identify" "madonna" "identified""#,
     ];

@@ -143,6 +143,25 @@ fn probe(input: &FfmpegInput) -> Result<(u32, u32), VideoError> {
     }
 }
 
+/// The frame rate a file's first video stream declares (its average), for reading every
+/// frame: `None` when ffprobe gives none.
+pub fn frame_rate(path: &str) -> Result<Option<f64>, VideoError> {
+    check_program("ffprobe")?;
+    let output = clean_command("ffprobe")
+        .args(["-v", "error", "-select_streams", "v:0"])
+        .args(["-show_entries", "stream=avg_frame_rate", "-of", "csv=p=0"])
+        .arg(path)
+        .output()
+        .map_err(|err| VideoError::FfmpegMissing(format!("ffprobe: {err}")))?;
+    let text = String::from_utf8_lossy(&output.stdout);
+    let rate = text.lines().find(|l| !l.trim().is_empty()).and_then(|l| {
+        let (n, d) = l.trim().split_once('/').unwrap_or((l.trim(), "1"));
+        let (n, d): (f64, f64) = (n.parse().ok()?, d.parse().ok()?);
+        (d > 0.0 && n > 0.0).then(|| n / d)
+    });
+    Ok(rate)
+}
+
 /// The output size: at most `max_side` on the longer side, even numbers (for ffmpeg's scaler).
 fn output_size(width: u32, height: u32, max_side: u32) -> (u32, u32) {
     let scale = (max_side as f64 / width.max(height) as f64).min(1.0);

@@ -567,6 +567,13 @@ impl Engine {
             .detect_down_to(image, self.options.min_face_size)?)
     }
 
+    /// Every face of at least `min_face_size` pixels (never below the engine's minimum),
+    /// highest score first: larger minimums search fewer scales.
+    pub fn detect_down_to(&self, image: &RgbImage, min_face_size: u32) -> Result<Vec<Face>, Error> {
+        let min = min_face_size.max(self.options.min_face_size);
+        Ok(self.detector.detect_down_to(image, min)?)
+    }
+
     /// The faces a verify needs, highest score first: the largest face [`Engine::detect`]
     /// finds, and the others unless they are much smaller (see
     /// [`Detector::detect_largest_first`]).

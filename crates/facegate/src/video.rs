@@ -6,6 +6,8 @@
 //! * Verification decides on several frames: a match when K of a face's last N frames match.
 //!   Faces are tracked across frames, so two people's frames are never pooled.
 //! * Identification emits one event when a person appears and one when they leave.
+//! * [`FaceFollower`] detects on a stream where the faces are: the whole frame now and then,
+//!   and between, only a region around each face of the previous frame.
 
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -379,6 +381,8 @@ pub enum PresenceEvent {
         frames: u64,
         dropped: u64,
         reason: String,
+        /// Frames searched whole for faces (the others only around faces already followed).
+        searched_whole: u64,
     },
 }
 
@@ -391,6 +395,12 @@ pub struct IdentifyFromVideo {
     pub max_missed: u64,
     /// Stop after this much video time (`None`: until the input ends).
     pub duration: Option<Duration>,
+    /// Detect on the whole frame every this many frames, and between, only around the faces
+    /// already followed ([`FaceFollower`]); 1: the whole frame every time.
+    pub detect_every: u64,
+    /// Embed a followed face on its first `confirm` frames, then every this many frames; 1:
+    /// every frame.
+    pub embed_every: u64,
 }
 
 impl Default for IdentifyFromVideo {
@@ -399,8 +409,120 @@ impl Default for IdentifyFromVideo {
             confirm: 2,
             max_missed: 3,
             duration: None,
+            detect_every: 1,
+            embed_every: 1,
         }
     }
+}
+
+/// Detection on a stream that spends its work where the faces are. The whole frame is
+/// searched every `full_every` frames; between, each face of the previous frame is searched
+/// for only in a square twice its size around where it was, down to half its width (a few
+/// detector scales instead of the whole pyramid). A face not found again in its region, a
+/// frame after one without faces, or the interval reached: the whole frame. New faces are
+/// therefore found within `full_every` frames.
+#[derive(Clone, Debug)]
+pub struct FaceFollower {
+    full_every: u64,
+    since_full: u64,
+    previous: Vec<Face>,
+    /// Frames seen, and of them searched whole.
+    pub frames: u64,
+    pub full_frames: u64,
+}
+
+impl FaceFollower {
+    pub fn new(full_every: u64) -> FaceFollower {
+        FaceFollower {
+            full_every: full_every.max(1),
+            since_full: 0,
+            previous: Vec::new(),
+            frames: 0,
+            full_frames: 0,
+        }
+    }
+
+    /// The faces of the next frame of the stream.
+    pub fn detect(
+        &mut self,
+        engine: &Engine,
+        image: &facegate_image::RgbImage,
+    ) -> Result<Vec<Face>, Error> {
+        self.frames += 1;
+        if self.full_every == 1
+            || self.previous.is_empty()
+            || self.since_full + 1 >= self.full_every
+        {
+            return self.whole(engine, image);
+        }
+        let mut found: Vec<Face> = Vec::with_capacity(self.previous.len());
+        for face in &self.previous {
+            match search_around(engine, image, face)? {
+                // Two regions can find the same face when two faces were close.
+                Some(again) if found.iter().all(|f| f.iou(&again) < 0.5) => found.push(again),
+                Some(_) => {}
+                None => return self.whole(engine, image),
+            }
+        }
+        self.since_full += 1;
+        self.previous = found.clone();
+        Ok(found)
+    }
+
+    fn whole(
+        &mut self,
+        engine: &Engine,
+        image: &facegate_image::RgbImage,
+    ) -> Result<Vec<Face>, Error> {
+        self.full_frames += 1;
+        self.since_full = 0;
+        let faces = engine.detect(image)?;
+        self.previous = faces.clone();
+        Ok(faces)
+    }
+}
+
+/// `face` found again in a square twice its size around where it was: the face there that
+/// overlaps it most (at least 0.3), in the frame's coordinates.
+fn search_around(
+    engine: &Engine,
+    image: &facegate_image::RgbImage,
+    face: &Face,
+) -> Result<Option<Face>, Error> {
+    let (w, h) = (image.width() as f32, image.height() as f32);
+    let side = 2.0 * face.width().max(face.height());
+    let cx = (face.bbox[0] + face.bbox[2]) / 2.0;
+    let cy = (face.bbox[1] + face.bbox[3]) / 2.0;
+    let x0 = (cx - side / 2.0).clamp(0.0, w - 1.0).floor();
+    let y0 = (cy - side / 2.0).clamp(0.0, h - 1.0).floor();
+    let x1 = (cx + side / 2.0).clamp(x0 + 1.0, w).ceil();
+    let y1 = (cy + side / 2.0).clamp(y0 + 1.0, h).ceil();
+    let region = facegate_image::image_crop(
+        image,
+        x0 as u32,
+        y0 as u32,
+        (x1 - x0) as u32,
+        (y1 - y0) as u32,
+    );
+    let min = (0.5 * face.width()).max(1.0) as u32;
+    let faces = engine.detect_down_to(&region, min)?;
+    let best = faces
+        .into_iter()
+        .map(|f| Face {
+            bbox: [
+                f.bbox[0] + x0,
+                f.bbox[1] + y0,
+                f.bbox[2] + x0,
+                f.bbox[3] + y0,
+            ],
+            score: f.score,
+            landmarks: f.landmarks.map(|[x, y]| [x + x0, y + y0]),
+        })
+        .map(|f| (f.iou(face), f))
+        .filter(|(overlap, _)| *overlap >= 0.3)
+        .max_by(|a, b| a.0.total_cmp(&b.0))
+        .map(|(_, f)| f);
+    Ok(best)
 }
 
 struct Presence {
@@ -443,7 +565,10 @@ pub fn identify_video(
         None => Searcher::Gallery(gallery),
     };
     let mut tracker = Tracker::new(0.3, settings.max_missed);
+    let mut follower = FaceFollower::new(settings.detect_every);
     let mut present: BTreeMap<u64, Presence> = BTreeMap::new();
+    // The frame each followed face was last embedded in.
+    let mut embedded_at: BTreeMap<u64, u64> = BTreeMap::new();
     let mut frames = 0u64;
     let leave = |track: Track,
                  present: &mut BTreeMap<u64, Presence>,
@@ -472,16 +597,40 @@ pub fn identify_video(
         if settings.duration.is_some_and(|d| frame.timestamp > d) {
             break "duration reached";
         }
-        let faces = engine.detect(&frame.image)?;
+        let faces = follower.detect(engine, &frame.image)?;
         let update = tracker.update(frame.index, &faces);
         for ended in update.ended {
+            embedded_at.remove(&ended.id);
             leave(ended, &mut present, emit);
         }
-        if faces.is_empty() {
+        // Embed a face on its first `confirm` frames (its decision), then every
+        // `embed_every` frames.
+        let due: Vec<(Face, u64)> = faces
+            .iter()
+            .zip(&update.assigned)
+            .filter(|(_, track)| {
+                let votes: u64 = present
+                    .get(track)
+                    .map_or(0, |p| p.votes.values().map(|v| v.0).sum());
+                votes < settings.confirm
+                    || embedded_at
+                        .get(track)
+                        .is_none_or(|at| frame.index >= at + settings.embed_every.max(1))
+            })
+            .map(|(face, track)| (face.clone(), *track))
+            .collect();
+        for track in &update.assigned {
+            if let Some(p) = present.get_mut(track) {
+                p.last_s = time_s;
+            }
+        }
+        if due.is_empty() {
             continue;
         }
-        let embeddings = engine.embed_at(&frame.image, &faces)?;
-        for (embedding, track) in embeddings.iter().zip(&update.assigned) {
+        let due_faces: Vec<Face> = due.iter().map(|(f, _)| f.clone()).collect();
+        let embeddings = engine.embed_at(&frame.image, &due_faces)?;
+        for (embedding, (_, track)) in embeddings.iter().zip(&due) {
+            embedded_at.insert(*track, frame.index);
             let (candidates, _, _) = ops::rank_people(engine, searcher, embedding, 1)?;
             let best = candidates.into_iter().next();
             let (who, distance) = match best {
@@ -520,6 +669,7 @@ pub fn identify_video(
         frames,
         dropped: source.dropped(),
         reason: reason.to_string(),
+        searched_whole: follower.full_frames,
     });
     Ok(())
 }

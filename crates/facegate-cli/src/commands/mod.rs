@@ -79,6 +79,8 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
             live,
             top,
             all_faces,
+            detect_every,
+            embed_every,
             challenge,
             challenge_length,
             challenge_steps,
@@ -100,7 +102,7 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
                     steps,
                 ),
                 (Some(image), None) if !live.given() => identify(&ctx, &image, top, all_faces),
-                _ => crate::live::identify(&ctx, &live),
+                _ => crate::live::identify(&ctx, &live, detect_every, embed_every),
             }
         }
         Command::EnrollAll { dir, largest } => enroll_all(&ctx, &dir, largest),
@@ -146,6 +148,12 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
         Command::Gallery { action } => gallery(&ctx, action),
         Command::Demo => crate::demo::run(&ctx),
         Command::Bench { dir, limit } => crate::bench::run(&ctx, dir.as_deref(), limit),
+        Command::BenchVideo {
+            clips,
+            fps,
+            detect_every,
+            embed_every,
+        } => crate::bench::video(&ctx, &clips, fps, detect_every, embed_every),
         Command::BenchSearch {
             templates,
             queries,
