@@ -462,3 +462,59 @@ fn live_sources_drop_frames_instead_of_falling_behind_and_ctrl_c_stops_cleanly()
         "{out}"
     );
 }
+
+#[test]
+fn bench_video_compares_whole_frame_search_with_following_faces() {
+    if !have_ffmpeg() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let clip = video(
+        dir.path(),
+        "two.mp4",
+        &[
+            Shot::Photo(photo_path("val", "ben_afflek", 0), 2.0),
+            Shot::Black(0.5),
+            Shot::Pair(
+                photo_path("val", "madonna", 0),
+                photo_path("val", "elton_john", 1),
+                2.0,
+            ),
+        ],
+    );
+    let (code, out, err) = facegate(
+        &dir.path().join("none.db"),
+        &[
+            "--json",
+            "bench-video",
+            clip.to_str().unwrap(),
+            "--detect-every",
+            "4",
+        ],
+    );
+    assert_eq!(code, 0, "{err}{out}");
+    let doc: Value = serde_json::from_str(&out).unwrap();
+    let clip = &doc["clips"][0];
+    // The clip's own rate (10 frames/s) read by ffprobe: every frame analysed.
+    assert!(
+        (clip["frames_per_second_in"].as_f64().unwrap() - 10.0).abs() < 0.01,
+        "{clip}"
+    );
+    let (every, followed) = (&clip["every_frame"], &clip["followed"]);
+    assert_eq!(every["frames"], followed["frames"]);
+    assert_eq!(every["whole_frame_share"], 1.0);
+    let share = followed["whole_frame_share"].as_f64().unwrap();
+    assert!(share > 0.0 && share < 0.6, "{clip}");
+    // Nobody is enrolled: every decided track is "nobody"; both runs see the same faces (at
+    // least the three people shown).
+    assert!(every["tracks"].as_u64().unwrap() >= 3, "{clip}");
+    assert_eq!(every["tracks"], followed["tracks"], "{clip}");
+    assert_eq!(clip["same_decisions"], true, "{clip}");
+    assert!(followed["peak_rss_mib"].as_f64().unwrap() > 0.0);
+    assert!(followed["median_ms_to_decision"].as_f64().unwrap() > 0.0);
+    let (code, _, err) = facegate(
+        &dir.path().join("none.db"),
+        &["bench-video", "missing.mp4", "--detect-every", "0"],
+    );
+    assert_eq!(code, 2, "{err}");
+}

@@ -418,14 +418,18 @@ impl Default for IdentifyFromVideo {
 /// Detection on a stream that spends its work where the faces are. The whole frame is
 /// searched every `full_every` frames; between, each face of the previous frame is searched
 /// for only in a square twice its size around where it was, down to half its width (a few
-/// detector scales instead of the whole pyramid). A face not found again in its region, a
-/// frame after one without faces, or the interval reached: the whole frame. New faces are
-/// therefore found within `full_every` frames.
+/// detector scales instead of the whole pyramid). A face not found again in its region is
+/// dropped until the next whole-frame search; no face found again, a frame after one without
+/// faces, or the interval reached: the whole frame. New faces are therefore found within
+/// `full_every` frames.
 #[derive(Clone, Debug)]
 pub struct FaceFollower {
     full_every: u64,
     since_full: u64,
     previous: Vec<Face>,
+    /// The previous frame's grey levels on a coarse grid: a cut to another scene is searched
+    /// whole at once.
+    glance: Vec<u8>,
     /// Frames seen, and of them searched whole.
     pub frames: u64,
     pub full_frames: u64,
@@ -437,6 +441,7 @@ impl FaceFollower {
             full_every: full_every.max(1),
             since_full: 0,
             previous: Vec::new(),
+            glance: Vec::new(),
             frames: 0,
             full_frames: 0,
         }
@@ -449,7 +454,11 @@ impl FaceFollower {
         image: &facegate_image::RgbImage,
     ) -> Result<Vec<Face>, Error> {
         self.frames += 1;
+        let glance = glance(image);
+        let cut = scene_changed(&self.glance, &glance);
+        self.glance = glance;
         if self.full_every == 1
+            || cut
             || self.previous.is_empty()
             || self.since_full + 1 >= self.full_every
         {
@@ -457,12 +466,17 @@ impl FaceFollower {
         }
         let mut found: Vec<Face> = Vec::with_capacity(self.previous.len());
         for face in &self.previous {
-            match search_around(engine, image, face)? {
-                // Two regions can find the same face when two faces were close.
-                Some(again) if found.iter().all(|f| f.iou(&again) < 0.5) => found.push(again),
-                Some(_) => {}
-                None => return self.whole(engine, image),
+            // Two regions can find the same face when two faces were close. A face not found
+            // again (turned away, hidden, gone) is left to the tracker, which keeps it for a
+            // few frames; the next whole-frame search finds it if it is still there.
+            if let Some(again) = search_around(engine, image, face)? {
+                if found.iter().all(|f| f.iou(&again) < 0.5) {
+                    found.push(again);
+                }
             }
+        }
+        if found.is_empty() {
+            return self.whole(engine, image);
         }
         self.since_full += 1;
         self.previous = found.clone();
@@ -480,6 +494,35 @@ impl FaceFollower {
         self.previous = faces.clone();
         Ok(faces)
     }
+}
+
+/// Grey levels of a 32 x 18 grid of the frame's pixels.
+fn glance(image: &facegate_image::RgbImage) -> Vec<u8> {
+    let (w, h) = image.dimensions();
+    let mut out = Vec::with_capacity(32 * 18);
+    for j in 0..18u32 {
+        for i in 0..32u32 {
+            let x = ((2 * i + 1) * w / 64).min(w.saturating_sub(1));
+            let y = ((2 * j + 1) * h / 36).min(h.saturating_sub(1));
+            let [r, g, b] = image.get_pixel(x, y).0;
+            out.push(((u16::from(r) * 2 + u16::from(g) * 5 + u16::from(b)) / 8) as u8);
+        }
+    }
+    out
+}
+
+/// A cut: the grid's grey levels moved by more than a seventh of their range on average
+/// (people moving, or a camera panning, move far fewer of them by that much).
+fn scene_changed(before: &[u8], now: &[u8]) -> bool {
+    if before.len() != now.len() || before.is_empty() {
+        return false;
+    }
+    let total: u32 = before
+        .iter()
+        .zip(now)
+        .map(|(a, b)| u32::from(a.abs_diff(*b)))
+        .sum();
+    total > 36 * before.len() as u32
 }
 
 /// `face` found again in a square twice its size around where it was: the face there that
@@ -672,4 +715,30 @@ pub fn identify_video(
         searched_whole: follower.full_frames,
     });
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use facegate_image::{Rgb, RgbImage};
+
+    #[test]
+    fn a_cut_to_another_scene_is_seen_and_movement_within_one_is_not() {
+        let dark = RgbImage::from_pixel(640, 360, Rgb([30, 30, 30]));
+        let bright = RgbImage::from_pixel(640, 360, Rgb([200, 190, 180]));
+        // The same scene with a person-sized block moved across it.
+        let mut moved = dark.clone();
+        for y in 100..300 {
+            for x in 300..420 {
+                moved.put_pixel(x, y, Rgb([220, 180, 160]));
+            }
+        }
+        let (a, b, c) = (glance(&dark), glance(&bright), glance(&moved));
+        assert_eq!(a.len(), 32 * 18);
+        assert!(scene_changed(&a, &b));
+        assert!(!scene_changed(&a, &c));
+        assert!(!scene_changed(&a, &a));
+        // The first frame has nothing to compare with.
+        assert!(!scene_changed(&[], &a));
+    }
 }
