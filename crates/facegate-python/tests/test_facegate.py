@@ -250,3 +250,21 @@ def test_type_checkers_accept_the_package_and_its_use(tmp_path):
     wrong.write_text("import facegate\nx: int = facegate.Engine().compare('a', 'b').verified.upper()\n")
     out, _, status = mypy.run(["--strict", "--no-incremental", str(wrong)])
     assert status != 0, out
+
+
+def test_a_postgresql_gallery_works_as_the_sqlite_one(engine):
+    url = os.environ.get("FACEGATE_TEST_POSTGRES")
+    if not url:
+        if os.environ.get("FACEGATE_REQUIRE_POSTGRES") == "1":
+            pytest.fail("FACEGATE_REQUIRE_POSTGRES=1 but FACEGATE_TEST_POSTGRES is not set")
+        pytest.skip("set FACEGATE_TEST_POSTGRES (scripts/postgres-up.sh prints the URL)")
+    gallery = facegate.Gallery(url, engine)
+    name = f"python-{os.getpid()}"
+    try:
+        assert gallery.enroll(name, photo("train", "jerry_seinfeld", 0)).added
+        assert gallery.verify(name, photo("val", "jerry_seinfeld", 0)).verified
+        assert not gallery.verify(name, photo("val", "madonna", 0)).verified
+        assert name in gallery
+    finally:
+        gallery.forget(name)
+    assert name not in gallery

@@ -98,24 +98,41 @@ pub struct LivenessReport {
     pub model: String,
 }
 
-/// Reads a manifest; clip paths are relative to the manifest's folder.
-pub fn read_manifest(path: &Path) -> Result<Vec<Presentation>, Error> {
-    let bad = |line: usize, message: String| Error::EvalInput {
-        path: path.to_path_buf(),
-        message: format!("line {line}: {message}"),
-    };
+/// A TSV manifest's rows, each its 1-based line number and trimmed fields, without blank
+/// lines and `#` comments (the first row is the header).
+fn manifest_rows(path: &Path) -> Result<Vec<(usize, Vec<String>)>, Error> {
     let text = std::fs::read_to_string(path).map_err(|err| Error::EvalInput {
         path: path.to_path_buf(),
         message: format!("cannot be read: {err}"),
     })?;
+    Ok(text
+        .lines()
+        .enumerate()
+        .filter(|(_, l)| {
+            let l = l.trim();
+            !l.is_empty() && !l.starts_with('#')
+        })
+        .map(|(i, l)| (i + 1, l.split('\t').map(|f| f.trim().to_string()).collect()))
+        .collect())
+}
+
+/// An error at `line` of the manifest `path`.
+fn manifest_error(path: &Path, line: usize, message: String) -> Error {
+    Error::EvalInput {
+        path: path.to_path_buf(),
+        message: format!("line {line}: {message}"),
+    }
+}
+
+/// Reads a manifest; clip paths are relative to the manifest's folder.
+pub fn read_manifest(path: &Path) -> Result<Vec<Presentation>, Error> {
+    let bad = |line: usize, message: String| manifest_error(path, line, message);
     let base = path.parent().unwrap_or(Path::new("."));
-    let mut lines = text.lines().enumerate().filter(|(_, l)| {
-        let l = l.trim();
-        !l.is_empty() && !l.starts_with('#')
-    });
-    let header = lines
+    let rows = manifest_rows(path)?;
+    let mut lines = rows.iter();
+    let header: Vec<&str> = lines
         .next()
-        .map(|(_, l)| l.split('\t').map(str::trim).collect::<Vec<_>>())
+        .map(|(_, fields)| fields.iter().map(String::as_str).collect())
         .unwrap_or_default();
     if header.get(..4) != Some(&["clip", "label", "attack_type", "steps"][..]) {
         return Err(bad(
@@ -124,9 +141,9 @@ pub fn read_manifest(path: &Path) -> Result<Vec<Presentation>, Error> {
         ));
     }
     let mut presentations = Vec::new();
-    for (index, line) in lines {
-        let number = index + 1;
-        let fields: Vec<&str> = line.split('\t').map(str::trim).collect();
+    for (number, fields) in lines {
+        let number = *number;
+        let fields: Vec<&str> = fields.iter().map(String::as_str).collect();
         if fields.len() < 4 {
             return Err(bad(
                 number,
@@ -861,30 +878,21 @@ pub struct BlinkClip {
 /// Reads a blink manifest: TSV with header `clip  blinks`, blinks a comma list of seconds or
 /// `-` for none; clip paths relative to the manifest's folder.
 pub fn read_blink_manifest(path: &Path) -> Result<Vec<BlinkClip>, Error> {
-    let bad = |line: usize, message: String| Error::EvalInput {
-        path: path.to_path_buf(),
-        message: format!("line {line}: {message}"),
-    };
-    let text = std::fs::read_to_string(path).map_err(|err| Error::EvalInput {
-        path: path.to_path_buf(),
-        message: format!("cannot be read: {err}"),
-    })?;
+    let bad = |line: usize, message: String| manifest_error(path, line, message);
     let base = path.parent().unwrap_or(Path::new("."));
-    let mut lines = text.lines().enumerate().filter(|(_, l)| {
-        let l = l.trim();
-        !l.is_empty() && !l.starts_with('#')
-    });
+    let rows = manifest_rows(path)?;
+    let mut lines = rows.iter();
     let header: Vec<&str> = lines
         .next()
-        .map(|(_, l)| l.split('\t').map(str::trim).collect())
+        .map(|(_, fields)| fields.iter().map(String::as_str).collect())
         .unwrap_or_default();
     if header != ["clip", "blinks"] {
         return Err(bad(1, "the header must be `clip<TAB>blinks`".into()));
     }
     let mut clips = Vec::new();
-    for (index, line) in lines {
-        let number = index + 1;
-        let fields: Vec<&str> = line.split('\t').map(str::trim).collect();
+    for (number, fields) in lines {
+        let number = *number;
+        let fields: Vec<&str> = fields.iter().map(String::as_str).collect();
         let [clip, blinks] = fields[..] else {
             return Err(bad(
                 number,
