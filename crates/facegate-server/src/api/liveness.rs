@@ -199,9 +199,9 @@ fn random_token() -> String {
     base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(rand::random::<[u8; 16]>())
 }
 
-/// Issue a liveness challenge: random head movements, answered with frames from the camera
-/// (`POST /v1/liveness/challenges/{id}/frames`), verifying a named person or identifying
-/// whoever answers.
+/// Issue a liveness challenge: random head movements and blinks, answered with frames from
+/// the camera (`POST /v1/liveness/challenges/{id}/frames`), verifying a named person or
+/// identifying whoever answers.
 #[utoipa::path(
     post, path = "/v1/liveness/challenges", tag = "liveness",
     request_body(content((ChallengeRequest = "application/json"))),

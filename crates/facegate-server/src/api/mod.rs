@@ -25,7 +25,7 @@ use crate::state::SharedState;
     tags(
         (name = "people", description = "Enrolled people and their face templates"),
         (name = "recognition", description = "Verify, identify, detect"),
-        (name = "liveness", description = "Liveness by challenge: random head movements answered with camera frames"),
+        (name = "liveness", description = "Liveness by challenge: random head movements and blinks, answered with camera frames"),
         (name = "health", description = "Health, readiness, metrics"),
     )
 )]
