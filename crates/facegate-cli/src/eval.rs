@@ -150,9 +150,7 @@ fn liveness(
     fps: f64,
 ) -> Result<()> {
     use facegate::challenge_eval;
-    if !(fps > 0.0 && fps <= 60.0) {
-        bail!("--fps must be above 0 and at most 60, not {fps}");
-    }
+    check_fps(fps)?;
     let presentations = challenge_eval::read_manifest(manifest)?;
     let start = Instant::now();
     let bar = progress::bar(
@@ -175,9 +173,7 @@ fn liveness(
     )?;
     bar.finish_and_clear();
     let seconds = start.elapsed().as_secs_f64();
-    let mut doc = serde_json::to_value(&report)?;
-    doc["manifest"] = json!(manifest);
-    doc["wall_seconds"] = json!(seconds);
+    let doc = manifest_report(&report, manifest, seconds)?;
     ctx.emit(&doc, || {
         println!(
             "liveness by challenge on {} ({:.0} s)",
@@ -216,11 +212,29 @@ fn liveness(
     Ok(())
 }
 
-fn blinks(ctx: &Context, engine: &Engine, manifest: &Path, fps: f64, tolerance: f64) -> Result<()> {
-    use facegate::challenge_eval;
+/// Clips are analysed at most at 60 frames per second.
+fn check_fps(fps: f64) -> Result<()> {
     if !(fps > 0.0 && fps <= 60.0) {
         bail!("--fps must be above 0 and at most 60, not {fps}");
     }
+    Ok(())
+}
+
+/// An evaluation's JSON document with the manifest it ran on and how long it took.
+fn manifest_report<T: serde::Serialize>(
+    report: &T,
+    manifest: &Path,
+    seconds: f64,
+) -> Result<serde_json::Value> {
+    let mut doc = serde_json::to_value(report)?;
+    doc["manifest"] = json!(manifest);
+    doc["wall_seconds"] = json!(seconds);
+    Ok(doc)
+}
+
+fn blinks(ctx: &Context, engine: &Engine, manifest: &Path, fps: f64, tolerance: f64) -> Result<()> {
+    use facegate::challenge_eval;
+    check_fps(fps)?;
     if !(tolerance > 0.0 && tolerance.is_finite()) {
         bail!("--tolerance must be a positive number of seconds, not {tolerance}");
     }
@@ -235,9 +249,7 @@ fn blinks(ctx: &Context, engine: &Engine, manifest: &Path, fps: f64, tolerance: 
         })?;
     bar.finish_and_clear();
     let seconds = start.elapsed().as_secs_f64();
-    let mut doc = serde_json::to_value(&report)?;
-    doc["manifest"] = json!(manifest);
-    doc["wall_seconds"] = json!(seconds);
+    let doc = manifest_report(&report, manifest, seconds)?;
     ctx.emit(&doc, || {
         println!(
             "blinks on {} at {fps} frames/s ({:.0} s): precision {:.1}% ({} of {} detected), recall {:.1}% ({} of {} annotated), within {tolerance} s",

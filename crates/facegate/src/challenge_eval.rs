@@ -98,22 +98,25 @@ pub struct LivenessReport {
     pub model: String,
 }
 
-/// A TSV manifest's rows, each its 1-based line number and trimmed fields, without blank
-/// lines and `#` comments (the first row is the header).
-fn manifest_rows(path: &Path) -> Result<Vec<(usize, Vec<String>)>, Error> {
+/// A TSV manifest's header fields and its other rows, each its 1-based line number and
+/// trimmed fields, without blank lines and `#` comments.
+type ManifestRows = (Vec<String>, Vec<(usize, Vec<String>)>);
+
+fn manifest_rows(path: &Path) -> Result<ManifestRows, Error> {
     let text = std::fs::read_to_string(path).map_err(|err| Error::EvalInput {
         path: path.to_path_buf(),
         message: format!("cannot be read: {err}"),
     })?;
-    Ok(text
+    let mut rows = text
         .lines()
         .enumerate()
         .filter(|(_, l)| {
             let l = l.trim();
             !l.is_empty() && !l.starts_with('#')
         })
-        .map(|(i, l)| (i + 1, l.split('\t').map(|f| f.trim().to_string()).collect()))
-        .collect())
+        .map(|(i, l)| (i + 1, l.split('\t').map(|f| f.trim().to_string()).collect()));
+    let header = rows.next().map(|(_, fields)| fields).unwrap_or_default();
+    Ok((header, rows.collect()))
 }
 
 /// An error at `line` of the manifest `path`.
@@ -128,20 +131,15 @@ fn manifest_error(path: &Path, line: usize, message: String) -> Error {
 pub fn read_manifest(path: &Path) -> Result<Vec<Presentation>, Error> {
     let bad = |line: usize, message: String| manifest_error(path, line, message);
     let base = path.parent().unwrap_or(Path::new("."));
-    let rows = manifest_rows(path)?;
-    let mut lines = rows.iter();
-    let header: Vec<&str> = lines
-        .next()
-        .map(|(_, fields)| fields.iter().map(String::as_str).collect())
-        .unwrap_or_default();
-    if header.get(..4) != Some(&["clip", "label", "attack_type", "steps"][..]) {
+    let (header, lines) = manifest_rows(path)?;
+    if !header.starts_with(&["clip", "label", "attack_type", "steps"].map(String::from)) {
         return Err(bad(
             1,
             "the header must be `clip<TAB>label<TAB>attack_type<TAB>steps` (and optionally <TAB>segments)".into(),
         ));
     }
     let mut presentations = Vec::new();
-    for (number, fields) in lines {
+    for (number, fields) in &lines {
         let number = *number;
         let fields: Vec<&str> = fields.iter().map(String::as_str).collect();
         if fields.len() < 4 {
@@ -880,17 +878,12 @@ pub struct BlinkClip {
 pub fn read_blink_manifest(path: &Path) -> Result<Vec<BlinkClip>, Error> {
     let bad = |line: usize, message: String| manifest_error(path, line, message);
     let base = path.parent().unwrap_or(Path::new("."));
-    let rows = manifest_rows(path)?;
-    let mut lines = rows.iter();
-    let header: Vec<&str> = lines
-        .next()
-        .map(|(_, fields)| fields.iter().map(String::as_str).collect())
-        .unwrap_or_default();
+    let (header, lines) = manifest_rows(path)?;
     if header != ["clip", "blinks"] {
         return Err(bad(1, "the header must be `clip<TAB>blinks`".into()));
     }
     let mut clips = Vec::new();
-    for (number, fields) in lines {
+    for (number, fields) in &lines {
         let number = *number;
         let fields: Vec<&str> = fields.iter().map(String::as_str).collect();
         let [clip, blinks] = fields[..] else {
