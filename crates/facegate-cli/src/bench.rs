@@ -604,7 +604,7 @@ struct VideoRun {
     decisions: Vec<Option<String>>,
     /// Wall-clock time from reading a face's first frame to its decision, median.
     median_ms_to_decision: Option<f64>,
-    /// This process's peak resident memory so far (VmHWM), MiB.
+    /// This process's peak resident memory during the run (VmHWM), MiB.
     peak_rss_mib: Option<f64>,
 }
 
@@ -635,6 +635,18 @@ impl facegate::video_input::FrameSource for Timed<'_> {
     }
 }
 
+/// Starts this process's peak resident memory afresh (Linux), so that each run's peak is its
+/// own rather than the highest of every run so far: memory the previous run freed is handed
+/// back to the system first.
+fn reset_peak_rss() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: malloc_trim only returns free memory to the system.
+    unsafe {
+        libc::malloc_trim(0);
+    }
+    let _ = std::fs::write("/proc/self/clear_refs", "5");
+}
+
 fn peak_rss_mib() -> Option<f64> {
     let status = std::fs::read_to_string("/proc/self/status").ok()?;
     let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
@@ -660,6 +672,7 @@ fn identify_run(
         read_at: read_at.clone(),
     };
     let stop: facegate::video::StopFlag = Default::default();
+    reset_peak_rss();
     let (mut decisions, mut latencies) = (Vec::new(), Vec::new());
     let (mut frames, mut whole) = (0, 0);
     let start = Instant::now();

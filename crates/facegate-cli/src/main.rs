@@ -30,6 +30,7 @@ fn main() -> ExitCode {
             libc::signal(libc::SIGPIPE, libc::SIG_DFL);
         }
     }
+    limit_malloc_arenas();
     let level = match cli.global.verbose {
         0 if serving => "info",
         0 => "warn",
@@ -90,4 +91,22 @@ fn hint(code: &str) -> Option<&'static str> {
         "audit_key_mismatch" => "give the log's audit key with --audit-key-file (FACEGATE_AUDIT_KEY_FILE); if it is lost, `facegate audit restart-chain --yes` starts a new chain",
         _ => return None,
     })
+}
+
+/// glibc gives each thread that allocates its own heap, up to eight per core, and keeps what
+/// is freed in each. ONNX Runtime's thread pools (one per network) then hold several copies of
+/// the largest buffers they ever used: over a video stream, a few hundred MiB more than the
+/// work needs (docs/PERFORMANCE.md, "Video"). One heap per core keeps the cores busy and the
+/// memory bounded. `MALLOC_ARENA_MAX` in the environment still decides when set.
+fn limit_malloc_arenas() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    if std::env::var_os("MALLOC_ARENA_MAX").is_none() {
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+        let cores = libc::c_int::try_from(cores).unwrap_or(libc::c_int::MAX);
+        // SAFETY: mallopt only changes a tuning parameter of the allocator; called before
+        // any thread is started.
+        unsafe {
+            libc::mallopt(libc::M_ARENA_MAX, cores);
+        }
+    }
 }

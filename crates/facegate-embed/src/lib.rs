@@ -70,7 +70,14 @@ pub(crate) fn load_network(
     build: impl FnOnce(&std::path::Path) -> Result<Vec<u8>, facegate_models::ModelError>,
 ) -> Result<facegate_nn::Network, EmbedError> {
     let path = store.built(artifact, &[file], observer, |inputs| build(&inputs[0]))?;
-    Ok(runtime.network_pool_from_file(name, &path, threads.per_run, threads.replicas)?)
+    // The batch is the number of faces in the call: it changes from frame to frame.
+    Ok(runtime.network_pool_from_file(
+        name,
+        &path,
+        threads.per_run,
+        threads.replicas,
+        facegate_nn::InputShapes::Varying,
+    )?)
 }
 
 /// Checks every face is `size x size` and concatenates their network inputs.

@@ -64,6 +64,7 @@ impl MobileFaceNet {
             &path,
             threads.per_run,
             threads.replicas,
+            facegate_nn::InputShapes::Varying,
         )?;
         Ok(MobileFaceNet { network })
     }

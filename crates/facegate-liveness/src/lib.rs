@@ -144,7 +144,7 @@ fn load_tfjs(
         },
     )?;
     // Tiny networks: one thread each is fastest and leaves the cores to the rest.
-    Ok(runtime.network_pool_from_file(name, &path, 1, 1)?)
+    Ok(runtime.network_pool_from_file(name, &path, 1, 1, facegate_nn::InputShapes::Fixed)?)
 }
 
 /// `[0, 1]` floats, HWC, optionally with the channels reversed (BGR). A crop of the wrong size

@@ -13,4 +13,4 @@ pub mod onnx_proto;
 pub mod runtime;
 
 pub use graph::{GraphBuilder, Value};
-pub use runtime::{Network, Runtime, RuntimeError, TensorOutput, Threads};
+pub use runtime::{InputShapes, Network, Runtime, RuntimeError, TensorOutput, Threads};

@@ -66,7 +66,7 @@ impl Runtime {
         onnx: &[u8],
         threads: usize,
     ) -> Result<Network, RuntimeError> {
-        self.network_pool(name, onnx, threads, 1)
+        self.network_pool(name, onnx, threads, 1, InputShapes::Fixed)
     }
 
     /// Like [`Runtime::network`], with `replicas` sessions that can run at the same time:
@@ -77,12 +77,14 @@ impl Runtime {
         onnx: &[u8],
         threads: usize,
         replicas: usize,
+        shapes: InputShapes,
     ) -> Result<Network, RuntimeError> {
         self.pool(
             name,
             replicas,
             |builder| builder.commit_from_memory(onnx),
             threads,
+            shapes,
         )
     }
 
@@ -94,12 +96,14 @@ impl Runtime {
         path: &Path,
         threads: usize,
         replicas: usize,
+        shapes: InputShapes,
     ) -> Result<Network, RuntimeError> {
         self.pool(
             name,
             replicas,
             |builder| builder.commit_from_file(path),
             threads,
+            shapes,
         )
     }
 
@@ -109,9 +113,10 @@ impl Runtime {
         replicas: usize,
         commit: impl Fn(&mut SessionBuilder) -> ort::Result<Session>,
         threads: usize,
+        shapes: InputShapes,
     ) -> Result<Network, RuntimeError> {
         let sessions = (0..replicas.max(1))
-            .map(|_| self.session(name, &commit, threads).map(Mutex::new))
+            .map(|_| self.session(name, &commit, threads, shapes).map(Mutex::new))
             .collect::<Result<Vec<_>, _>>()?;
         Ok(Network {
             name: name.to_string(),
@@ -125,6 +130,7 @@ impl Runtime {
         name: &str,
         commit: &impl Fn(&mut SessionBuilder) -> ort::Result<Session>,
         threads: usize,
+        shapes: InputShapes,
     ) -> Result<Session, RuntimeError> {
         let build_error = |message: String| RuntimeError::Build {
             network: name.to_string(),
@@ -142,6 +148,18 @@ impl Runtime {
         builder = builder
             .with_intra_op_spinning(false)
             .map_err(|e| build_error(e.to_string()))?;
+        if shapes == InputShapes::Varying {
+            // A memory plan per input shape, and an arena sized to the largest input ever
+            // seen, only pay off when shapes repeat; with a new shape on most calls they keep
+            // growing (hundreds of MiB over a video stream). Plain allocations instead.
+            builder = builder
+                .with_memory_pattern(false)
+                .map_err(|e| build_error(e.to_string()))?
+                .with_execution_providers([ort::ep::CPU::default()
+                    .with_arena_allocator(false)
+                    .build()])
+                .map_err(|e| build_error(e.to_string()))?;
+        }
         if threads > 0 {
             builder = builder
                 .with_intra_threads(threads)
@@ -149,6 +167,15 @@ impl Runtime {
         }
         commit(&mut builder).map_err(|e| build_error(e.to_string()))
     }
+}
+
+/// Whether a network's input shapes repeat from call to call (a fixed-size face crop) or
+/// change with most calls (a detector's image pyramid, a varying number of candidates): the
+/// memory ONNX Runtime keeps between calls is planned accordingly.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum InputShapes {
+    Fixed,
+    Varying,
 }
 
 /// How a network uses the cores: `replicas` sessions that can run at the same time, each with

@@ -15,7 +15,7 @@ use facegate_image::RgbImage;
 use facegate_models::pins::{self, PinnedFile};
 use facegate_models::torch_pt::StateDict;
 use facegate_models::{FetchObserver, ModelError, ModelStore};
-use facegate_nn::{Network, Runtime, TensorOutput};
+use facegate_nn::{InputShapes, Network, Runtime, TensorOutput};
 use rayon::prelude::*;
 
 use crate::nms::{nms, Overlap};
@@ -107,6 +107,7 @@ impl Mtcnn {
                     &onnx,
                     threads,
                     replicas,
+                    InputShapes::Varying,
                 )?)
             };
         Ok(Mtcnn {
