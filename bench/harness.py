@@ -119,6 +119,7 @@ def main():
     ap.add_argument("--work", required=True)
     ap.add_argument("--facegate", required=True)
     ap.add_argument("--facegate-home", required=True)
+    ap.add_argument("--videos", help="folder of clips for the video section (skipped if absent)")
     a = ap.parse_args()
 
     quick = a.mode == "quick"
@@ -254,6 +255,12 @@ def main():
                                      "peak_rss_mib": rss}
     results["identify"] = identify
 
+    # (d) Video: the first frames of each clip, every frame analysed. facegate follows faces
+    # between whole-frame searches (its default); face_recognition locates and encodes every
+    # face of every frame, as its README does, in one process per core.
+    if a.videos and os.path.isdir(a.videos):
+        results["video"] = video_section(a, fg, work, quick, log)
+
     with open(os.path.join(work, "results.json"), "w") as f:
         json.dump(results, f, indent=2)
     report, keys = render(results, sizes, a.mode)
@@ -262,6 +269,81 @@ def main():
     print(report)
     print(" ".join(f"{k}={fmt(v, 2) if v is not None else 'nan'}".replace(",", "")
                    for k, v in keys.items()))
+
+
+VIDEO_CLIPS = ("crowd_walking_multi_face", "phone_selfie_portrait_talking",
+               "webcam_frontal_blinks", "stage_audience_scene_cuts")
+
+
+def video_section(a, fg, work, quick, log):
+    frames = 50 if quick else 100
+    clips = VIDEO_CLIPS[:2] if quick else VIDEO_CLIPS
+    cores = os.cpu_count() or 1
+    fr_python = os.path.join(work, "venv-face-recognition", "bin", "python")
+    frpeer = os.path.join(HERE, "peers", "face_recognition_peer.py")
+    out = {}
+    for name in clips:
+        source = os.path.join(a.videos, name + ".mp4")
+        if not os.path.exists(source):
+            continue
+        # The same frames for both: the clip's first frames, cut once and decoded once.
+        cut = os.path.join(work, f"video-{name}.mp4")
+        run(["ffmpeg", "-loglevel", "error", "-y", "-i", source, "-frames:v", str(frames),
+             "-an", "-c:v", "libx264", "-crf", "18", "-pix_fmt", "yuv420p", cut])
+        png_dir = os.path.join(work, f"video-{name}-frames")
+        os.makedirs(png_dir, exist_ok=True)
+        for f in os.listdir(png_dir):
+            os.remove(os.path.join(png_dir, f))
+        run(["ffmpeg", "-loglevel", "error", "-i", cut, os.path.join(png_dir, "%05d.png")])
+        log(f"video {name}: facegate")
+        _, rss, text = run(fg[:3] + ["--gallery", os.path.join(work, "none.db"), "--json",
+                                     "bench-video", cut])
+        doc = json.loads(text)["clips"][0]
+        followed = doc["followed"][0]
+        log(f"video {name}: face_recognition ({cores} processes)")
+        _, fr_rss, fr_text = run([fr_python, frpeer, "video", png_dir, str(cores)])
+        peer = last_json(fr_text)
+        out[name] = {
+            "frames": frames,
+            "facegate_followed_fps": followed["run"]["frames_per_second"],
+            "facegate_every_frame_fps": doc["every_frame"]["frames_per_second"],
+            "facegate_missed_when_followed": len(followed["missed_when_followed"]),
+            "facegate_identified": doc["identified"],
+            "facegate_ms_to_decision": followed["run"]["median_ms_to_decision"],
+            "facegate_peak_rss_mib": followed["run"]["peak_rss_mib"],
+            "face_recognition_fps": peer["frames_per_s"],
+            "face_recognition_processes": peer["workers"],
+            "face_recognition_peak_rss_mib": fr_rss,
+        }
+    return out
+
+
+def render_video(video):
+    lines = [
+        "#### Video: every frame of the clips' first frames",
+        "",
+        "| clip | frames | face_recognition, frames/s | facegate every frame whole, frames/s "
+        "| facegate following faces (default), frames/s | vs face_recognition "
+        "| people identified / missed when following | ms to decision | facegate peak MiB |",
+        "|---|---:|---:|---:|---:|---:|---|---:|---:|",
+    ]
+    for name, v in video.items():
+        lines.append(
+            f"| {name} | {v['frames']} | {fmt(v['face_recognition_fps'])} "
+            f"| {fmt(v['facegate_every_frame_fps'])} | {fmt(v['facegate_followed_fps'])} "
+            f"| {fmt(ratio(v['facegate_followed_fps'], v['face_recognition_fps']))}x "
+            f"| {v['facegate_identified']} / {v['facegate_missed_when_followed']} "
+            f"| {fmt(v['facegate_ms_to_decision'], 0)} | {fmt(v['facegate_peak_rss_mib'], 0)} |")
+    procs = {v["face_recognition_processes"] for v in video.values()}
+    lines += [
+        "",
+        f"face_recognition runs in {', '.join(map(str, sorted(procs)))} processes side by side "
+        "(its HOG detector uses one core); facegate in one process on the same cores. People "
+        "are enrolled from each clip by `facegate bench-video` (no gallery given); \"missed\" "
+        "are those identified when every frame is searched whole and not when following faces.",
+        "",
+    ]
+    return lines
 
 
 def render(res, sizes, mode):
@@ -333,6 +415,8 @@ def render(res, sizes, mode):
         f"({fmt(f60['bare_embed_ms'])} ms).",
         "",
     ]
+    if res.get("video"):
+        lines += render_video(res["video"])
     size_key = "identify_1m_ms" if sizes[-1] == 1_000_000 else "identify_100k_ms"
     keys = {
         "enroll_speedup_vs_prototype": ratio(e["facegate"], e["prototype"]),

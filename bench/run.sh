@@ -6,7 +6,8 @@
 #
 # Compares facegate (CLI and library) with the original prototype's pipeline (`mtcnn` package +
 # Keras FaceNet) and with face_recognition (dlib), each set up here in its own venv from pinned
-# packages. Needs LFW (default ../shared/datasets/lfw, or LFW=DIR). Results: a Markdown table on
+# packages. Needs LFW (default ../shared/datasets/lfw, or LFW=DIR); the video section uses the
+# clips in ../shared/datasets/videos (or VIDEOS=DIR) and ffmpeg, and is skipped without them. Results: a Markdown table on
 # stdout and in $BENCH_WORK/report.md, raw numbers in $BENCH_WORK/results.json; the last line is
 # machine-readable. See docs/PERFORMANCE.md.
 set -euo pipefail
@@ -47,4 +48,5 @@ venv prototype bench/requirements-prototype.txt "mtcnn==0.1.1"
 venv face-recognition bench/requirements-face-recognition.txt "face-recognition==1.3.0"
 
 exec python3 bench/harness.py --mode "$MODE" --lfw "$LFW" --work "$BENCH_WORK" \
-    --facegate "$FACEGATE" --facegate-home "$FG_HOME"
+    --facegate "$FACEGATE" --facegate-home "$FG_HOME" \
+    --videos "${VIDEOS:-../shared/datasets/videos}"

@@ -165,12 +165,15 @@ pub enum Command {
         #[arg(long)]
         all_faces: bool,
         /// Video: search the whole frame for faces every N frames, and between, only around
-        /// the faces already followed (faster; new faces are found within N frames)
-        #[arg(long, default_value_t = 1, value_name = "N", value_parser = clap::value_parser!(u64).range(1..=1000))]
-        detect_every: u64,
-        /// Video: after a face's first decision, embed it again only every N frames
-        #[arg(long, default_value_t = 1, value_name = "N", value_parser = clap::value_parser!(u64).range(1..=1000))]
-        embed_every: u64,
+        /// the faces already followed (new faces are found within N frames); 1: every frame
+        /// whole [default: the frames in 0.2 s at --fps, at least 1]
+        #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..=1000))]
+        detect_every: Option<u64>,
+        /// Video: after a face's first decision, embed it again only when it is seen clearly
+        /// better (larger, sharper, more frontal), at most every N frames; 1: every frame
+        /// [default: the frames in 0.4 s at --fps, at least 1]
+        #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..=1000))]
+        embed_every: Option<u64>,
         /// Liveness by challenge (with --camera or --video), as for verify: whoever it is must
         /// follow random head movements and blinks and be the same enrolled person throughout
         #[arg(long, conflicts_with = "challenge_steps")]
@@ -284,11 +287,18 @@ pub enum Command {
         #[arg(long)]
         fps: Option<f64>,
         /// Followed run: search the whole frame every N frames, around known faces between
-        #[arg(long, default_value_t = 5, value_name = "N")]
-        detect_every: u64,
-        /// Followed run: re-embed a followed face every N frames after its first decision
-        #[arg(long, default_value_t = 10, value_name = "N")]
-        embed_every: u64,
+        /// [default: as `identify --video`, the frames in 0.2 s]
+        #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..=1000))]
+        detect_every: Option<u64>,
+        /// Followed run: after a face's first decision, embed it again only when it is seen
+        /// clearly better, at most every N frames [default: the frames in 0.4 s]
+        #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..=1000))]
+        embed_every: Option<u64>,
+        /// Followed runs, one per size: whole-frame searches look for faces at least this many
+        /// pixels wide (fewer detector scales); each is compared with the every-frame run at
+        /// --min-face-size [default: --min-face-size only]
+        #[arg(long, value_delimiter = ',', value_name = "PX,...")]
+        min_face_sizes: Vec<u32>,
     },
     /// Time 1:N search on a synthetic gallery of unit vectors: exact, and int8 with exact re-rank
     BenchSearch {

@@ -295,19 +295,20 @@ fn prompt(state: &ChallengeState, camera: bool) {
 pub fn identify(
     ctx: &Context,
     args: &VideoArgs,
-    detect_every: u64,
-    embed_every: u64,
+    detect_every: Option<u64>,
+    embed_every: Option<u64>,
 ) -> Result<ExitCode> {
     let mut source = open(args)?;
     let engine = ctx.engine()?;
     let gallery = ctx
         .gallery_for_read()?
         .ok_or_else(|| Error::from(GalleryError::Empty))?;
+    let following = IdentifyFromVideo::following(args.fps);
     let settings = IdentifyFromVideo {
         duration: args.timeout,
-        detect_every,
-        embed_every,
-        ..IdentifyFromVideo::default()
+        detect_every: detect_every.unwrap_or(following.detect_every),
+        embed_every: embed_every.unwrap_or(following.embed_every),
+        ..following
     };
     let stop = stop_on_ctrl_c();
     let mut anyone = false;

@@ -226,7 +226,16 @@ fn enroll_verify_and_identify_from_video() {
     // Identify on the mixed clip: ben enters (and leaves) before madonna enters.
     let (code, out, err) = facegate(
         &gallery,
-        &["--json", "identify", "--video", mixed.to_str().unwrap()],
+        &[
+            "--json",
+            "identify",
+            "--video",
+            mixed.to_str().unwrap(),
+            "--detect-every",
+            "1",
+            "--embed-every",
+            "1",
+        ],
     );
     assert_eq!(code, 0, "{err}{out}");
     let events = json_lines(&out);
@@ -500,16 +509,28 @@ fn bench_video_compares_whole_frame_search_with_following_faces() {
         (clip["frames_per_second_in"].as_f64().unwrap() - 10.0).abs() < 0.01,
         "{clip}"
     );
-    let (every, followed) = (&clip["every_frame"], &clip["followed"]);
-    assert_eq!(every["frames"], followed["frames"]);
+    // No gallery given: the people the clip shows (at least the three photographed) are
+    // enrolled from it, and the every-frame run identifies each of them.
+    let people = clip["enrolled_from_clip"]["people"].as_array().unwrap();
+    assert!(people.len() >= 3, "{clip}");
+    let every = &clip["every_frame"];
     assert_eq!(every["whole_frame_share"], 1.0);
+    assert_eq!(clip["identified"], people.len(), "{clip}");
+    let runs = clip["followed"].as_array().unwrap();
+    assert_eq!(runs.len(), 1, "{clip}");
+    let (run, followed) = (&runs[0], &runs[0]["run"]);
+    assert_eq!(run["detect_every"], 4);
+    assert_eq!(every["frames"], followed["frames"]);
     let share = followed["whole_frame_share"].as_f64().unwrap();
     assert!(share > 0.0 && share < 0.6, "{clip}");
-    // Nobody is enrolled: every decided track is "nobody"; both runs see the same faces (at
-    // least the three people shown).
-    assert!(every["tracks"].as_u64().unwrap() >= 3, "{clip}");
-    assert_eq!(every["tracks"], followed["tracks"], "{clip}");
-    assert_eq!(clip["same_decisions"], true, "{clip}");
+    // Following faces identifies the same people.
+    assert_eq!(
+        run["identified_by_both"].as_array().unwrap().len(),
+        people.len(),
+        "{clip}"
+    );
+    assert_eq!(run["missed_when_followed"], serde_json::json!([]), "{clip}");
+    assert_eq!(run["only_when_followed"], serde_json::json!([]), "{clip}");
     assert!(followed["peak_rss_mib"].as_f64().unwrap() > 0.0);
     assert!(followed["median_ms_to_decision"].as_f64().unwrap() > 0.0);
     let (code, _, err) = facegate(

@@ -398,9 +398,14 @@ pub struct IdentifyFromVideo {
     /// Detect on the whole frame every this many frames, and between, only around the faces
     /// already followed ([`FaceFollower`]); 1: the whole frame every time.
     pub detect_every: u64,
-    /// Embed a followed face on its first `confirm` frames, then every this many frames; 1:
-    /// every frame.
+    /// Embed a followed face on its first `confirm` frames (its decision); after that, 1:
+    /// every frame; N > 1: again only when it is seen clearly better than at its best
+    /// embedding so far (larger, sharper, more frontal), at most every N frames.
     pub embed_every: u64,
+    /// Whole-frame searches look for faces at least this many pixels wide (fewer detector
+    /// scales); `None`: the engine's minimum face size. Faces already followed are searched
+    /// for at their own size.
+    pub min_face_size: Option<u32>,
 }
 
 impl Default for IdentifyFromVideo {
@@ -411,22 +416,45 @@ impl Default for IdentifyFromVideo {
             duration: None,
             detect_every: 1,
             embed_every: 1,
+            min_face_size: None,
         }
     }
 }
 
+impl IdentifyFromVideo {
+    /// The whole frame searched at least every 0.2 s (a face entering is found within that),
+    /// and a followed face embedded again at most every 0.4 s, at `fps` frames analysed per
+    /// second; at 5 frames/s and below, every frame.
+    pub fn following(fps: f64) -> IdentifyFromVideo {
+        let frames = |seconds: f64| ((seconds * fps).round() as u64).clamp(1, 1000);
+        IdentifyFromVideo {
+            detect_every: frames(FIND_NEW_FACES_WITHIN_S),
+            embed_every: frames(2.0 * FIND_NEW_FACES_WITHIN_S),
+            ..IdentifyFromVideo::default()
+        }
+    }
+}
+
+/// The longest a face entering the picture may go unseen by [`IdentifyFromVideo::following`]:
+/// short against the 300 ms from entering to a decision that a door camera needs.
+const FIND_NEW_FACES_WITHIN_S: f64 = 0.2;
+
 /// Detection on a stream that spends its work where the faces are. The whole frame is
 /// searched every `full_every` frames; between, each face of the previous frame is searched
 /// for only in a square twice its size around where it was, down to half its width (a few
-/// detector scales instead of the whole pyramid). A face not found again in its region is
-/// dropped until the next whole-frame search; no face found again, a frame after one without
-/// faces, or the interval reached: the whole frame. New faces are therefore found within
-/// `full_every` frames.
+/// detector scales instead of the whole pyramid). The whole frame is searched again at once
+/// when a face is not found in its region, after a frame without faces, and after a cut to
+/// another scene. New faces are therefore found within `full_every` frames, and a face lost
+/// for a frame is looked for everywhere in the next.
 #[derive(Clone, Debug)]
 pub struct FaceFollower {
     full_every: u64,
+    /// The smallest face whole-frame searches look for (0: the engine's minimum).
+    min_face_size: u32,
     since_full: u64,
     previous: Vec<Face>,
+    /// A face of the frame before was not found again around where it was.
+    lost: bool,
     /// The previous frame's grey levels on a coarse grid: a cut to another scene is searched
     /// whole at once.
     glance: Vec<u8>,
@@ -439,12 +467,21 @@ impl FaceFollower {
     pub fn new(full_every: u64) -> FaceFollower {
         FaceFollower {
             full_every: full_every.max(1),
+            min_face_size: 0,
             since_full: 0,
             previous: Vec::new(),
+            lost: false,
             glance: Vec::new(),
             frames: 0,
             full_frames: 0,
         }
+    }
+
+    /// Whole-frame searches look for faces at least `pixels` wide (never below the engine's
+    /// minimum).
+    pub fn with_min_face_size(mut self, pixels: u32) -> FaceFollower {
+        self.min_face_size = pixels;
+        self
     }
 
     /// The faces of the next frame of the stream.
@@ -459,6 +496,7 @@ impl FaceFollower {
         self.glance = glance;
         if self.full_every == 1
             || cut
+            || self.lost
             || self.previous.is_empty()
             || self.since_full + 1 >= self.full_every
         {
@@ -468,7 +506,7 @@ impl FaceFollower {
         for face in &self.previous {
             // Two regions can find the same face when two faces were close. A face not found
             // again (turned away, hidden, gone) is left to the tracker, which keeps it for a
-            // few frames; the next whole-frame search finds it if it is still there.
+            // few frames, while the next frame is searched whole.
             if let Some(again) = search_around(engine, image, face)? {
                 if found.iter().all(|f| f.iou(&again) < 0.5) {
                     found.push(again);
@@ -478,6 +516,10 @@ impl FaceFollower {
         if found.is_empty() {
             return self.whole(engine, image);
         }
+        // A face lost from its region (it moved fast, turned, was hidden for a moment) is
+        // looked for in the whole next frame, before its track ends: measured on the shared
+        // clips, a wider search around it instead missed people (docs/PERFORMANCE.md, "Video").
+        self.lost = found.len() < self.previous.len();
         self.since_full += 1;
         self.previous = found.clone();
         Ok(found)
@@ -490,7 +532,8 @@ impl FaceFollower {
     ) -> Result<Vec<Face>, Error> {
         self.full_frames += 1;
         self.since_full = 0;
-        let faces = engine.detect(image)?;
+        self.lost = false;
+        let faces = engine.detect_down_to(image, self.min_face_size)?;
         self.previous = faces.clone();
         Ok(faces)
     }
@@ -549,23 +592,103 @@ fn search_around(
     );
     let min = (0.5 * face.width()).max(1.0) as u32;
     let faces = engine.detect_down_to(&region, min)?;
-    let best = faces
-        .into_iter()
-        .map(|f| Face {
-            bbox: [
-                f.bbox[0] + x0,
-                f.bbox[1] + y0,
-                f.bbox[2] + x0,
-                f.bbox[3] + y0,
-            ],
-            score: f.score,
-            landmarks: f.landmarks.map(|[x, y]| [x + x0, y + y0]),
-        })
+    let in_frame = faces.into_iter().map(|f| Face {
+        bbox: [
+            f.bbox[0] + x0,
+            f.bbox[1] + y0,
+            f.bbox[2] + x0,
+            f.bbox[3] + y0,
+        ],
+        score: f.score,
+        landmarks: f.landmarks.map(|[x, y]| [x + x0, y + y0]),
+    });
+    let best = in_frame
         .map(|f| (f.iou(face), f))
         .filter(|(overlap, _)| *overlap >= 0.3)
         .max_by(|a, b| a.0.total_cmp(&b.0))
         .map(|(_, f)| f);
     Ok(best)
+}
+
+/// How much better, in [`FaceQuality::score`] units, a followed face must be seen before it
+/// is embedded again: about a tenth larger or sharper, or a twentieth more frontal.
+const SEEN_BETTER: f32 = 0.1;
+
+/// A face followed through a video, with the embedding of the frame it was seen best in.
+#[derive(Clone, Debug)]
+pub struct FollowedFace {
+    pub track: u64,
+    /// Frames it was found in.
+    pub frames: u64,
+    pub first_s: f64,
+    /// Its best frame: when, the face there, how good it was, its embedding and the frame's
+    /// SHA-256.
+    pub best_s: f64,
+    pub face: Face,
+    pub quality: FaceQuality,
+    pub embedding: Vec<f32>,
+    pub image_sha256: String,
+}
+
+/// Every face in the video, followed from start to end (the whole frame searched every
+/// frame), each with the embedding of its best-quality frame: who is in a clip, to enroll
+/// them from it.
+pub fn faces_in_video(
+    engine: &Engine,
+    source: &mut dyn FrameSource,
+    stop: &StopFlag,
+) -> Result<Vec<FollowedFace>, Error> {
+    let mut tracker = Tracker::new(0.3, IdentifyFromVideo::default().max_missed);
+    let mut best: BTreeMap<u64, FollowedFace> = BTreeMap::new();
+    let mut followed = Vec::new();
+    let mut finish = |track: Track, best: &mut BTreeMap<u64, FollowedFace>| {
+        if let Some(mut face) = best.remove(&track.id) {
+            face.frames = track.hits;
+            followed.push(face);
+        }
+    };
+    while let Some(frame) = source.next_frame()? {
+        if stopped(stop) {
+            break;
+        }
+        let time_s = frame.timestamp.as_secs_f64();
+        let faces = engine.detect(&frame.image)?;
+        let update = tracker.update(frame.index, &faces);
+        for ended in update.ended {
+            finish(ended, &mut best);
+        }
+        for (face, track) in faces.iter().zip(&update.assigned) {
+            let quality = FaceQuality::measure(&frame.image, face);
+            let better = best
+                .get(track)
+                .is_none_or(|b| quality.score() > b.quality.score() + SEEN_BETTER);
+            if !better {
+                continue;
+            }
+            let embedding = engine
+                .embed_at(&frame.image, std::slice::from_ref(face))?
+                .remove(0);
+            let first_s = best.get(track).map_or(time_s, |b| b.first_s);
+            best.insert(
+                *track,
+                FollowedFace {
+                    track: *track,
+                    frames: 0,
+                    first_s,
+                    best_s: time_s,
+                    face: face.clone(),
+                    quality,
+                    embedding,
+                    image_sha256: frame_sha256(&frame),
+                },
+            );
+        }
+    }
+    for track in tracker.finish() {
+        finish(track, &mut best);
+    }
+    followed.sort_by_key(|f| f.track);
+    Ok(followed)
 }
 
 struct Presence {
@@ -608,10 +731,11 @@ pub fn identify_video(
         None => Searcher::Gallery(gallery),
     };
     let mut tracker = Tracker::new(0.3, settings.max_missed);
-    let mut follower = FaceFollower::new(settings.detect_every);
+    let mut follower = FaceFollower::new(settings.detect_every)
+        .with_min_face_size(settings.min_face_size.unwrap_or(0));
     let mut present: BTreeMap<u64, Presence> = BTreeMap::new();
-    // The frame each followed face was last embedded in.
-    let mut embedded_at: BTreeMap<u64, u64> = BTreeMap::new();
+    // Each followed face's last embedding: its frame, and the best quality embedded so far.
+    let mut embedded: BTreeMap<u64, (u64, f32)> = BTreeMap::new();
     let mut frames = 0u64;
     let leave = |track: Track,
                  present: &mut BTreeMap<u64, Presence>,
@@ -643,24 +767,27 @@ pub fn identify_video(
         let faces = follower.detect(engine, &frame.image)?;
         let update = tracker.update(frame.index, &faces);
         for ended in update.ended {
-            embedded_at.remove(&ended.id);
+            embedded.remove(&ended.id);
             leave(ended, &mut present, emit);
         }
-        // Embed a face on its first `confirm` frames (its decision), then every
-        // `embed_every` frames.
-        let due: Vec<(Face, u64)> = faces
+        let due: Vec<(Face, u64, Option<f32>)> = faces
             .iter()
             .zip(&update.assigned)
-            .filter(|(_, track)| {
+            .filter_map(|(face, track)| {
                 let votes: u64 = present
                     .get(track)
                     .map_or(0, |p| p.votes.values().map(|v| v.0).sum());
-                votes < settings.confirm
-                    || embedded_at
-                        .get(track)
-                        .is_none_or(|at| frame.index >= at + settings.embed_every.max(1))
+                match embedded.get(track) {
+                    Some(_) if votes >= settings.confirm && settings.embed_every > 1 => {}
+                    _ => return Some((face.clone(), *track, None)),
+                }
+                let (at, best) = embedded.get(track).copied()?;
+                if frame.index < at + settings.embed_every {
+                    return None;
+                }
+                let quality = FaceQuality::measure(&frame.image, face).score();
+                (quality > best + SEEN_BETTER).then(|| (face.clone(), *track, Some(quality)))
             })
-            .map(|(face, track)| (face.clone(), *track))
             .collect();
         for track in &update.assigned {
             if let Some(p) = present.get_mut(track) {
@@ -670,10 +797,13 @@ pub fn identify_video(
         if due.is_empty() {
             continue;
         }
-        let due_faces: Vec<Face> = due.iter().map(|(f, _)| f.clone()).collect();
+        let due_faces: Vec<Face> = due.iter().map(|(f, _, _)| f.clone()).collect();
         let embeddings = engine.embed_at(&frame.image, &due_faces)?;
-        for (embedding, (_, track)) in embeddings.iter().zip(&due) {
-            embedded_at.insert(*track, frame.index);
+        for (embedding, (face, track, quality)) in embeddings.iter().zip(&due) {
+            let quality =
+                quality.unwrap_or_else(|| FaceQuality::measure(&frame.image, face).score());
+            let best = embedded.get(track).map_or(f32::NEG_INFINITY, |e| e.1);
+            embedded.insert(*track, (frame.index, best.max(quality)));
             let (candidates, _, _) = ops::rank_people(engine, searcher, embedding, 1)?;
             let best = candidates.into_iter().next();
             let (who, distance) = match best {
@@ -721,6 +851,21 @@ pub fn identify_video(
 mod tests {
     use super::*;
     use facegate_image::{Rgb, RgbImage};
+
+    #[test]
+    fn following_searches_whole_frames_every_fifth_of_a_second() {
+        let at = |fps: f64| {
+            let s = IdentifyFromVideo::following(fps);
+            (s.detect_every, s.embed_every)
+        };
+        assert_eq!(at(25.0), (5, 10));
+        assert_eq!(at(30.0), (6, 12));
+        assert_eq!(at(5.0), (1, 2));
+        assert_eq!(at(1.0), (1, 1));
+        let defaults = IdentifyFromVideo::default();
+        assert_eq!((defaults.detect_every, defaults.embed_every), (1, 1));
+        assert_eq!(IdentifyFromVideo::following(25.0).confirm, defaults.confirm);
+    }
 
     #[test]
     fn a_cut_to_another_scene_is_seen_and_movement_within_one_is_not() {

@@ -153,7 +153,15 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
             fps,
             detect_every,
             embed_every,
-        } => crate::bench::video(&ctx, &clips, fps, detect_every, embed_every),
+            min_face_sizes,
+        } => crate::bench::video(
+            &ctx,
+            &clips,
+            fps,
+            detect_every,
+            embed_every,
+            &min_face_sizes,
+        ),
         Command::BenchSearch {
             templates,
             queries,
