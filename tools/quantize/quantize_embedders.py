@@ -5,7 +5,9 @@ weights per channel, uint8 activations: the form that uses AVX-512 VNNI) and wri
 a facegate home whose built models are the quantized ones, for `facegate eval pairs` and
 `facegate bench` to compare with the original.
 
-    python tools/quantize/quantize_embedders.py FACEGATE_HOME CALIBRATION_DIR OUT_HOME
+    python tools/quantize/quantize_embedders.py FACEGATE_HOME CALIBRATION_DIR OUT_HOME [ARTIFACT...]
+
+ARTIFACT: quantize only these built models (default: both), e.g. dlib-resnet-v1-0.3.0-r1.onnx.
 
 CALIBRATION_DIR: face photos (LFW-style, the face centred in a 250 x 250 image); the central
 crop stands in for the aligned face, which is enough to set activation ranges. Nothing here
@@ -78,9 +80,13 @@ def sha256(path):
 
 
 def main():
-    if len(sys.argv) != 4:
+    if len(sys.argv) < 4:
         sys.exit(__doc__)
-    home, calibration, out_home = sys.argv[1:]
+    home, calibration, out_home = sys.argv[1:4]
+    only = sys.argv[4:] or list(MODELS)
+    unknown = [a for a in only if a not in MODELS]
+    if unknown:
+        sys.exit(f"unknown artifacts {unknown}; known: {list(MODELS)}")
     if os.path.exists(out_home):
         shutil.rmtree(out_home)
     # The downloaded packages are shared (links); the built models and manifest are copied.
@@ -95,7 +101,8 @@ def main():
     paths = photos(calibration, CALIBRATION_PHOTOS)
     manifest_path = os.path.join(out_home, "models", "manifest.json")
     manifest = json.load(open(manifest_path))
-    for artifact, (name, size, layout, preprocess) in MODELS.items():
+    for artifact in only:
+        name, size, layout, preprocess = MODELS[artifact]
         source = os.path.join(home, "models", "built", artifact)
         target = os.path.join(out_home, "models", "built", artifact)
         prepared = target + ".prep.onnx"
