@@ -224,20 +224,24 @@ fn enroll_verify_and_identify_from_video() {
     );
 
     // Identify on the mixed clip: ben enters (and leaves) before madonna enters.
-    let (code, out, err) = facegate(
-        &gallery,
-        &[
-            "--json",
-            "identify",
-            "--video",
-            mixed.to_str().unwrap(),
-            "--detect-every",
-            "1",
-            "--embed-every",
-            "1",
-        ],
-    );
-    assert_eq!(code, 0, "{err}{out}");
+    let identify = |detect_every: &str, embed_every: &str| -> String {
+        let (code, out, err) = facegate(
+            &gallery,
+            &[
+                "--json",
+                "identify",
+                "--video",
+                mixed.to_str().unwrap(),
+                "--detect-every",
+                detect_every,
+                "--embed-every",
+                embed_every,
+            ],
+        );
+        assert_eq!(code, 0, "{err}{out}");
+        out
+    };
+    let out = identify("1", "1");
     let events = json_lines(&out);
     // Following faces between whole-frame searches finds the same people, in the same
     // order, searching fewer frames whole.
@@ -248,20 +252,7 @@ fn enroll_verify_and_identify_from_video() {
             .map(|e| e["person"].to_string())
             .collect()
     };
-    let (code, followed_out, err) = facegate(
-        &gallery,
-        &[
-            "--json",
-            "identify",
-            "--video",
-            mixed.to_str().unwrap(),
-            "--detect-every",
-            "5",
-            "--embed-every",
-            "10",
-        ],
-    );
-    assert_eq!(code, 0, "{err}{followed_out}");
+    let followed_out = identify("5", "10");
     let followed = json_lines(&followed_out);
     assert_eq!(people(&followed), people(&events), "{followed_out}");
     let end = |events: &[Value]| events.last().cloned().unwrap_or_default();
